@@ -1,0 +1,157 @@
+//! The page: one box per channel, messages arriving live, and the connection's state.
+
+use crate::message::{channel_color, Message, Snapshot};
+use crate::snapshot::get_snapshot;
+use leptos::prelude::*;
+use std::collections::VecDeque;
+
+/// The connection state shown in the header; `data-state` carries the same word for tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Live,
+    Reconnecting,
+}
+
+impl ConnState {
+    fn word(self) -> &'static str {
+        match self {
+            ConnState::Connecting => "connecting",
+            ConnState::Live => "live",
+            ConnState::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+/// One channel's box. The messages live in their own signal so a message on `blue` re-renders
+/// only the blue box.
+#[derive(Clone)]
+struct Channel {
+    name: String,
+    messages: RwSignal<VecDeque<Message>>,
+}
+
+/// Loads the snapshot (server-rendered on first paint) and shows the feed.
+#[component]
+pub fn FeedPage() -> impl IntoView {
+    let snapshot = Resource::new(|| (), |_| get_snapshot());
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Loading the feed…"</p> }>
+            {move || {
+                snapshot
+                    .get()
+                    .map(|result| match result {
+                        Ok(snap) => {
+                            view! { <Feed snapshot=snap reload=move || snapshot.refetch()/> }
+                                .into_any()
+                        }
+                        Err(e) => {
+                            view! { <p class="error">"The feed is unavailable: " {e.to_string()}</p> }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+/// The live feed from one snapshot on: renders it, then follows the stream from its `last_id`.
+#[component]
+fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl IntoView {
+    let per_channel = snapshot.per_channel.max(1);
+    let channels: RwSignal<Vec<Channel>> = RwSignal::new(
+        snapshot
+            .channels
+            .iter()
+            .map(|name| Channel { name: name.clone(), messages: RwSignal::new(VecDeque::new()) })
+            .collect(),
+    );
+    for message in &snapshot.messages {
+        deliver(channels, message.clone(), per_channel);
+    }
+    let state = RwSignal::new(ConnState::Connecting);
+
+    #[cfg(feature = "hydrate")]
+    {
+        use crate::live::{follow, LiveEvent};
+        let (cancel_tx, cancel_rx) = futures::channel::oneshot::channel::<()>();
+        let cancel_tx = StoredValue::new_local(Some(cancel_tx));
+        let names = snapshot.channels.clone();
+        let last_id = snapshot.last_id;
+        let reload = std::rc::Rc::new(reload);
+        leptos::task::spawn_local(follow(last_id, names, cancel_rx, move |event| match event {
+            LiveEvent::Open => state.set(ConnState::Live),
+            LiveEvent::Reconnecting => state.set(ConnState::Reconnecting),
+            LiveEvent::Channel(name) => ensure_channel(channels, &name),
+            LiveEvent::Message(message) => deliver(channels, message, per_channel),
+            LiveEvent::Gap(_) => reload(),
+        }));
+        // A reload renders a new `Feed`; the old one's stream must stop with it.
+        on_cleanup(move || {
+            if let Some(tx) = cancel_tx.try_update_value(Option::take).flatten() {
+                let _ = tx.send(());
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = reload;
+
+    view! {
+        <header class="bar">
+            <h1>"Ringback"</h1>
+            <span class="state" data-state=move || state.get().word()>
+                {move || state.get().word()}
+            </span>
+        </header>
+        <section class="channels">
+            <For each=move || channels.get() key=|c| c.name.clone() let:channel>
+                <ChannelBox name=channel.name messages=channel.messages/>
+            </For>
+        </section>
+    }
+}
+
+#[component]
+fn ChannelBox(name: String, messages: RwSignal<VecDeque<Message>>) -> impl IntoView {
+    let style = format!("--accent: {}", channel_color(&name));
+    let title = name.clone();
+    view! {
+        <article class="channel" data-channel=name style=style>
+            <h2>{title}</h2>
+            <ol class="messages">
+                <For each=move || messages.get() key=|m| m.id let:message>
+                    <li data-id=message.id>{message.text()}</li>
+                </For>
+            </ol>
+        </article>
+    }
+}
+
+/// Adds a box for `name` if the page does not have one yet.
+fn ensure_channel(channels: RwSignal<Vec<Channel>>, name: &str) {
+    if channels.with_untracked(|cs| cs.iter().all(|c| c.name != name)) {
+        channels.update(|cs| {
+            cs.push(Channel { name: name.to_owned(), messages: RwSignal::new(VecDeque::new()) });
+        });
+    }
+}
+
+/// Appends `message` to its box, dropping the oldest beyond `per_channel` so the DOM stays
+/// bounded however fast the feed runs.
+fn deliver(channels: RwSignal<Vec<Channel>>, message: Message, per_channel: usize) {
+    ensure_channel(channels, &message.channel);
+    let target = channels.with_untracked(|cs| {
+        cs.iter().find(|c| c.name == message.channel).map(|c| c.messages)
+    });
+    if let Some(messages) = target {
+        messages.update(|ms| {
+            if ms.back().is_some_and(|last| last.id >= message.id) {
+                return; // already shown: a resume never duplicates a message on screen
+            }
+            ms.push_back(message);
+            while ms.len() > per_channel {
+                ms.pop_front();
+            }
+        });
+    }
+}

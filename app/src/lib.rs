@@ -1,0 +1,56 @@
+//! Ringback's user interface and the types the server and the browser share.
+//!
+//! # Layout
+//! - [`message`]: the wire types (a message, the snapshot, control events) and their validation.
+//! - [`snapshot`]: the server function that renders the feed's latest messages on first paint.
+//! - [`live`]: the browser's one EventSource, as a stream of events (hydrate only).
+//! - [`components`]: the page: one box per channel, connection state.
+//!
+//! The `ssr` feature builds the server side (used by the `server` crate); `hydrate` builds the
+//! browser side (used by `frontend`). Server-only crates never reach the WASM.
+
+pub mod components;
+#[cfg(feature = "hydrate")]
+pub mod live;
+pub mod message;
+pub mod snapshot;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::StaticSegment;
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HashedStylesheet options=options.clone() id="leptos"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Title text="Ringback"/>
+        <Router>
+            <main>
+                <Routes fallback=|| view! { <p>"Page not found."</p> }>
+                    <Route path=StaticSegment("") view=components::FeedPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

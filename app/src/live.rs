@@ -1,0 +1,135 @@
+//! The browser's one connection to the feed: an EventSource (through gloo-net) turned into a
+//! stream of [`LiveEvent`]s.
+//!
+//! EventSource dispatches a named event only to listeners registered for that name, and there is
+//! no wildcard. The wrapper therefore listens to every channel the snapshot named, and to the
+//! feed's `ringback.channel` event, which the server sends before the first message on a new
+//! channel; it subscribes to the new name before the next event is dispatched, so nothing on the
+//! new channel is missed.
+
+use crate::message::{ChannelAnnounce, Gap, Message, EVENT_CHANNEL, EVENT_GAP};
+use futures::channel::oneshot;
+use futures::stream::{SelectAll, StreamExt};
+use futures::FutureExt;
+use gloo_net::eventsource::futures::{EventSource, EventSourceSubscription};
+use gloo_net::eventsource::State;
+
+/// The first delay before re-creating an EventSource that the browser gave up on.
+const RECONNECT_MIN_MS: u32 = 500;
+/// The longest such delay.
+const RECONNECT_MAX_MS: u32 = 10_000;
+
+/// What the page needs to know about its feed connection.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LiveEvent {
+    /// The stream is open and delivering.
+    Open,
+    /// The stream broke; the browser (or this wrapper) is reconnecting with `Last-Event-ID`.
+    Reconnecting,
+    /// A new channel exists on the feed.
+    Channel(String),
+    Message(Message),
+    /// Messages were lost between the resume point and the oldest the feed holds.
+    Gap(Gap),
+}
+
+/// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event.
+///
+/// The browser reconnects by itself after a network error, sending `Last-Event-ID`. When it gives
+/// up (an HTTP error closes the EventSource for good) this loop creates a new one from the last id
+/// it saw, with exponential backoff.
+pub async fn follow(
+    mut last_id: Option<u64>,
+    channels: Vec<String>,
+    mut cancel: oneshot::Receiver<()>,
+    mut on_event: impl FnMut(LiveEvent),
+) {
+    let mut known = channels;
+    let mut backoff = RECONNECT_MIN_MS;
+    loop {
+        let url = match last_id {
+            Some(id) => format!("/messages?lastEventId={id}"),
+            None => "/messages".to_owned(),
+        };
+        let Ok(mut es) = EventSource::new(&url) else {
+            return;
+        };
+        let mut streams: SelectAll<EventSourceSubscription> = SelectAll::new();
+        for name in ["open", "error", EVENT_CHANNEL, EVENT_GAP]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(known.iter().cloned())
+        {
+            if let Ok(sub) = es.subscribe(name) {
+                streams.push(sub);
+            }
+        }
+        loop {
+            let next = futures::select_biased! {
+                _ = (&mut cancel).fuse() => return,
+                next = streams.next() => next,
+            };
+            let Some(Ok((name, event))) = next else {
+                // gloo ends or errors the subscriptions once the EventSource is closed.
+                break;
+            };
+            match name.as_str() {
+                "open" => {
+                    backoff = RECONNECT_MIN_MS;
+                    on_event(LiveEvent::Open);
+                }
+                "error" => {
+                    on_event(LiveEvent::Reconnecting);
+                    if es.state() == State::Closed {
+                        break;
+                    }
+                }
+                EVENT_CHANNEL => {
+                    if let Some(ChannelAnnounce { channel }) = parse(&event) {
+                        if !known.contains(&channel) {
+                            if let Ok(sub) = es.subscribe(channel.clone()) {
+                                streams.push(sub);
+                            }
+                            known.push(channel.clone());
+                            on_event(LiveEvent::Channel(channel));
+                        }
+                    }
+                }
+                EVENT_GAP => {
+                    if let Some(gap) = parse(&event) {
+                        on_event(LiveEvent::Gap(gap));
+                    }
+                }
+                _ => {
+                    if let Some(message) = parse::<Message>(&event) {
+                        last_id = Some(message.id);
+                        on_event(LiveEvent::Message(message));
+                    }
+                }
+            }
+        }
+        drop(streams);
+        es.close();
+        futures::select_biased! {
+            _ = (&mut cancel).fuse() => return,
+            _ = sleep_ms(backoff).fuse() => {}
+        }
+        backoff = (backoff * 2).min(RECONNECT_MAX_MS);
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(event: &web_sys::MessageEvent) -> Option<T> {
+    let text = event.data().as_string()?;
+    serde_json::from_str(&text).ok()
+}
+
+async fn sleep_ms(ms: u32) {
+    let (tx, rx) = oneshot::channel::<()>();
+    leptos::prelude::set_timeout(
+        move || {
+            let _ = tx.send(());
+        },
+        std::time::Duration::from_millis(u64::from(ms)),
+    );
+    let _ = rx.await;
+}

@@ -1,0 +1,168 @@
+//! The wire types shared by the server and the WASM client.
+//!
+//! Both sides serialise the same structs, so a field renamed here is renamed everywhere at once.
+//! Validation lives here too: the server rejects a bad message at the door, and the client can
+//! trust that an event name it receives is a channel token.
+
+use serde::{Deserialize, Serialize};
+
+/// The longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_LEN: usize = 64;
+
+/// SSE event name of the frame the feed sends before the first message on a channel it has not
+/// carried before. EventSource only dispatches named events to listeners registered for that
+/// exact name, so a client must learn a new channel's name before its first message arrives.
+/// The `.` cannot appear in a channel name, so no channel can shadow it.
+pub const EVENT_CHANNEL: &str = "ringback.channel";
+
+/// SSE event name sent when a resume asks for messages older than the history holds: the client
+/// has missed messages and must reload its snapshot rather than show a silent gap.
+pub const EVENT_GAP: &str = "ringback.gap";
+
+/// The channels every page shows, with their colours, even before any message arrives.
+pub const DEFAULT_CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
+
+/// One message as it travels on the feed: `data:` of every SSE frame is exactly this, as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Assigned by the feed, strictly increasing; also the frame's SSE `id:`.
+    pub id: u64,
+    /// The channel, also the frame's SSE `event:`.
+    #[serde(rename = "type")]
+    pub channel: String,
+    /// The publisher's payload, any JSON value (usually a string).
+    pub data: serde_json::Value,
+}
+
+impl Message {
+    /// The payload as display text: a JSON string shows bare, anything else as compact JSON.
+    pub fn text(&self) -> String {
+        match &self.data {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Body of the `ringback.channel` event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelAnnounce {
+    #[serde(rename = "type")]
+    pub channel: String,
+}
+
+/// Body of the `ringback.gap` event: ids after `after` up to `resumed_at` are gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The id the client asked to resume after.
+    pub after: u64,
+    /// The oldest id the feed still holds; the stream continues from there.
+    pub oldest: Option<u64>,
+}
+
+/// What the page renders on first paint, and where its live stream starts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every channel the feed knows, defaults first, then in order of first appearance.
+    pub channels: Vec<String>,
+    /// The latest messages, oldest first, at most `per_channel` of each channel.
+    pub messages: Vec<Message>,
+    /// The feed's newest id when the snapshot was taken: the live stream resumes after it, so
+    /// nothing between first paint and the first live event is lost or shown twice.
+    pub last_id: Option<u64>,
+    /// How many messages each box keeps, so a fast feed cannot grow the DOM without bound.
+    pub per_channel: usize,
+}
+
+/// Why a channel name was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelError {
+    Empty,
+    TooLong,
+    BadChar,
+}
+
+impl std::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelError::Empty => write!(f, "`type` must not be empty"),
+            ChannelError::TooLong => write!(f, "`type` must be at most {MAX_CHANNEL_LEN} bytes"),
+            ChannelError::BadChar => {
+                write!(f, "`type` may contain only letters, digits, `-` and `_`")
+            }
+        }
+    }
+}
+
+/// Checks that `name` is a short token: ASCII letters, digits, `-`, `_`.
+///
+/// This is what makes the SSE `event:` line safe: no CR, LF or NUL can reach it (CWE-93), and no
+/// `.` can collide with the feed's own control events.
+pub fn validate_channel(name: &str) -> Result<(), ChannelError> {
+    if name.is_empty() {
+        return Err(ChannelError::Empty);
+    }
+    if name.len() > MAX_CHANNEL_LEN {
+        return Err(ChannelError::TooLong);
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ChannelError::BadChar);
+    }
+    Ok(())
+}
+
+/// The colour of a channel's box: the original three keep theirs, any other gets a stable hue
+/// derived from its name, so the same channel looks the same on every page.
+pub fn channel_color(name: &str) -> String {
+    match name {
+        "red" => "#eb598f".to_owned(),
+        "yellow" => "#fdcd3b".to_owned(),
+        "blue" => "#5596f5".to_owned(),
+        other => {
+            // FNV-1a: tiny, stable across platforms and builds.
+            let hash = other
+                .bytes()
+                .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+            format!("hsl({}, 65%, 62%)", hash % 360)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_tokens() {
+        assert_eq!(validate_channel("blue"), Ok(()));
+        assert_eq!(validate_channel("a-b_C9"), Ok(()));
+        assert_eq!(validate_channel(""), Err(ChannelError::Empty));
+        assert_eq!(validate_channel("a\nb"), Err(ChannelError::BadChar));
+        assert_eq!(validate_channel("a\rb"), Err(ChannelError::BadChar));
+        assert_eq!(validate_channel("a\0"), Err(ChannelError::BadChar));
+        assert_eq!(validate_channel("ringback.gap"), Err(ChannelError::BadChar));
+        assert_eq!(validate_channel("blé"), Err(ChannelError::BadChar));
+        assert_eq!(validate_channel(&"x".repeat(65)), Err(ChannelError::TooLong));
+        assert_eq!(validate_channel(&"x".repeat(64)), Ok(()));
+    }
+
+    #[test]
+    fn message_json_uses_type() {
+        let m = Message { id: 7, channel: "blue".into(), data: "hi".into() };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"id":7,"type":"blue","data":"hi"}"#);
+        assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn colours() {
+        assert_eq!(channel_color("red"), "#eb598f");
+        assert_eq!(channel_color("yellow"), "#fdcd3b");
+        assert_eq!(channel_color("blue"), "#5596f5");
+        assert_eq!(channel_color("green"), channel_color("green"));
+        assert!(channel_color("green").starts_with("hsl("));
+    }
+}

@@ -1,0 +1,654 @@
+//! The broadcast list: one bounded, shared, in-memory sequence of encoded SSE frames.
+//!
+//! Every message is validated and encoded **once**, on append, into a [`Bytes`] frame; every
+//! subscriber reads the same frames at its own pace by keeping only a cursor (the last id it
+//! delivered). Delivering a frame to a subscriber is a reference-count increment, never a copy.
+//!
+//! The list keeps a bounded history (by count and by bytes) for `Last-Event-ID` resume and for
+//! the page's first paint. Memory is bounded by the history alone, whatever the subscribers do:
+//! a subscriber holds no frames of its own, so a slow one costs nothing but its cursor. One that
+//! falls further behind than the history has lost messages; it is cut off (its connection is
+//! closed) and resumes with `Last-Event-ID`, learning of the gap if it is beyond history.
+//!
+//! Why a watch channel for wake-ups: `watch` keeps a version, so a reader that marks the version
+//! seen *before* it reads the list is woken by any append that its read missed. There is no
+//! window for a lost wake-up (the original's bug), and one `send` wakes every reader.
+//!
+//! Why `std::sync` locks: critical sections are short (a push, a binary search, cloning a few
+//! `Bytes`), and none holds a lock across an `.await`.
+
+use crate::metrics::Metrics;
+use app::message::{validate_channel, ChannelError, Gap, Message};
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// The bounds of the list.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Entries kept in history (at least 1).
+    pub history: usize,
+    /// Bytes of frames kept in history; the newest entry is always kept.
+    pub history_bytes: usize,
+    /// Largest accepted `data`, as JSON bytes.
+    pub max_message_bytes: usize,
+    /// Distinct channels carried.
+    pub max_channels: usize,
+}
+
+/// Why a message was not appended. Each variant is a reason label in the metrics.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejected {
+    #[error("invalid channel: {0}")]
+    Channel(ChannelError),
+    #[error("message is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the feed already carries {0} channels, its limit")]
+    TooManyChannels(usize),
+}
+
+impl Rejected {
+    /// The metrics label of this reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::Channel(_) => "bad_type",
+            Rejected::TooLarge { .. } => "too_large",
+            Rejected::TooManyChannels(_) => "too_many_channels",
+        }
+    }
+}
+
+/// One message in the list.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub id: u64,
+    pub channel: Arc<str>,
+    /// The complete SSE frame (preceded, for a channel's first message, by a `ringback.channel`
+    /// announcement), shared by every subscriber.
+    pub frame: Bytes,
+    /// The message's JSON, a slice of `frame` (no copy), for snapshots.
+    pub json: Bytes,
+}
+
+/// Where a new subscriber starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// After the newest message: only what is published from now on.
+    Live,
+    /// After this id (`Last-Event-ID`): replays what the subscriber missed, then live.
+    After(u64),
+}
+
+/// The shared handle; cheap to clone.
+#[derive(Clone)]
+pub struct BroadcastList {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    ring: RwLock<Ring>,
+    /// The newest id; its version wakes every waiting reader on append.
+    head: watch::Sender<u64>,
+    /// Subscribers by key, so an append that evicts past a stalled subscriber's cursor can cut
+    /// it off even when nothing polls it (a reader whose socket is full is never polled).
+    registry: Mutex<Registry>,
+    /// Number of live subscribers, observable (tests await it returning to zero).
+    subscribers: watch::Sender<usize>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_key: u64,
+    slots: HashMap<u64, Arc<Slot>>,
+}
+
+/// What the list knows of one subscriber: its cursor, and how to cut it off.
+struct Slot {
+    cursor: AtomicU64,
+    lagged: AtomicBool,
+    cut: CancellationToken,
+}
+
+struct Ring {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    next_id: u64,
+    /// Every id up to this one is gone (evicted, or from before this list existed): a resume
+    /// from an older id has a gap.
+    evicted_through: u64,
+    /// Known channels, in order of first appearance.
+    channels: Vec<Arc<str>>,
+    /// When `evicted_through` reaches this, scan the registry for subscribers left behind.
+    /// Scanning every `history / 8` evictions keeps the cost per append constant.
+    scan_at: u64,
+}
+
+impl BroadcastList {
+    /// An empty list whose first id is `first_id`.
+    ///
+    /// The server seeds `first_id` from the clock (microseconds since the Unix epoch), so a
+    /// restarted server's ids are larger than any it handed out before: a browser resuming
+    /// from an old id is told of the gap instead of waiting for ids that will never come.
+    pub fn new(limits: Limits, first_id: u64, channels: &[&str], metrics: Arc<Metrics>) -> Self {
+        let first_id = first_id.max(1);
+        let ring = Ring {
+            entries: VecDeque::with_capacity(limits.history.clamp(1, 4096)),
+            bytes: 0,
+            next_id: first_id,
+            evicted_through: first_id - 1,
+            channels: channels.iter().map(|c| Arc::from(*c)).collect(),
+            scan_at: first_id,
+        };
+        let (head, _) = watch::channel(first_id - 1);
+        let (subscribers, _) = watch::channel(0);
+        BroadcastList {
+            shared: Arc::new(Shared {
+                ring: RwLock::new(ring),
+                head,
+                registry: Mutex::new(Registry::default()),
+                subscribers,
+                limits,
+                metrics,
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Validates, encodes once, and appends a message; returns its id.
+    pub fn publish(&self, channel: &str, data: &serde_json::Value) -> Result<u64, Rejected> {
+        validate_channel(channel).map_err(Rejected::Channel)?;
+        // Serialise outside the lock; under it only the id is assigned and bytes are copied.
+        // serde_json escapes control characters, so the data line can hold no line break.
+        let data_json = serde_json::to_vec(data).unwrap_or_else(|_| b"null".to_vec());
+        let limit = self.shared.limits.max_message_bytes;
+        if data_json.len() > limit {
+            return Err(Rejected::TooLarge { size: data_json.len(), limit });
+        }
+        let (id, scan) = {
+            let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+            let known = ring.channels.iter().find(|c| &***c == channel).cloned();
+            let (channel, announce) = match known {
+                Some(c) => (c, false),
+                None => {
+                    let max = self.shared.limits.max_channels;
+                    if ring.channels.len() >= max {
+                        return Err(Rejected::TooManyChannels(max));
+                    }
+                    let c: Arc<str> = Arc::from(channel);
+                    ring.channels.push(c.clone());
+                    (c, true)
+                }
+            };
+            let id = ring.next_id;
+            ring.next_id += 1;
+            let (frame, json) = crate::sse::encode_message(id, &channel, &data_json, announce);
+            ring.bytes += frame.len() + ENTRY_OVERHEAD;
+            ring.entries.push_back(Entry { id, channel, frame, json });
+            let scan = self.evict(&mut ring);
+            (id, scan)
+        };
+        self.shared.head.send_replace(id);
+        if let Some(evicted_through) = scan {
+            self.cut_lagging(evicted_through);
+        }
+        Ok(id)
+    }
+
+    /// Drops the oldest entries beyond the bounds; returns `Some(evicted_through)` when it is
+    /// time to scan the registry for subscribers left behind.
+    fn evict(&self, ring: &mut Ring) -> Option<u64> {
+        let limits = &self.shared.limits;
+        while ring.entries.len() > limits.history.max(1)
+            || (ring.bytes > limits.history_bytes && ring.entries.len() > 1)
+        {
+            let Some(old) = ring.entries.pop_front() else { break };
+            ring.bytes -= old.frame.len() + ENTRY_OVERHEAD;
+            ring.evicted_through = old.id;
+        }
+        if ring.evicted_through >= ring.scan_at {
+            ring.scan_at = ring.evicted_through + (limits.history / 8).max(1) as u64;
+            Some(ring.evicted_through)
+        } else {
+            None
+        }
+    }
+
+    /// Cuts off every subscriber whose cursor is older than `evicted_through`.
+    fn cut_lagging(&self, evicted_through: u64) {
+        let registry = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in registry.slots.values() {
+            if slot.cursor.load(Ordering::Acquire) < evicted_through {
+                self.cut(slot, evicted_through);
+            }
+        }
+    }
+
+    fn cut(&self, slot: &Slot, evicted_through: u64) {
+        if !slot.lagged.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                cursor = slot.cursor.load(Ordering::Relaxed),
+                evicted_through,
+                "subscriber fell behind the history; disconnecting it so it resumes with Last-Event-ID"
+            );
+            self.shared.metrics.lagged_disconnects.fetch_add(1, Ordering::Relaxed);
+            slot.cut.cancel();
+        }
+    }
+
+    /// Registers a subscriber starting at `start`, reading only `filter`'s channels if given.
+    ///
+    /// `cut` is cancelled if the subscriber falls behind the history: the server passes its
+    /// connection's token, so a stalled connection is closed even though nothing polls it.
+    /// Returns the gap when `start` asks for messages the list no longer holds.
+    pub fn subscribe(
+        &self,
+        start: Start,
+        filter: Option<Vec<String>>,
+        cut: CancellationToken,
+    ) -> (Subscription, Option<Gap>) {
+        // Read `head` before the ring: an append in between is then replayed, not skipped.
+        let head = self.shared.head.subscribe();
+        let (cursor, gap) = {
+            let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+            let newest = ring.next_id - 1;
+            let oldest = ring.entries.front().map(|e| e.id);
+            match start {
+                Start::Live => (newest, None),
+                Start::After(after) if after < ring.evicted_through || after > newest => {
+                    (ring.evicted_through, Some(Gap { after, oldest }))
+                }
+                Start::After(after) => (after, None),
+            }
+        };
+        if gap.is_some() {
+            self.shared.metrics.resume_gaps.fetch_add(1, Ordering::Relaxed);
+        }
+        if matches!(start, Start::After(_)) {
+            self.shared.metrics.resumes.fetch_add(1, Ordering::Relaxed);
+        }
+        let slot = Arc::new(Slot {
+            cursor: AtomicU64::new(cursor),
+            lagged: AtomicBool::new(false),
+            cut,
+        });
+        let key = {
+            let mut registry = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let key = registry.next_key;
+            registry.next_key += 1;
+            registry.slots.insert(key, slot.clone());
+            self.shared.subscribers.send_replace(registry.slots.len());
+            key
+        };
+        let filter = filter.map(|f| f.into_iter().map(Arc::from).collect());
+        (Subscription { list: self.clone(), key, slot, cursor, head, filter }, gap)
+    }
+
+    /// Live subscribers now.
+    pub fn subscriber_count(&self) -> usize {
+        *self.shared.subscribers.borrow()
+    }
+
+    /// A receiver that changes whenever the subscriber count does.
+    pub fn watch_subscribers(&self) -> watch::Receiver<usize> {
+        self.shared.subscribers.subscribe()
+    }
+
+    /// The newest id handed out (the first id minus one before any message).
+    pub fn newest_id(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    /// Entries and bytes held in history.
+    pub fn held(&self) -> (usize, usize) {
+        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        (ring.entries.len(), ring.bytes)
+    }
+
+    /// The page's first paint: every known channel, the latest `per_channel` messages of each
+    /// (oldest first), and the id the live stream must resume after.
+    pub fn snapshot(&self, per_channel: usize) -> app::message::Snapshot {
+        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let mut picked: Vec<&Entry> = Vec::new();
+        for entry in ring.entries.iter().rev() {
+            let n = counts.entry(&entry.channel).or_default();
+            if *n < per_channel {
+                *n += 1;
+                picked.push(entry);
+            }
+        }
+        let messages = picked
+            .into_iter()
+            .rev()
+            .filter_map(|e| serde_json::from_slice::<Message>(&e.json).ok())
+            .collect();
+        app::message::Snapshot {
+            channels: ring.channels.iter().map(|c| c.to_string()).collect(),
+            messages,
+            last_id: Some(ring.next_id - 1),
+            per_channel,
+        }
+    }
+}
+
+/// One subscriber's view of the list: a cursor, a wake-up receiver and an optional filter.
+///
+/// Dropping it unregisters it at once; it holds no frames.
+pub struct Subscription {
+    list: BroadcastList,
+    key: u64,
+    slot: Arc<Slot>,
+    /// The last id delivered (or skipped by the filter).
+    cursor: u64,
+    head: watch::Receiver<u64>,
+    filter: Option<Box<[Arc<str>]>>,
+}
+
+/// The subscriber fell behind the history and has lost messages.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lagged;
+
+impl Subscription {
+    /// The frames after the cursor, waiting until there is at least one.
+    ///
+    /// Frames ready at once are coalesced into one buffer of up to `max_bytes` (one write per
+    /// socket under load); a single frame is returned as the shared `Bytes`, without a copy.
+    pub async fn next(&mut self, max_bytes: usize) -> Result<Bytes, Lagged> {
+        loop {
+            // Mark the current version seen *before* reading, so an append after the read
+            // wakes `changed()` below: no lost wake-up.
+            self.head.borrow_and_update();
+            if let Some(bytes) = self.try_next(max_bytes)? {
+                return Ok(bytes);
+            }
+            if self.head.changed().await.is_err() {
+                // The list is gone; nothing more will come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The frames after the cursor, if any, without waiting.
+    pub fn try_next(&mut self, max_bytes: usize) -> Result<Option<Bytes>, Lagged> {
+        let ring = self.list.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        if self.cursor < ring.evicted_through {
+            let evicted = ring.evicted_through;
+            drop(ring);
+            self.list.cut(&self.slot, evicted);
+            return Err(Lagged);
+        }
+        let Some(front) = ring.entries.front() else { return Ok(None) };
+        // Ids increase along the list; the first entry after the cursor is found by bisection.
+        let start = if self.cursor < front.id {
+            0
+        } else {
+            ring.entries.partition_point(|e| e.id <= self.cursor)
+        };
+        let mut first: Option<Bytes> = None;
+        let mut more: Option<BytesMut> = None;
+        for entry in ring.entries.range(start..) {
+            let size = first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, BytesMut::len);
+            if size > 0 && size + entry.frame.len() > max_bytes {
+                break;
+            }
+            self.cursor = entry.id;
+            if !self.wants(&entry.channel) {
+                continue;
+            }
+            match (&first, &mut more) {
+                (None, _) => first = Some(entry.frame.clone()),
+                (Some(f), None) => {
+                    let mut buf = BytesMut::with_capacity((f.len() + entry.frame.len()) * 2);
+                    buf.extend_from_slice(f);
+                    buf.extend_from_slice(&entry.frame);
+                    more = Some(buf);
+                }
+                (Some(_), Some(buf)) => buf.extend_from_slice(&entry.frame),
+            }
+        }
+        drop(ring);
+        self.slot.cursor.store(self.cursor, Ordering::Release);
+        Ok(more.map(BytesMut::freeze).or(first))
+    }
+
+    fn wants(&self, channel: &str) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.iter().any(|c| &**c == channel))
+    }
+
+    /// The last id this subscriber has passed.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut registry = self.list.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.slots.remove(&self.key);
+        self.list.shared.subscribers.send_replace(registry.slots.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn list(history: usize) -> BroadcastList {
+        let limits = Limits {
+            history,
+            history_bytes: 1 << 20,
+            max_message_bytes: 1024,
+            max_channels: 8,
+        };
+        BroadcastList::new(limits, 1, &["red", "yellow", "blue"], Arc::new(Metrics::default()))
+    }
+
+    fn ids(bytes: &Bytes) -> Vec<u64> {
+        std::str::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|n| n.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn ids_increase_and_frames_are_shared() {
+        let list = list(8);
+        let (mut a, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        let (mut b, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        assert_eq!(list.publish("blue", &json!("hi")).unwrap(), 1);
+        assert_eq!(list.publish("blue", &json!("ho")).unwrap(), 2);
+        let fa = a.try_next(1).unwrap().unwrap();
+        let fb = b.try_next(1).unwrap().unwrap();
+        // max_bytes 1: one frame per call, and the very same allocation for both readers.
+        assert_eq!(fa.as_ptr(), fb.as_ptr());
+        assert_eq!(ids(&fa), vec![1]);
+        assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![2]);
+        assert_eq!(a.try_next(1 << 16).unwrap(), None);
+    }
+
+    #[test]
+    fn ready_frames_are_coalesced() {
+        let list = list(8);
+        let (mut a, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        for i in 0..5 {
+            list.publish("red", &json!(i)).unwrap();
+        }
+        assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn filter_skips_other_channels() {
+        let list = list(8);
+        let (mut a, _) =
+            list.subscribe(Start::Live, Some(vec!["red".into()]), CancellationToken::new());
+        list.publish("blue", &json!(1)).unwrap();
+        list.publish("red", &json!(2)).unwrap();
+        list.publish("blue", &json!(3)).unwrap();
+        assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![2]);
+        assert_eq!(a.cursor(), 3);
+        assert_eq!(a.try_next(1 << 16).unwrap(), None);
+    }
+
+    #[test]
+    fn resume_replays_and_reports_gaps() {
+        let list = list(4);
+        for i in 0..6 {
+            list.publish("red", &json!(i)).unwrap(); // ids 1..=6; 3..=6 kept
+        }
+        let (mut a, gap) = list.subscribe(Start::After(4), None, CancellationToken::new());
+        assert_eq!(gap, None);
+        assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![5, 6]);
+
+        let (mut b, gap) = list.subscribe(Start::After(2), None, CancellationToken::new());
+        assert_eq!(gap, None, "id 2 was evicted but nothing after it was");
+        assert_eq!(ids(&b.try_next(1 << 16).unwrap().unwrap()), vec![3, 4, 5, 6]);
+
+        let (mut c, gap) = list.subscribe(Start::After(1), None, CancellationToken::new());
+        assert_eq!(gap, Some(Gap { after: 1, oldest: Some(3) }));
+        assert_eq!(ids(&c.try_next(1 << 16).unwrap().unwrap()), vec![3, 4, 5, 6]);
+
+        // An id from the future (another server's, or before a restart) is a gap too.
+        let (_, gap) = list.subscribe(Start::After(99), None, CancellationToken::new());
+        assert_eq!(gap, Some(Gap { after: 99, oldest: Some(3) }));
+    }
+
+    #[test]
+    fn a_subscriber_behind_the_history_is_cut_off() {
+        let list = list(8);
+        let slow_cut = CancellationToken::new();
+        let (mut slow, _) = list.subscribe(Start::Live, None, slow_cut.clone());
+        let (mut fast, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        for i in 0..8 {
+            list.publish("red", &json!(i)).unwrap();
+            assert!(fast.try_next(1 << 16).unwrap().is_some());
+        }
+        assert!(!slow_cut.is_cancelled(), "8 behind with a history of 8 is still whole");
+        list.publish("red", &json!(8)).unwrap();
+        assert!(fast.try_next(1 << 16).unwrap().is_some());
+        // One more eviction than the history: the scan cuts the slow one without polling it.
+        assert!(slow_cut.is_cancelled());
+        assert_eq!(slow.try_next(1 << 16), Err(Lagged));
+        assert_eq!(list.shared.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes() {
+        let limits = Limits {
+            history: 1000,
+            history_bytes: 2000,
+            max_message_bytes: 4096,
+            max_channels: 8,
+        };
+        let list = BroadcastList::new(limits, 1, &[], Arc::new(Metrics::default()));
+        for _ in 0..100 {
+            list.publish("red", &json!("x".repeat(300))).unwrap();
+        }
+        let (n, bytes) = list.held();
+        assert!(bytes <= 2000, "{bytes}");
+        assert!(n >= 1 && n < 10, "{n}");
+    }
+
+    #[test]
+    fn rejects_bad_input_and_keeps_going() {
+        let list = list(8);
+        assert!(matches!(list.publish("a\nb", &json!(1)), Err(Rejected::Channel(_))));
+        assert!(matches!(
+            list.publish("red", &json!("x".repeat(2000))),
+            Err(Rejected::TooLarge { .. })
+        ));
+        for c in ["c4", "c5", "c6", "c7", "c8"] {
+            list.publish(c, &json!(1)).unwrap();
+        }
+        assert_eq!(list.publish("c9", &json!(1)), Err(Rejected::TooManyChannels(8)));
+        assert_eq!(list.publish("red", &json!(1)).unwrap(), 6, "rejections use no ids");
+    }
+
+    #[test]
+    fn snapshot_takes_latest_per_channel() {
+        let list = list(100);
+        for i in 0..10 {
+            list.publish(if i % 2 == 0 { "red" } else { "green" }, &json!(i)).unwrap();
+        }
+        let snap = list.snapshot(2);
+        assert_eq!(snap.channels, vec!["red", "yellow", "blue", "green"]);
+        let got: Vec<(String, u64)> =
+            snap.messages.iter().map(|m| (m.channel.clone(), m.id)).collect();
+        assert_eq!(
+            got,
+            vec![("red".into(), 7), ("green".into(), 8), ("red".into(), 9), ("green".into(), 10)]
+        );
+        assert_eq!(snap.last_id, Some(10));
+    }
+
+    #[test]
+    fn dropping_a_subscription_unregisters_it() {
+        let list = list(8);
+        let subs: Vec<_> = (0..10)
+            .map(|_| list.subscribe(Start::Live, None, CancellationToken::new()).0)
+            .collect();
+        assert_eq!(list.subscriber_count(), 10);
+        drop(subs);
+        assert_eq!(list.subscriber_count(), 0);
+        assert!(list.shared.registry.lock().unwrap().slots.is_empty());
+    }
+
+    /// Many writers and readers at once on the multi-threaded runtime: every reader receives
+    /// every message, in order, and none waits forever (a lost wake-up would hang this test,
+    /// which the timeout turns into a failure).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_lost_wakeups_under_contention() {
+        const WRITERS: u64 = 4;
+        const PER_WRITER: u64 = 500;
+        let list = list(4096);
+        let mut readers = Vec::new();
+        for _ in 0..8 {
+            let (mut sub, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+            readers.push(tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while seen.len() < (WRITERS * PER_WRITER) as usize {
+                    let bytes = sub.next(1 << 16).await.expect("not lagged");
+                    seen.extend(ids(&bytes));
+                }
+                seen
+            }));
+        }
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let list = list.clone();
+                tokio::spawn(async move {
+                    for i in 0..PER_WRITER {
+                        list.publish("red", &json!([w, i])).unwrap();
+                        if i % 16 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        for r in readers {
+            let seen = tokio::time::timeout(std::time::Duration::from_secs(30), r)
+                .await
+                .expect("a reader stalled: lost wake-up")
+                .unwrap();
+            let expected: Vec<u64> = (1..=WRITERS * PER_WRITER).collect();
+            assert_eq!(seen, expected);
+        }
+    }
+}

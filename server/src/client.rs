@@ -1,0 +1,48 @@
+//! `ringback publish`: publishes one message to a running server through `POST /messages`.
+
+use crate::config::PublishArgs;
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Sends the message; returns the id the server assigned, or the server's error.
+pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
+    let data = if args.json {
+        serde_json::from_str(&args.data).map_err(|e| format!("--json: not JSON: {e}"))?
+    } else {
+        serde_json::Value::String(args.data.clone())
+    };
+    let body = serde_json::to_vec(&serde_json::json!({ "type": args.channel, "data": data }))
+        .map_err(|e| e.to_string())?;
+    let base: Uri = args.url.parse().map_err(|e| format!("bad --url {:?}: {e}", args.url))?;
+    if base.scheme_str().is_some_and(|s| s != "http") {
+        return Err(format!("--url {:?}: only http:// is supported", args.url));
+    }
+    let authority = base.authority().ok_or_else(|| format!("--url {:?} has no host", args.url))?;
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let path = format!("{}/messages", base.path().trim_end_matches('/'));
+    let request = Request::post(path)
+        .header(header::HOST, authority.as_str())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if status == StatusCode::ACCEPTED {
+        json.get("id").and_then(serde_json::Value::as_u64).ok_or_else(|| "no id in the answer".into())
+    } else {
+        let error = json.get("error").and_then(|e| e.as_str()).unwrap_or("no details");
+        Err(format!("the server refused the message ({status}): {error}"))
+    }
+}

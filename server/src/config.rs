@@ -1,0 +1,217 @@
+//! Command line and environment: every setting, its flag, its variable and its default.
+//!
+//! Flags win over environment variables (`RINGBACK_*`, and the `LEPTOS_*` ones cargo-leptos
+//! sets), which win over the defaults in [`defaults`]. `ringback --help` lists them all.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Every default, named once. The README's configuration table mirrors this module.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Where the server listens when neither `--addr` nor `LEPTOS_SITE_ADDR` says otherwise.
+    pub const ADDR: &str = "127.0.0.1:3000";
+    /// Messages the broadcast list keeps for `Last-Event-ID` resume and first paint.
+    pub const HISTORY: usize = 1024;
+    /// Bytes of encoded frames the broadcast list keeps, whichever bound is hit first.
+    pub const HISTORY_BYTES: usize = 16 * 1024 * 1024;
+    /// Largest accepted message: the `POST /messages` body, and a message's JSON from any source.
+    pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+    /// Distinct channels the feed will carry; a publish that would create one more is refused.
+    pub const MAX_CHANNELS: usize = 256;
+    /// Channels one subscriber may name in `?type=` filters.
+    pub const MAX_FILTER_CHANNELS: usize = 32;
+    /// Open connections (HTTP/1.1 or HTTP/2) the server accepts at once; the rest wait in the
+    /// kernel's backlog. A process here may hold at most 20,000 open files.
+    pub const MAX_CONNECTIONS: usize = 16_384;
+    /// Idle time after which an SSE stream sends a comment, so proxies keep it open and dead
+    /// peers are found.
+    pub const HEARTBEAT: Duration = Duration::from_secs(15);
+    /// The `retry:` an SSE stream announces: how long EventSource waits before reconnecting.
+    pub const RETRY: Duration = Duration::from_millis(2000);
+    /// How many messages each channel's box keeps on the page.
+    pub const UI_MESSAGES: usize = 50;
+    /// How often the demo source publishes.
+    pub const DEMO_INTERVAL: Duration = Duration::from_secs(1);
+    /// How long a graceful shutdown waits for connections to finish before it drops them.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// Where `ringback publish` sends messages.
+    pub const PUBLISH_URL: &str = "http://127.0.0.1:3000";
+    /// Log filter (tracing-subscriber's `EnvFilter` syntax).
+    pub const LOG: &str = "info";
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ringback", version, about = "A live message feed for the browser.")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the feed and the page (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Publish one message to a running server through `POST /messages`.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RINGBACK_ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Messages kept in history for resume and first paint.
+    #[arg(long, env = "RINGBACK_HISTORY", default_value_t = defaults::HISTORY)]
+    pub history: usize,
+    /// Bytes of encoded frames kept in history.
+    #[arg(long, env = "RINGBACK_HISTORY_BYTES", default_value_t = defaults::HISTORY_BYTES)]
+    pub history_bytes: usize,
+    /// Largest accepted message, in bytes.
+    #[arg(long, env = "RINGBACK_MAX_MESSAGE_BYTES", default_value_t = defaults::MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+    /// Distinct channels the feed carries at most.
+    #[arg(long, env = "RINGBACK_MAX_CHANNELS", default_value_t = defaults::MAX_CHANNELS)]
+    pub max_channels: usize,
+    /// Channels one subscriber may name in `?type=` filters.
+    #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
+    pub max_filter_channels: usize,
+    /// Open connections accepted at once.
+    #[arg(long, env = "RINGBACK_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// SSE heartbeat interval when idle, e.g. `15s`, `500ms`.
+    #[arg(long, env = "RINGBACK_HEARTBEAT", value_parser = parse_duration, default_value = "15s")]
+    pub heartbeat: Duration,
+    /// Reconnect delay announced to EventSource (`retry:`), e.g. `2s`.
+    #[arg(long, env = "RINGBACK_RETRY", value_parser = parse_duration, default_value = "2s")]
+    pub retry: Duration,
+    /// Messages each channel's box keeps on the page.
+    #[arg(long, env = "RINGBACK_UI_MESSAGES", default_value_t = defaults::UI_MESSAGES)]
+    pub ui_messages: usize,
+    /// Publish a demo message every `--demo-interval` across a few channels.
+    #[arg(long, env = "RINGBACK_DEMO", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub demo: bool,
+    /// Interval of the demo source, e.g. `1s`.
+    #[arg(long, env = "RINGBACK_DEMO_INTERVAL", value_parser = parse_duration, default_value = "1s")]
+    pub demo_interval: Duration,
+    /// How long shutdown waits for open connections, e.g. `10s`.
+    #[arg(long, env = "RINGBACK_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
+    /// Log filter, e.g. `info`, `ringback=debug,info`.
+    #[arg(long, env = "RINGBACK_LOG", default_value = defaults::LOG)]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The channel (letters, digits, `-`, `_`).
+    #[arg(long = "type", short = 't')]
+    pub channel: String,
+    /// The message text. Use `--json` to send it as a JSON value instead of a string.
+    pub data: String,
+    /// Treat the message as JSON (object, number, ...) rather than text.
+    #[arg(long)]
+    pub json: bool,
+    /// Base URL of the server.
+    #[arg(long, env = "RINGBACK_URL", default_value = defaults::PUBLISH_URL)]
+    pub url: String,
+}
+
+impl ServeArgs {
+    /// The address to bind: `--addr`, else cargo-leptos's `LEPTOS_SITE_ADDR`, else the default.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        if let Some(addr) = self.addr {
+            return Ok(addr);
+        }
+        let raw = std::env::var("LEPTOS_SITE_ADDR").unwrap_or_else(|_| defaults::ADDR.to_owned());
+        raw.parse().map_err(|e| format!("bad LEPTOS_SITE_ADDR {raw:?}: {e}"))
+    }
+}
+
+impl Default for ServeArgs {
+    /// The defaults, as `ringback` with no flags and no environment would use them.
+    fn default() -> Self {
+        ServeArgs {
+            addr: None,
+            history: defaults::HISTORY,
+            history_bytes: defaults::HISTORY_BYTES,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            max_channels: defaults::MAX_CHANNELS,
+            max_filter_channels: defaults::MAX_FILTER_CHANNELS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            heartbeat: defaults::HEARTBEAT,
+            retry: defaults::RETRY,
+            ui_messages: defaults::UI_MESSAGES,
+            demo: false,
+            demo_interval: defaults::DEMO_INTERVAL,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            log: defaults::LOG.to_owned(),
+        }
+    }
+}
+
+/// Parses `250ms`, `15s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 15s or 500ms)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("unknown unit in {s:?}: use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_parser() {
+        // The string defaults of the duration flags must agree with the named constants.
+        let parsed = Cli::try_parse_from(["ringback"]).unwrap().serve;
+        let named = ServeArgs::default();
+        assert_eq!(parsed.heartbeat, named.heartbeat);
+        assert_eq!(parsed.retry, named.retry);
+        assert_eq!(parsed.demo_interval, named.demo_interval);
+        assert_eq!(parsed.shutdown_grace, named.shutdown_grace);
+        assert_eq!(parsed.history, named.history);
+    }
+
+    #[test]
+    fn publish_subcommand() {
+        let cli = Cli::try_parse_from(["ringback", "publish", "--type", "blue", "hello"]).unwrap();
+        match cli.command {
+            Some(Command::Publish(p)) => {
+                assert_eq!(p.channel, "blue");
+                assert_eq!(p.data, "hello");
+            }
+            other => panic!("expected publish, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The errors a client can cause, each with its status and a JSON body.
+//!
+//! Handlers return `Result<_, AppError>`; nothing a client sends can panic the server.
+
+use crate::broadcast::Rejected;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Malformed input: bad JSON, a missing field, a bad channel, a bad `Last-Event-ID`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is over the configured size limit.
+    #[error("message is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The request is well formed but the feed refused it.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::TooLarge { .. } | AppError::Rejected(Rejected::TooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            AppError::Rejected(Rejected::Channel(_)) => StatusCode::BAD_REQUEST,
+            AppError::Rejected(Rejected::TooManyChannels(_)) => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        (self.status(), body).into_response()
+    }
+}

@@ -1,0 +1,62 @@
+//! `ringback`: serve the feed (default) or publish to a running server.
+
+use clap::Parser;
+use server::config::{Cli, Command, ServeArgs};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Publish(args)) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e.to_string()),
+            };
+            match runtime.block_on(server::client::publish(&args)) {
+                Ok(id) => {
+                    println!("published id {id}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("ringback: {message}");
+    ExitCode::FAILURE
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let addr = match args.bind_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
+    // cargo-leptos passes the site's layout in LEPTOS_* variables.
+    let leptos = match leptos::config::get_configuration(None) {
+        Ok(conf) => conf.leptos_options,
+        Err(e) => return fail(&format!("Leptos configuration: {e}")),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.to_string()),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => return fail(&format!("cannot listen on {addr}: {e}")),
+        };
+        let demo = if args.demo { " (demo source on)" } else { "" };
+        tracing::info!("Ringback is serving on http://{addr}/{demo}");
+        println!("\n  Ringback is live: open http://{addr}/ in a browser{demo}\n");
+        let state = server::server::AppState::new(args, leptos);
+        server::server::run(listener, state, server::shutdown::signal()).await;
+        ExitCode::SUCCESS
+    })
+}

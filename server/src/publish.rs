@@ -1,0 +1,53 @@
+//! `POST /messages`: publishing over HTTP.
+//!
+//! The body is read up to the size limit and no further, parsed, and handed to the feed, which
+//! validates and appends it. Every refusal is counted and answered with a JSON error; nothing a
+//! publisher sends affects other publishers or subscribers.
+
+use crate::error::AppError;
+use crate::server::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+
+/// The body of `POST /messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    #[serde(rename = "type")]
+    pub channel: String,
+    pub data: serde_json::Value,
+}
+
+/// `POST /messages` → `202 {"id": N}`.
+///
+/// The body arrives as `Bytes` under a `DefaultBodyLimit` of the configured size (set on the
+/// route in `server.rs`), so an oversized body is refused with `413` before it is buffered.
+pub async fn publish(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let limit = state.config.max_message_bytes;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            state.metrics.reject("too_large");
+            AppError::TooLarge { limit }
+        } else {
+            state.metrics.reject("bad_json");
+            AppError::BadRequest(e.body_text())
+        }
+    })?;
+    let request: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
+        state.metrics.reject("bad_json");
+        AppError::BadRequest(format!("expected {{\"type\": \"...\", \"data\": ...}}: {e}"))
+    })?;
+    let id = state.feed.publish(&request.channel, &request.data).map_err(|e| {
+        state.metrics.reject(e.reason());
+        AppError::from(e)
+    })?;
+    state.metrics.published_http.fetch_add(1, Ordering::Relaxed);
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))))
+}

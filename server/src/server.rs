@@ -1,0 +1,207 @@
+//! The listener: accepts connections, serves each with the one axum Router, and shuts down by
+//! notify-then-drain.
+//!
+//! Shutdown (as in mini-redis): the `shutdown` token is cancelled once, which every connection
+//! task and every SSE stream watches; SSE streams end (EventSource reconnects elsewhere), each
+//! connection finishes its in-flight requests, and `run` waits, up to a grace period, for the
+//! last connection task to drop its clone of the drain sender.
+
+use crate::broadcast::{BroadcastList, Limits};
+use crate::config::ServeArgs;
+use crate::metrics::Metrics;
+use crate::{metrics, publish, sse};
+use app::message::DEFAULT_CHANNELS;
+use app::snapshot::SnapshotSource;
+use app::{shell, App};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::get;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::LeptosRoutes;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Everything a handler needs, cloned into each request (all fields are shared handles).
+#[derive(Clone)]
+pub struct AppState {
+    /// The broadcast list every publisher appends to and every subscriber reads.
+    pub feed: BroadcastList,
+    pub config: Arc<ServeArgs>,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
+    pub shutdown: CancellationToken,
+    /// What leptos_axum needs to render pages and serve `/pkg`.
+    pub leptos: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+impl AppState {
+    pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let limits = Limits {
+            history: config.history,
+            history_bytes: config.history_bytes,
+            max_message_bytes: config.max_message_bytes,
+            max_channels: config.max_channels,
+        };
+        // Ids start at the clock's microseconds so they keep increasing across restarts.
+        let first_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let feed = BroadcastList::new(limits, first_id, &DEFAULT_CHANNELS, metrics.clone());
+        AppState {
+            feed,
+            config: Arc::new(config),
+            metrics,
+            shutdown: CancellationToken::new(),
+            leptos,
+        }
+    }
+}
+
+/// The connection's cut-off switch, put in every request's extensions: cancelling it closes the
+/// connection, which is how a subscriber that fell behind the history is disconnected even while
+/// its full socket keeps hyper from polling its body.
+#[derive(Clone, Debug)]
+pub struct ConnectionCut(pub CancellationToken);
+
+/// The one Router: API routes, then the Leptos pages, then static files from the site root.
+pub fn router(state: AppState) -> Router {
+    let routes = leptos_axum::generate_route_list(App);
+    let source = SnapshotSource(Arc::new({
+        let feed = state.feed.clone();
+        let per_channel = state.config.ui_messages;
+        move || feed.snapshot(per_channel)
+    }));
+    let leptos = state.leptos.clone();
+    Router::new()
+        .route(
+            "/messages",
+            get(sse::subscribe)
+                .post(publish::publish)
+                .layer(DefaultBodyLimit::max(state.config.max_message_bytes)),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::render))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(source.clone()),
+            move || shell(leptos.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state)
+}
+
+/// Serves `listener` until `shutdown` completes, then drains (see the module docs).
+pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
+    let router = router(state.clone());
+    if state.config.demo {
+        tokio::spawn(crate::demo::run(
+            state.feed.clone(),
+            state.metrics.clone(),
+            state.config.demo_interval,
+            state.shutdown.clone(),
+        ));
+    }
+    // Bounds open connections: when all permits are out, the loop stops accepting and new
+    // clients wait in the kernel's backlog instead of exhausting the process's files.
+    let limit = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
+    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of files, or a connection reset before accept: wait, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(stream, router.clone(), state.clone(), drain_tx.clone(), permit));
+    }
+    tracing::info!("shutting down: closing streams and draining connections");
+    drop(listener);
+    state.shutdown.cancel();
+    drop(drain_tx);
+    let grace = state.config.shutdown_grace;
+    if tokio::time::timeout(grace, drain_rx.recv()).await.is_err() {
+        tracing::warn!(
+            open = state.metrics.connections.load(Ordering::Relaxed),
+            "connections still open after the shutdown grace period; dropping them"
+        );
+    }
+}
+
+/// Counts a connection for as long as its task lives.
+struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    state: AppState,
+    _drain: mpsc::Sender<()>,
+    _permit: OwnedSemaphorePermit,
+) {
+    state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let _guard = ConnectionGuard(state.metrics.clone());
+    let cut = CancellationToken::new();
+    let service = hyper::service::service_fn({
+        let cut = cut.clone();
+        move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectionCut(cut.clone()));
+            router.clone().oneshot(req.map(Body::new))
+        }
+    });
+    // HTTP/1.1 and cleartext HTTP/2 (prior knowledge), told apart by the connection preface.
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
+        _ = cut.cancelled() => {
+            tracing::debug!("closed the connection of a subscriber that fell behind");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Server-sent events: the one frame encoder, and `GET /messages`.
+//!
+//! Frames are encoded here and nowhere else. Every field that reaches a frame is either a number
+//! (`id:`), a validated channel token (`event:`, see [`app::message::validate_channel`]) or JSON
+//! produced by serde_json, which escapes every control character: no input can put a line break
+//! where the protocol does not expect one.
+//!
+//! The handler does not re-encode anything: it streams the broadcast list's shared frames, adds
+//! a `retry:` and heartbeats of its own, and stops on shutdown, on a cut-off, or when the client
+//! goes away (hyper drops the body, which drops the subscription).
+
+use crate::broadcast::{Start, Subscription};
+use crate::error::AppError;
+use crate::server::{AppState, ConnectionCut};
+use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The largest buffer one poll of a stream hands to the socket: ready frames beyond it wait for
+/// the next poll, so one subscriber's catch-up never builds an unbounded buffer.
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// A comment line: ignored by EventSource, keeps proxies and NATs from closing an idle stream.
+const HEARTBEAT: &[u8] = b":\n\n";
+
+/// Encodes one message's frame; returns it and the slice of it holding the message JSON.
+///
+/// With `announce`, the frame is preceded by a `ringback.channel` event naming the channel, so a
+/// browser subscribes to the new event name before the message is dispatched.
+pub fn encode_message(id: u64, channel: &str, data_json: &[u8], announce: bool) -> (Bytes, Bytes) {
+    let mut buf = BytesMut::with_capacity(64 + 2 * channel.len() + data_json.len());
+    if announce {
+        buf.put_slice(b"event: ");
+        buf.put_slice(EVENT_CHANNEL.as_bytes());
+        buf.put_slice(b"\ndata: {\"type\":\"");
+        buf.put_slice(channel.as_bytes());
+        buf.put_slice(b"\"}\n\n");
+    }
+    let num = id.to_string();
+    buf.put_slice(b"id: ");
+    buf.put_slice(num.as_bytes());
+    buf.put_slice(b"\nevent: ");
+    buf.put_slice(channel.as_bytes());
+    buf.put_slice(b"\ndata: ");
+    let json_start = buf.len();
+    buf.put_slice(b"{\"id\":");
+    buf.put_slice(num.as_bytes());
+    buf.put_slice(b",\"type\":\"");
+    buf.put_slice(channel.as_bytes());
+    buf.put_slice(b"\",\"data\":");
+    buf.put_slice(data_json);
+    buf.put_slice(b"}");
+    let json_end = buf.len();
+    buf.put_slice(b"\n\n");
+    let frame = buf.freeze();
+    let json = frame.slice(json_start..json_end);
+    (frame, json)
+}
+
+/// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first bytes of a
+/// stream. Sent at once so the browser sees the stream open without waiting for a message.
+fn preamble(retry: Duration, gap: Option<&Gap>) -> Bytes {
+    let mut out = format!("retry: {}\n\n", retry.as_millis());
+    if let Some(gap) = gap {
+        let json = serde_json::to_string(gap).unwrap_or_else(|_| "{}".to_owned());
+        out.push_str(&format!("event: {EVENT_GAP}\ndata: {json}\n\n"));
+    }
+    Bytes::from(out)
+}
+
+/// What a subscriber asked for, parsed from the query and headers.
+#[derive(Debug, Default, PartialEq)]
+pub struct SubscribeParams {
+    pub start: Option<u64>,
+    pub types: Vec<String>,
+}
+
+impl SubscribeParams {
+    /// `Last-Event-ID` (header first, then `lastEventId` in the query) and `type` filters.
+    pub fn parse(query: Option<&str>, headers: &HeaderMap, max_types: usize) -> Result<Self, AppError> {
+        let mut params = SubscribeParams::default();
+        let mut query_last = None;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "type" => {
+                    validate_channel(&value)
+                        .map_err(|e| AppError::BadRequest(format!("bad `type` filter: {e}")))?;
+                    if !params.types.iter().any(|t| *t == value) {
+                        params.types.push(value.into_owned());
+                    }
+                    if params.types.len() > max_types {
+                        return Err(AppError::BadRequest(format!(
+                            "at most {max_types} `type` filters per subscription"
+                        )));
+                    }
+                }
+                "lastEventId" => query_last = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let header_last = headers
+            .get("last-event-id")
+            .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
+        if let Some(raw) = header_last.or(query_last) {
+            params.start = Some(parse_last_event_id(&raw)?);
+        }
+        Ok(params)
+    }
+}
+
+/// A `Last-Event-ID` is a feed id: a decimal number, nothing else.
+pub fn parse_last_event_id(raw: &str) -> Result<u64, AppError> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::BadRequest("`Last-Event-ID` must be a decimal message id".into()));
+    }
+    raw.parse().map_err(|_| AppError::BadRequest("`Last-Event-ID` is out of range".into()))
+}
+
+/// `GET /messages`: the event stream.
+pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+    let params = SubscribeParams::parse(
+        req.uri().query(),
+        req.headers(),
+        state.config.max_filter_channels,
+    )?;
+    // The connection's own token when served by our listener, so a cut-off closes the socket
+    // even if hyper has stopped polling this body; a fresh one otherwise (in-process tests).
+    let cut = req
+        .extensions()
+        .get::<ConnectionCut>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let start = params.start.map_or(Start::Live, Start::After);
+    let filter = (!params.types.is_empty()).then_some(params.types);
+    let (sub, gap) = state.feed.subscribe(start, filter, cut.clone());
+    if let Some(gap) = &gap {
+        tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
+    }
+    let stream = EventStream {
+        sub,
+        first: Some(preamble(state.config.retry, gap.as_ref())),
+        heartbeat: state.config.heartbeat,
+        cut,
+        shutdown: state.shutdown.clone(),
+    };
+    let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// One subscriber's stream: the subscription plus what ends it.
+struct EventStream {
+    sub: Subscription,
+    first: Option<Bytes>,
+    heartbeat: Duration,
+    cut: CancellationToken,
+    shutdown: CancellationToken,
+}
+
+impl EventStream {
+    async fn step(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        if let Some(first) = self.first.take() {
+            return Some((Ok(first), self));
+        }
+        let bytes = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return None,
+            _ = self.cut.cancelled() => return None,
+            next = tokio::time::timeout(self.heartbeat, self.sub.next(MAX_BATCH_BYTES)) => match next {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_lagged)) => return None,
+                Err(_idle) => Bytes::from_static(HEARTBEAT),
+            },
+        };
+        Some((Ok(bytes), self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's field rules):
+    /// returns (id, event, data) per dispatched event.
+    fn parse_events(text: &str) -> Vec<(Option<String>, Option<String>, String)> {
+        let mut out = Vec::new();
+        let (mut id, mut event, mut data) = (None, None, Vec::new());
+        for line in text.split('\n') {
+            if line.is_empty() {
+                if !data.is_empty() {
+                    out.push((id.take(), event.take(), data.join("\n")));
+                }
+                data.clear();
+                event = None;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => id = Some(value.to_owned()),
+                "event" => event = Some(value.to_owned()),
+                "data" => data.push(value.to_owned()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn frame_round_trips() {
+        let data = serde_json::to_vec(&serde_json::json!("line1\nline2\r\u{0}")).unwrap();
+        let (frame, json) = encode_message(42, "blue", &data, false);
+        let text = std::str::from_utf8(&frame).unwrap();
+        let events = parse_events(text);
+        assert_eq!(events.len(), 1);
+        let (id, event, data) = &events[0];
+        assert_eq!(id.as_deref(), Some("42"));
+        assert_eq!(event.as_deref(), Some("blue"));
+        assert_eq!(data.as_bytes(), &json[..]);
+        let m: app::message::Message = serde_json::from_str(data).unwrap();
+        assert_eq!(m.id, 42);
+        assert_eq!(m.channel, "blue");
+        assert_eq!(m.data, serde_json::json!("line1\nline2\r\u{0}"));
+    }
+
+    #[test]
+    fn announce_precedes_the_message() {
+        let (frame, _) = encode_message(7, "green", b"1", true);
+        let events = parse_events(std::str::from_utf8(&frame).unwrap());
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].1.as_deref(), Some(EVENT_CHANNEL));
+        assert_eq!(events[0].0, None, "the announcement must not move Last-Event-ID");
+        assert_eq!(events[0].2, r#"{"type":"green"}"#);
+        assert_eq!(events[1].0.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn last_event_id_parsing() {
+        assert_eq!(parse_last_event_id("17").unwrap(), 17);
+        assert_eq!(parse_last_event_id(" 17 ").unwrap(), 17);
+        for bad in ["", "-1", "1e3", "abc", "18446744073709551616", "1\n2"] {
+            assert!(parse_last_event_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn params_prefer_the_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("last-event-id", HeaderValue::from_static("9"));
+        let p = SubscribeParams::parse(Some("lastEventId=3&type=red&type=blue&type=red"), &headers, 8)
+            .unwrap();
+        assert_eq!(p, SubscribeParams { start: Some(9), types: vec!["red".into(), "blue".into()] });
+        let p = SubscribeParams::parse(Some("lastEventId=3"), &HeaderMap::new(), 8).unwrap();
+        assert_eq!(p.start, Some(3));
+        assert!(SubscribeParams::parse(Some("type=a%0Ab"), &HeaderMap::new(), 8).is_err());
+        assert!(SubscribeParams::parse(Some("type=a&type=b"), &HeaderMap::new(), 1).is_err());
+    }
+}
