@@ -248,6 +248,65 @@ mod tests {
         assert_eq!(events[1].0.as_deref(), Some("7"));
     }
 
+    fn stream(feed: &crate::broadcast::BroadcastList) -> EventStream {
+        let (sub, _) = feed.subscribe(Start::Live, None, CancellationToken::new());
+        EventStream {
+            sub,
+            first: Some(preamble(Duration::from_secs(2), None)),
+            heartbeat: Duration::from_secs(15),
+            cut: CancellationToken::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn feed() -> crate::broadcast::BroadcastList {
+        let limits = crate::broadcast::Limits {
+            history: 8,
+            history_bytes: 1 << 20,
+            max_message_bytes: 1024,
+            max_channels: 8,
+        };
+        crate::broadcast::BroadcastList::new(limits, 1, &[], Default::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_streams_send_heartbeats_and_end_on_shutdown() {
+        let feed = feed();
+        let s = stream(&feed);
+        let (first, s) = s.step().await.unwrap();
+        assert_eq!(first.unwrap(), Bytes::from_static(b"retry: 2000\n\n"));
+        let started = tokio::time::Instant::now();
+        let (beat, s) = s.step().await.unwrap();
+        assert_eq!(beat.unwrap(), Bytes::from_static(HEARTBEAT));
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+        feed.publish("red", &serde_json::json!("x")).unwrap();
+        let (frame, s) = s.step().await.unwrap();
+        assert!(std::str::from_utf8(&frame.unwrap()).unwrap().contains("event: red\n"));
+        assert_eq!(started.elapsed(), Duration::from_secs(15), "a message comes at once");
+        s.shutdown.cancel();
+        assert!(s.step().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_ends_the_stream() {
+        let feed = feed();
+        let mut s = stream(&feed);
+        s.first = None;
+        s.cut.cancel();
+        assert!(s.step().await.is_none());
+    }
+
+    #[test]
+    fn a_gap_is_announced_after_retry() {
+        let gap = Gap { after: 3, oldest: Some(9) };
+        let text = String::from_utf8(preamble(Duration::from_millis(1500), Some(&gap)).to_vec()).unwrap();
+        let events = parse_events(&text);
+        assert!(text.starts_with("retry: 1500\n"));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].1.as_deref(), Some(EVENT_GAP));
+        assert_eq!(events[0].2, r#"{"after":3,"oldest":9}"#);
+    }
+
     #[test]
     fn last_event_id_parsing() {
         assert_eq!(parse_last_event_id("17").unwrap(), 17);

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (quietly when it is already there),
+# builds once, and runs every test: Rust unit and integration tests, then Playwright.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+scripts/setup.sh --test
+
+step "building the site and the server (cargo leptos build --release)"
+cargo leptos build --release
+
+step "Rust unit and integration tests"
+cargo test -p app -p server
+
+step "end-to-end tests (Playwright, Chromium)"
+(cd end2end && npx playwright test)

@@ -1,0 +1,96 @@
+//! 1,000 subscribers connect and disconnect; the server's tasks, connections, subscribers and
+//! heap return to their baseline. Its own test binary: the counting allocator sees the whole
+//! process, so no other test may run beside it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use cap::Cap;
+use common::{config, TestServer, PATIENCE};
+use std::alloc::System;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[global_allocator]
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
+
+const SUBSCRIBERS: usize = 1000;
+
+/// Opens an SSE stream over raw TCP and waits for its first bytes (the `retry:` preamble), by
+/// which time the server has registered the subscription.
+async fn open(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let mut got = Vec::new();
+    while !got.windows(6).any(|w| w == b"retry:") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "stream closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+/// Connects `SUBSCRIBERS` clients, publishes one message they all could read, disconnects them
+/// all, and waits until the server has let go of every one.
+async fn round(server: &TestServer) {
+    let mut clients = Vec::with_capacity(SUBSCRIBERS);
+    for _ in 0..SUBSCRIBERS {
+        clients.push(open(server.addr).await);
+    }
+    let mut subs = server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == SUBSCRIBERS).await.unwrap();
+    server.state.feed.publish("red", &serde_json::json!("to all")).unwrap();
+    drop(clients);
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0)).await.unwrap().unwrap();
+    // Connection tasks end right after their subscriptions are dropped.
+    let metrics = server.state.metrics.clone();
+    tokio::time::timeout(PATIENCE, async move {
+        while metrics.connections.load(Ordering::Relaxed) != 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every connection task ended");
+}
+
+async fn settled_tasks(expected: usize) -> usize {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    // A finished task is reaped by the runtime shortly after its last poll: yield until it is.
+    for _ in 0..10_000 {
+        if metrics.num_alive_tasks() <= expected {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    metrics.num_alive_tasks()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_that_leave_free_everything() {
+    let server = TestServer::start(config()).await;
+    // Warm-up: the runtime's I/O slab and the allocator's pools grow once and are reused.
+    round(&server).await;
+    let tasks = settled_tasks(0).await;
+    let heap = ALLOCATOR.allocated();
+
+    round(&server).await;
+    round(&server).await;
+
+    assert_eq!(settled_tasks(tasks).await, tasks, "task count back to baseline");
+    assert_eq!(server.state.feed.subscriber_count(), 0);
+    let after = ALLOCATOR.allocated();
+    let growth = after.saturating_sub(heap);
+    eprintln!("heap growth {growth} tasks {tasks}");
+    // A leaked subscriber or connection costs kilobytes (buffers, task, registry slot); 2,000
+    // of them would be megabytes. 64 KiB over 2,000 subscribers is 32 bytes each: room for
+    // allocator noise, none for a leak.
+    assert!(
+        growth < 64 * 1024,
+        "heap grew by {growth} bytes over {} subscribers (from {heap} to {after})",
+        2 * SUBSCRIBERS
+    );
+    server.shutdown().await;
+}

@@ -1,0 +1,287 @@
+//! The live feed over real TCP: publish → SSE, filters, resume, errors, lag cut-off, shutdown.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{config, publish, publish_ok, SseClient, TestServer, PATIENCE};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn publish_reaches_every_subscriber_as_an_sse_frame() {
+    let server = TestServer::start(config()).await;
+    let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
+    let mut b = SseClient::connect(server.addr, "/messages", &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["content-type"], "text/event-stream");
+    assert_eq!(a.headers["cache-control"], "no-store");
+    assert_eq!(a.headers["x-accel-buffering"], "no");
+    assert!(a.headers.get("connection").is_none());
+    assert!(a.headers.get("content-encoding").is_none());
+
+    let id = publish_ok(server.addr, "blue", "hello").await;
+    for client in [&mut a, &mut b] {
+        let e = client.next_message().await.unwrap();
+        assert_eq!(e.id, Some(id.to_string()));
+        assert_eq!(e.event.as_deref(), Some("blue"));
+        assert_eq!(e.json(), serde_json::json!({ "id": id, "type": "blue", "data": "hello" }));
+        assert_eq!(client.retry, Some(2000), "the stream announces its retry");
+    }
+    let next = publish_ok(server.addr, "red", "again").await;
+    assert!(next > id, "ids strictly increase");
+    assert_eq!(a.next_message().await.unwrap().id, Some(next.to_string()));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_channel_is_announced_before_its_first_message() {
+    let server = TestServer::start(config()).await;
+    let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
+    publish_ok(server.addr, "green", "first").await;
+    publish_ok(server.addr, "green", "second").await;
+    let announce = a.next_event().await.unwrap();
+    assert_eq!(announce.event.as_deref(), Some("ringback.channel"));
+    assert_eq!(announce.json(), serde_json::json!({ "type": "green" }));
+    assert_eq!(a.next_event().await.unwrap().json()["data"], "first");
+    // Only the first message on a channel is announced.
+    assert_eq!(a.next_event().await.unwrap().json()["data"], "second");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn type_filter_delivers_only_named_channels() {
+    let server = TestServer::start(config()).await;
+    let mut reds = SseClient::connect(server.addr, "/messages?type=red&type=yellow", &[]).await;
+    publish_ok(server.addr, "blue", "b").await;
+    let red = publish_ok(server.addr, "red", "r").await;
+    publish_ok(server.addr, "blue", "b2").await;
+    let yellow = publish_ok(server.addr, "yellow", "y").await;
+    assert_eq!(reds.next_message().await.unwrap().id, Some(red.to_string()));
+    assert_eq!(reds.next_message().await.unwrap().id, Some(yellow.to_string()));
+
+    let (status, _, _) = common::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn last_event_id_replays_exactly_what_was_missed() {
+    let server = TestServer::start(config()).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(publish_ok(server.addr, "red", &format!("m{i}")).await);
+    }
+    let resume_from = ids[1].to_string();
+    // By header, as EventSource does on reconnect.
+    let mut a = SseClient::connect(server.addr, "/messages", &[("last-event-id", &resume_from)]).await;
+    // By query parameter, as the page does for its first connection.
+    let mut b = SseClient::connect(server.addr, &format!("/messages?lastEventId={resume_from}"), &[]).await;
+    let live = publish_ok(server.addr, "red", "live").await;
+    for client in [&mut a, &mut b] {
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(client.next_message().await.unwrap().id.unwrap().parse::<u64>().unwrap());
+        }
+        assert_eq!(got, vec![ids[2], ids[3], ids[4], live], "no gap, no duplicate");
+    }
+    // Without Last-Event-ID a subscriber starts at the newest: only what comes next.
+    let mut c = SseClient::connect(server.addr, "/messages", &[]).await;
+    let after = publish_ok(server.addr, "red", "after").await;
+    assert_eq!(c.next_message().await.unwrap().id, Some(after.to_string()));
+
+    let (status, _, body) =
+        common::request(server.addr, "GET", "/messages", &[("last-event-id", "x1")], "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let json: serde_json::Value = serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    assert!(json["error"].as_str().unwrap().contains("Last-Event-ID"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn resume_beyond_history_is_told_of_the_gap() {
+    let mut cfg = config();
+    cfg.history = 4;
+    let server = TestServer::start(cfg).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(publish_ok(server.addr, "red", &format!("m{i}")).await);
+    }
+    let mut a = SseClient::connect(server.addr, "/messages", &[("last-event-id", &ids[2].to_string())]).await;
+    let gap = a.next_event().await.unwrap();
+    assert_eq!(gap.event.as_deref(), Some("ringback.gap"));
+    assert_eq!(gap.json(), serde_json::json!({ "after": ids[2], "oldest": ids[6] }));
+    // Then it continues from the oldest message still held.
+    assert_eq!(a.next_message().await.unwrap().id, Some(ids[6].to_string()));
+    assert_eq!(server.state.metrics.resume_gaps.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_publishes_are_refused_counted_and_harmless() {
+    let mut cfg = config();
+    cfg.max_message_bytes = 1024;
+    let server = TestServer::start(cfg).await;
+    let mut watcher = SseClient::connect(server.addr, "/messages", &[]).await;
+    let cases = [
+        ("not json", StatusCode::BAD_REQUEST),
+        (r#"{"type":"blue"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"data":"x"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"type":"bl ue","data":"x"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"type":"a\nb","data":"x"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"type":"","data":"x"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"type":"ringback.gap","data":"x"}"#, StatusCode::BAD_REQUEST),
+    ];
+    for (body, status) in cases {
+        let (got, json) = publish(server.addr, body).await;
+        assert_eq!(got, status, "{body}");
+        assert!(json["error"].is_string(), "{body}: {json}");
+    }
+    let big = serde_json::json!({ "type": "blue", "data": "x".repeat(2000) }).to_string();
+    let (got, json) = publish(server.addr, &big).await;
+    assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json["error"].as_str().unwrap().contains("1024"));
+
+    let m = &server.state.metrics;
+    assert_eq!(m.rejected_bad_json.load(Ordering::Relaxed), 3);
+    assert_eq!(m.rejected_bad_type.load(Ordering::Relaxed), 4);
+    assert_eq!(m.rejected_too_large.load(Ordering::Relaxed), 1);
+
+    // Nothing reached subscribers, and the next good message does.
+    let id = publish_ok(server.addr, "blue", "fine").await;
+    let e = watcher.next_message().await.unwrap();
+    assert_eq!(e.id, Some(id.to_string()));
+    assert_eq!(e.json()["data"], "fine");
+    server.shutdown().await;
+}
+
+/// A subscriber that never reads is cut off once it falls behind the history, while another
+/// keeps receiving every message; the list's memory stays within its bounds throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
+    const MESSAGES: usize = 300;
+    const SIZE: usize = 64 * 1024;
+    let mut cfg = config();
+    cfg.history = 16;
+    cfg.max_message_bytes = 2 * SIZE;
+    let server = TestServer::start(cfg).await;
+
+    // The stalled client: a small receive buffer, and it never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut stalled = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    stalled.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+
+    let mut reader = SseClient::connect(server.addr, "/messages", &[]).await;
+    let mut subs = server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == 2).await.unwrap();
+
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let reading = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        while ids.len() < MESSAGES {
+            let e = reader.next_message().await.expect("the reader's stream stays open");
+            ids.push(e.id.unwrap().parse::<u64>().unwrap());
+            progress_tx.send_replace(ids.len());
+        }
+        ids
+    });
+    let payload = serde_json::Value::String("x".repeat(SIZE));
+    let mut published = Vec::new();
+    for i in 0..MESSAGES {
+        // Keep the reader within half the history, so only the stalled client can fall behind.
+        progress.wait_for(|n| i < *n + 8).await.unwrap();
+        published.push(server.state.feed.publish("blue", &payload).unwrap());
+    }
+    let received = tokio::time::timeout(PATIENCE, reading).await.unwrap().unwrap();
+    assert_eq!(received, published, "the reading subscriber got every message in order");
+    assert_eq!(server.state.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
+
+    // The server closed the stalled connection: reading it now ends, short of everything.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled connection was closed by the server");
+    assert!(total < MESSAGES * SIZE, "the stalled client did not get everything ({total} bytes)");
+    subs.wait_for(|n| *n == 0).await.unwrap();
+    let (held, bytes) = server.state.feed.held();
+    assert!(held <= 16 && bytes <= 16 * (SIZE + 512), "history bounded: {held} entries, {bytes} bytes");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_returns() {
+    let server = TestServer::start(config()).await;
+    let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
+    let id = publish_ok(server.addr, "red", "before").await;
+    assert_eq!(a.next_message().await.unwrap().id, Some(id.to_string()));
+    let stopping = tokio::spawn(server.shutdown());
+    assert_eq!(a.next_event().await, None, "the stream ends so EventSource reconnects elsewhere");
+    tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_page_is_server_rendered_with_the_latest_messages() {
+    let server = TestServer::start(config()).await;
+    let id = publish_ok(server.addr, "blue", "rendered on the server").await;
+    publish_ok(server.addr, "purple", "a new channel").await;
+    let (status, headers, body) = common::request(server.addr, "GET", "/", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for needle in [
+        "rendered on the server",
+        r#"data-channel="red""#,
+        r#"data-channel="yellow""#,
+        r#"data-channel="blue""#,
+        r#"data-channel="purple""#,
+        &format!(r#"data-id="{id}""#),
+    ] {
+        assert!(html.contains(needle), "page lacks {needle}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_answer() {
+    let server = TestServer::start(config()).await;
+    publish_ok(server.addr, "red", "x").await;
+    let (status, _, _) = common::request(server.addr, "GET", "/healthz", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = common::request(server.addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("ringback_messages_in_total{source=\"http\"} 1"), "{text}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_publish_command_reaches_subscribers() {
+    let server = TestServer::start(config()).await;
+    let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
+    let args = server::config::PublishArgs {
+        channel: "yellow".into(),
+        data: "from the command".into(),
+        json: false,
+        url: format!("http://{}", server.addr),
+    };
+    let id = server::client::publish(&args).await.unwrap();
+    let e = a.next_message().await.unwrap();
+    assert_eq!(e.id, Some(id.to_string()));
+    assert_eq!(e.json()["data"], "from the command");
+    let bad = server::config::PublishArgs { channel: "no good".into(), ..args };
+    let err = server::client::publish(&bad).await.unwrap_err();
+    assert!(err.contains("400"), "{err}");
+    server.shutdown().await;
+}
