@@ -28,7 +28,7 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let channel = CHANNELS[n % CHANNELS.len()];
-        let text = format!("demo #{} — {}", n + 1, WORDS[(n * 5 + n / 3) % WORDS.len()]);
+        let text = format!("demo #{} — {}", n + 1, WORDS[(n * 7 / 3) % WORDS.len()]);
         if feed.publish(channel, &serde_json::Value::String(text)).is_ok() {
             metrics.published_demo.fetch_add(1, Ordering::Relaxed);
         }
