@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every default, named once. The README's configuration table mirrors this module.
@@ -41,6 +42,28 @@ pub mod defaults {
     pub const PUBLISH_URL: &str = "http://127.0.0.1:3000";
     /// Log filter (tracing-subscriber's `EnvFilter` syntax).
     pub const LOG: &str = "info";
+    /// Where the self-signed certificate is kept (relative to the working directory).
+    pub const DATA_DIR: &str = ".ringback";
+    /// Time a new connection has to show its protocol and finish the TLS or HTTP/2 handshake.
+    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY;
+    /// HTTP/1.1: the wait for the next request's headers).
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+    /// HTTP/2 streams one client may have open at once (SSE subscriptions count).
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
+    /// Largest request header block accepted (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE).
+    pub const H2_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+    /// Receive window per stream: how much of an upload the client may send ahead.
+    pub const H2_STREAM_WINDOW: u32 = 256 * 1024;
+    /// Receive window for the whole connection.
+    pub const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+    /// Bytes buffered per stream while the client's window is closed.
+    pub const H2_MAX_SEND_BUFFER: usize = 400 * 1024;
+    /// Streams a client may reset before the server accepts them (rapid-reset protection).
+    pub const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+    /// Streams the server may reset because of the client's errors before it closes the
+    /// connection (rapid-reset protection, CVE-2023-44487 and kin).
+    pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
 }
 
 #[derive(Debug, Parser)]
@@ -106,6 +129,42 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info`, `ringback=debug,info`.
     #[arg(long, env = "RINGBACK_LOG", default_value = defaults::LOG)]
     pub log: String,
+    /// TLS certificate chain (PEM). Without it, a self-signed one for localhost is made once.
+    #[arg(long, env = "RINGBACK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with `--tls-cert`.
+    #[arg(long, env = "RINGBACK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Directory for local state (the self-signed certificate). Never commit it.
+    #[arg(long, env = "RINGBACK_DATA_DIR", default_value = defaults::DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Time to show a protocol and finish the TLS/HTTP/2 handshake, e.g. `10s`.
+    #[arg(long, env = "RINGBACK_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub tls_handshake_timeout: Duration,
+    /// Idle connection timeout, e.g. `120s`.
+    #[arg(long, env = "RINGBACK_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "120s")]
+    pub idle_timeout: Duration,
+    /// HTTP/2: concurrent streams per connection.
+    #[arg(long, env = "RINGBACK_H2_MAX_CONCURRENT_STREAMS", default_value_t = defaults::H2_MAX_CONCURRENT_STREAMS)]
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: largest request header list, in bytes.
+    #[arg(long, env = "RINGBACK_H2_MAX_HEADER_LIST_SIZE", default_value_t = defaults::H2_MAX_HEADER_LIST_SIZE)]
+    pub h2_max_header_list_size: u32,
+    /// HTTP/2: receive window per stream, in bytes.
+    #[arg(long, env = "RINGBACK_H2_STREAM_WINDOW", default_value_t = defaults::H2_STREAM_WINDOW)]
+    pub h2_stream_window: u32,
+    /// HTTP/2: receive window per connection, in bytes.
+    #[arg(long, env = "RINGBACK_H2_CONNECTION_WINDOW", default_value_t = defaults::H2_CONNECTION_WINDOW)]
+    pub h2_connection_window: u32,
+    /// HTTP/2: send buffer per stream, in bytes.
+    #[arg(long, env = "RINGBACK_H2_MAX_SEND_BUFFER", default_value_t = defaults::H2_MAX_SEND_BUFFER)]
+    pub h2_max_send_buffer: usize,
+    /// HTTP/2: client resets of not-yet-accepted streams tolerated (rapid reset).
+    #[arg(long, env = "RINGBACK_H2_MAX_PENDING_ACCEPT_RESETS", default_value_t = defaults::H2_MAX_PENDING_ACCEPT_RESETS)]
+    pub h2_max_pending_accept_resets: usize,
+    /// HTTP/2: resets caused by client errors tolerated before the connection is closed.
+    #[arg(long, env = "RINGBACK_H2_MAX_LOCAL_ERROR_RESETS", default_value_t = defaults::H2_MAX_LOCAL_ERROR_RESETS)]
+    pub h2_max_local_error_resets: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -152,6 +211,18 @@ impl Default for ServeArgs {
             demo_interval: defaults::DEMO_INTERVAL,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             log: defaults::LOG.to_owned(),
+            tls_cert: None,
+            tls_key: None,
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+            tls_handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+            h2_max_header_list_size: defaults::H2_MAX_HEADER_LIST_SIZE,
+            h2_stream_window: defaults::H2_STREAM_WINDOW,
+            h2_connection_window: defaults::H2_CONNECTION_WINDOW,
+            h2_max_send_buffer: defaults::H2_MAX_SEND_BUFFER,
+            h2_max_pending_accept_resets: defaults::H2_MAX_PENDING_ACCEPT_RESETS,
+            h2_max_local_error_resets: defaults::H2_MAX_LOCAL_ERROR_RESETS,
         }
     }
 }
@@ -201,6 +272,9 @@ mod tests {
         assert_eq!(parsed.demo_interval, named.demo_interval);
         assert_eq!(parsed.shutdown_grace, named.shutdown_grace);
         assert_eq!(parsed.history, named.history);
+        assert_eq!(parsed.tls_handshake_timeout, named.tls_handshake_timeout);
+        assert_eq!(parsed.idle_timeout, named.idle_timeout);
+        assert_eq!(parsed.data_dir, named.data_dir);
     }
 
     #[test]

@@ -8,19 +8,29 @@
 //! - [`demo`]: the demo source that keeps a fresh page alive.
 //! - [`broadcast`]: the bounded, shared list of encoded frames that every subscriber reads.
 //! - [`sse`]: the one frame encoder, and `GET /messages`.
-//! - [`server`]: the Router, the listener, and notify-then-drain shutdown.
+//! - [`server`]: the Router, the accept loop, and notify-then-drain shutdown.
+//! - [`listener`]: one port for TLS, h2c and HTTP/1.1, told apart by their first bytes.
+//! - [`tls`]: certificates (given, or self-signed and kept) and the rustls configuration.
+//! - [`http2`]: the HTTP/2 driver on the `h2` crate: dispatch, push, 103 Early Hints.
+//! - [`push`]: which requests are pages and what they bring; `Link` headers and the cookie.
+//! - [`assets`]: the cargo-leptos asset manifest, served from memory.
 //! - [`shutdown`]: SIGINT/SIGTERM.
 //! - [`error`]: client errors with their status codes.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`client`]: `ringback publish`.
 
+pub mod assets;
 pub mod broadcast;
 pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod http2;
+pub mod listener;
 pub mod metrics;
 pub mod publish;
+pub mod push;
 pub mod server;
 pub mod shutdown;
 pub mod sse;
+pub mod tls;

@@ -53,9 +53,28 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(&format!("cannot listen on {addr}: {e}")),
         };
         let demo = if args.demo { " (demo source on)" } else { "" };
-        tracing::info!("Ringback is serving on http://{addr}/{demo}");
-        println!("\n  Ringback is live: open http://{addr}/ in a browser{demo}\n");
-        let state = server::server::AppState::new(args, leptos);
+        tracing::info!("Ringback is serving on http://{addr}/ and https://{addr}/{demo}");
+        println!("\n  Ringback is live: open http://{addr}/ in a browser{demo}");
+        println!("  (https://{addr}/ serves HTTP/2 with push; its certificate is self-signed unless --tls-cert is given)\n");
+        // A release binary must serve the hashed site cargo-leptos built: a missing or broken
+        // manifest is an error here, not pages whose scripts 404.
+        if !cfg!(debug_assertions) && !leptos.hash_files {
+            return fail("release builds serve the hashed site: set LEPTOS_HASH_FILES=true (scripts/run.sh does)");
+        }
+        let manifest = match server::assets::AssetManifest::load(&leptos) {
+            Ok(m) => m,
+            Err(e) => return fail(&format!("asset manifest: {e}")),
+        };
+        manifest.log();
+        let tls = match server::tls::server_config(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+            &args.data_dir,
+        ) {
+            Ok(t) => t,
+            Err(e) => return fail(&format!("TLS: {e}")),
+        };
+        let state = server::server::AppState::new(args, leptos).with_assets(manifest).with_tls(tls);
         server::server::run(listener, state, server::shutdown::signal()).await;
         ExitCode::SUCCESS
     })

@@ -24,6 +24,9 @@ pub struct Metrics {
     /// Subscriptions that asked to resume, and those told of a gap.
     pub resumes: AtomicU64,
     pub resume_gaps: AtomicU64,
+    /// HTTP/2 push promises sent, and 103 Early Hints sent.
+    pub pushes: AtomicU64,
+    pub hints: AtomicU64,
     /// Connections open now.
     pub connections: AtomicUsize,
 }
@@ -64,6 +67,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "# TYPE ringback_lagged_disconnects_total counter\nringback_lagged_disconnects_total {}", get(&m.lagged_disconnects));
     let _ = writeln!(out, "# TYPE ringback_resumes_total counter\nringback_resumes_total {}", get(&m.resumes));
     let _ = writeln!(out, "# TYPE ringback_resume_gaps_total counter\nringback_resume_gaps_total {}", get(&m.resume_gaps));
+    let _ = writeln!(out, "# TYPE ringback_pushes_total counter\nringback_pushes_total {}", get(&m.pushes));
+    let _ = writeln!(out, "# TYPE ringback_early_hints_total counter\nringback_early_hints_total {}", get(&m.hints));
     let _ = writeln!(out, "# TYPE ringback_history_messages gauge\nringback_history_messages {held}");
     let _ = writeln!(out, "# TYPE ringback_history_bytes gauge\nringback_history_bytes {held_bytes}");
     let _ = writeln!(out, "# TYPE ringback_newest_id gauge\nringback_newest_id {}", state.feed.newest_id());

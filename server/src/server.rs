@@ -9,16 +9,16 @@
 use crate::broadcast::{BroadcastList, Limits};
 use crate::config::ServeArgs;
 use crate::metrics::Metrics;
-use crate::{metrics, publish, sse};
+use crate::assets::{self, AssetManifest};
+use crate::push::{self, PushPolicy};
+use crate::{listener, metrics, publish, sse};
 use app::message::DEFAULT_CHANNELS;
 use app::snapshot::SnapshotSource;
 use app::{shell, App};
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::LeptosRoutes;
@@ -29,7 +29,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// Everything a handler needs, cloned into each request (all fields are shared handles).
 #[derive(Clone)]
@@ -42,6 +41,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// What leptos_axum needs to render pages and serve `/pkg`.
     pub leptos: LeptosOptions,
+    /// Which requests are pages and which assets they bring (push, hints, `Link`).
+    pub push: Arc<PushPolicy>,
+    /// TLS for connections that start with a ClientHello; `None` serves cleartext only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -70,8 +73,27 @@ impl AppState {
             metrics,
             shutdown: CancellationToken::new(),
             leptos,
+            push: Arc::new(PushPolicy::new(Arc::default(), page_paths())),
+            tls: None,
         }
     }
+
+    /// Serves, pushes and hints these assets.
+    pub fn with_assets(mut self, manifest: AssetManifest) -> Self {
+        self.push = Arc::new(PushPolicy::new(Arc::new(manifest), page_paths()));
+        self
+    }
+
+    /// Accepts TLS with this configuration (beside cleartext HTTP/1.1 and h2c).
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// The app's page routes: the requests that bring the assets with them.
+fn page_paths() -> Vec<String> {
+    leptos_axum::generate_route_list(App).iter().map(|r| r.path().to_owned()).collect()
 }
 
 /// The connection's cut-off switch, put in every request's extensions: cancelling it closes the
@@ -105,6 +127,8 @@ pub fn router(state: AppState) -> Router {
             move || shell(leptos.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.push.clone(), push::link_headers))
+        .layer(middleware::from_fn_with_state(state.push.manifest.clone(), assets::serve))
         .with_state(state)
 }
 
@@ -178,30 +202,5 @@ async fn serve_connection(
 ) {
     state.metrics.connections.fetch_add(1, Ordering::Relaxed);
     let _guard = ConnectionGuard(state.metrics.clone());
-    let cut = CancellationToken::new();
-    let service = hyper::service::service_fn({
-        let cut = cut.clone();
-        move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectionCut(cut.clone()));
-            router.clone().oneshot(req.map(Body::new))
-        }
-    });
-    // HTTP/1.1 and cleartext HTTP/2 (prior knowledge), told apart by the connection preface.
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
-        _ = state.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
-        }
-        _ = cut.cancelled() => {
-            tracing::debug!("closed the connection of a subscriber that fell behind");
-        }
-    }
+    listener::serve(stream, router, state).await;
 }

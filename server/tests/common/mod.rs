@@ -28,15 +28,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(config: ServeArgs) -> TestServer {
+        Self::start_state(state(config)).await
+    }
+
+    pub async fn start_state(state: AppState) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let site_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
-        let leptos = leptos::config::LeptosOptions::builder()
-            .output_name("ringback")
-            .site_root(site_root)
-            .site_addr(addr)
-            .build();
-        let state = AppState::new(config, leptos);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::server::run(listener, state.clone(), async move {
             let _ = stopped.await;
@@ -170,6 +167,25 @@ impl SseClient {
             }
         }
     }
+}
+
+/// The server state for `config`, rendering pages without hashed files (tests add a manifest
+/// with `with_assets` where they need one).
+pub fn state(config: ServeArgs) -> AppState {
+    let site_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/site");
+    let leptos = leptos::config::LeptosOptions::builder()
+        .output_name("ringback")
+        .site_root(site_root)
+        .build();
+    AppState::new(config, leptos)
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringback-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// The test configuration: defaults, with overrides applied by the caller.

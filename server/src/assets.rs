@@ -1,0 +1,261 @@
+//! The asset manifest: the hashed JS, WASM and CSS that cargo-leptos built, held in memory.
+//!
+//! cargo-leptos (`hash-files = true`) writes `hash.txt` beside the server binary (`js: H`,
+//! `wasm: H`, `css: H`) and names the files `pkg/<name>.<H>.<ext>`. At start-up the server reads
+//! both into this manifest; from then on the same bytes serve `GET /pkg/...`, HTTP/2 pushes,
+//! `103 Early Hints` and `Link` headers, so a pushed asset is byte-identical to a fetched one.
+//!
+//! A hashed name never changes content, so these are served `immutable` for a year, with a
+//! strong ETag (the SHA-256 of the bytes). The manifest's digest (over every asset's ETag) names
+//! a build: a browser that has it in its cookie already holds every asset and is not pushed them.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use leptos::config::LeptosOptions;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `Cache-Control` of a hashed asset.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssetKind {
+    Script,
+    Wasm,
+    Style,
+}
+
+impl AssetKind {
+    fn of(key: &str) -> Option<(AssetKind, &'static str, &'static str)> {
+        match key {
+            "js" => Some((AssetKind::Script, "js", "text/javascript")),
+            "wasm" => Some((AssetKind::Wasm, "wasm", "application/wasm")),
+            "css" => Some((AssetKind::Style, "css", "text/css")),
+            _ => None,
+        }
+    }
+
+    /// The `Link` parameters that make a preload match how the page later uses the asset (a
+    /// module script, a `fetch()` of the WASM, a stylesheet); a mismatched preload is wasted.
+    fn link_params(self) -> &'static str {
+        match self {
+            AssetKind::Script => "rel=preload; as=script; crossorigin",
+            AssetKind::Wasm => "rel=preload; as=fetch; crossorigin; type=\"application/wasm\"",
+            AssetKind::Style => "rel=preload; as=style",
+        }
+    }
+}
+
+/// One hashed file.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    /// The URL path, e.g. `/pkg/ringback.<hash>.js`.
+    pub path: String,
+    pub kind: AssetKind,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    /// Strong ETag: the SHA-256 of `body`, quoted.
+    pub etag: HeaderValue,
+    /// `<path>; rel=preload; as=...`
+    pub link: HeaderValue,
+}
+
+/// Every hashed asset of the build, or none (a development build without hashing).
+#[derive(Debug, Default)]
+pub struct AssetManifest {
+    assets: Vec<Asset>,
+    digest: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read the hash manifest {path}: {source} (build with `cargo leptos build --release`, which writes it beside the binary)")]
+    HashFile { path: PathBuf, source: std::io::Error },
+    #[error("the hash manifest {path} has no `{key}:` line")]
+    MissingKey { path: PathBuf, key: &'static str },
+    #[error("the hash manifest names {file}, which cannot be read: {source} (is LEPTOS_SITE_ROOT the site cargo-leptos built?)")]
+    Asset { file: PathBuf, source: std::io::Error },
+}
+
+impl AssetManifest {
+    /// The manifest of the site `options` describes, with `hash.txt` beside the running binary
+    /// (where cargo-leptos writes it and where Leptos itself reads it).
+    ///
+    /// Without `hash_files` (a development build) there is nothing to push: an empty manifest.
+    pub fn load(options: &LeptosOptions) -> Result<AssetManifest, ManifestError> {
+        if !options.hash_files {
+            return Ok(AssetManifest::default());
+        }
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let hash_file = exe_dir.join(options.hash_file.as_ref());
+        let pkg_dir = Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+        Self::from_files(&hash_file, &pkg_dir, &options.output_name, &options.site_pkg_dir)
+    }
+
+    /// Reads `hash_file` and the files it names in `pkg_dir`; URLs are `/<url_dir>/<file>`.
+    pub fn from_files(
+        hash_file: &Path,
+        pkg_dir: &Path,
+        output_name: &str,
+        url_dir: &str,
+    ) -> Result<AssetManifest, ManifestError> {
+        let text = std::fs::read_to_string(hash_file)
+            .map_err(|source| ManifestError::HashFile { path: hash_file.to_owned(), source })?;
+        let mut assets = Vec::new();
+        for key in ["js", "wasm", "css"] {
+            let hash = text
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, h)| h.trim().to_owned())
+                .ok_or(ManifestError::MissingKey { path: hash_file.to_owned(), key })?;
+            let Some((kind, ext, content_type)) = AssetKind::of(key) else { continue };
+            let name = format!("{output_name}.{hash}.{ext}");
+            let file = pkg_dir.join(&name);
+            let body = std::fs::read(&file)
+                .map_err(|source| ManifestError::Asset { file: file.clone(), source })?;
+            let path = format!("/{}/{name}", url_dir.trim_matches('/'));
+            let etag = format!("\"{}\"", hex(&sha256(&body)[..16]));
+            let link = format!("<{path}>; {}", kind.link_params());
+            assets.push(Asset {
+                etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+                link: HeaderValue::from_str(&link).unwrap_or(HeaderValue::from_static("")),
+                path,
+                kind,
+                content_type,
+                body: Bytes::from(body),
+            });
+        }
+        let mut all = Vec::new();
+        for a in &assets {
+            all.extend_from_slice(a.etag.as_bytes());
+        }
+        let digest = hex(&sha256(&all)[..12]);
+        Ok(AssetManifest { assets, digest })
+    }
+
+    pub fn assets(&self) -> &[Asset] {
+        &self.assets
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.assets.is_empty()
+    }
+
+    /// Names this build's set of assets (for the cache cookie).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Asset> {
+        self.assets.iter().find(|a| a.path == path)
+    }
+
+    /// Logs what was loaded.
+    pub fn log(&self) {
+        for a in &self.assets {
+            tracing::info!(path = %a.path, bytes = a.body.len(), "asset");
+        }
+    }
+}
+
+/// Serves a manifest asset from memory (GET and HEAD, with `If-None-Match`); any other request
+/// goes on to the next handler (Leptos's static files and pages).
+pub async fn serve(State(manifest): State<Arc<AssetManifest>>, req: Request, next: Next) -> Response {
+    let is_get = req.method() == Method::GET;
+    if !(is_get || req.method() == Method::HEAD) {
+        return next.run(req).await;
+    }
+    let Some(asset) = manifest.get(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let body = if is_get { Body::from(asset.body.clone()) } else { Body::empty() };
+        let mut r = Response::new(body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(header::ETAG, asset.etag.clone());
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    response
+}
+
+pub(crate) fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data).as_ref().to_vec()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Writes a small fake build (hash file and three assets) into `dir`, for tests.
+pub fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(&pkg)?;
+    std::fs::write(pkg.join("ringback.JJJ.js"), b"export default function init() {}\n")?;
+    std::fs::write(pkg.join("ringback.WWW.wasm"), [0u8, 0x61, 0x73, 0x6d, 1, 0, 0, 0])?;
+    std::fs::write(pkg.join("ringback.CCC.css"), b"body { color: red }\n")?;
+    let hash = dir.join("hash.txt");
+    std::fs::write(&hash, "js: JJJ\nwasm: WWW\ncss: CCC\n")?;
+    Ok((hash, pkg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringback-assets-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn loads_a_build() {
+        let dir = temp_dir("ok");
+        let (hash, pkg) = write_test_build(&dir).unwrap();
+        let m = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
+        let paths: Vec<_> = m.assets().iter().map(|a| a.path.as_str()).collect();
+        assert_eq!(paths, ["/pkg/ringback.JJJ.js", "/pkg/ringback.WWW.wasm", "/pkg/ringback.CCC.css"]);
+        let wasm = m.get("/pkg/ringback.WWW.wasm").unwrap();
+        assert_eq!(wasm.content_type, "application/wasm");
+        assert_eq!(wasm.body.len(), 8);
+        assert_eq!(wasm.etag.len(), 34);
+        assert_eq!(m.digest().len(), 24);
+        assert!(m.get("/pkg/other.js").is_none());
+    }
+
+    #[test]
+    fn a_broken_build_is_a_clear_error() {
+        let dir = temp_dir("broken");
+        let (hash, pkg) = write_test_build(&dir).unwrap();
+        std::fs::remove_file(pkg.join("ringback.WWW.wasm")).unwrap();
+        let err = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap_err();
+        assert!(err.to_string().contains("ringback.WWW.wasm"), "{err}");
+        std::fs::write(&hash, "js: JJJ\n").unwrap();
+        let err = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap_err();
+        assert!(err.to_string().contains("`wasm:`"), "{err}");
+        let err = AssetManifest::from_files(&dir.join("nope.txt"), &pkg, "ringback", "pkg").unwrap_err();
+        assert!(matches!(err, ManifestError::HashFile { .. }));
+    }
+}

@@ -1,0 +1,366 @@
+//! The HTTP/2 driver: the `h2` crate in front of the axum Router, with server push and
+//! `103 Early Hints`.
+//!
+//! Every stream becomes an ordinary `http::Request` dispatched to the same Router as HTTP/1.1
+//! (with `oneshot`), and its response is written back with flow control. Around a page request
+//! the driver applies the push policy (`push.rs`): when the client allows push and does not
+//! hold the assets yet, a `PUSH_PROMISE` per asset goes out *before* the page's HEADERS (a
+//! promise after the page's END_STREAM makes browsers kill the connection), each pushed
+//! response produced by the Router exactly as a GET would be; when the client refuses push
+//! (`SETTINGS_ENABLE_PUSH=0`, every current browser), a `103` with the `Link` headers goes out
+//! before the page is rendered.
+//!
+//! Traps this module handles, each learnt the hard way: promises need absolute URIs (scheme and
+//! authority) or clients reset them; request bodies must release flow-control capacity or
+//! uploads stall; `Connection::accept()` drives all I/O, so its loop never blocks and handlers
+//! run in their own tasks; connection-specific headers are stripped and `Date` added here; a
+//! client's RST_STREAM is watched with `poll_reset`, so even an idle SSE handler ends at once.
+
+use crate::push::PagePlan;
+use crate::server::{AppState, ConnectionCut};
+use axum::body::Body;
+use axum::Router;
+use bytes::Bytes;
+use h2::server::{SendPushedResponse, SendResponse};
+use h2::{Reason, RecvStream, SendStream};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// What every stream of one connection shares.
+struct Conn {
+    router: Router,
+    state: AppState,
+    scheme: Scheme,
+    /// Set once this connection has been pushed the manifest: never push an asset twice.
+    pushed: AtomicBool,
+    /// Streams being handled, for the idle timeout.
+    active: AtomicUsize,
+    /// Cancelled when the connection ends, so no handler outlives it.
+    closed: CancellationToken,
+}
+
+/// Serves one HTTP/2 connection until the client leaves, it idles out, or shutdown drains it.
+pub(crate) async fn serve<IO>(io: IO, router: Router, state: AppState, scheme: Scheme)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = state.config.clone();
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+        .max_header_list_size(cfg.h2_max_header_list_size)
+        .initial_window_size(cfg.h2_stream_window)
+        .initial_connection_window_size(cfg.h2_connection_window)
+        .max_send_buffer_size(cfg.h2_max_send_buffer)
+        .max_pending_accept_reset_streams(cfg.h2_max_pending_accept_resets)
+        .max_local_error_reset_streams(Some(cfg.h2_max_local_error_resets));
+    let handshake = builder.handshake::<_, Bytes>(io);
+    let mut connection = match tokio::time::timeout(cfg.tls_handshake_timeout, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let conn = Arc::new(Conn {
+        router,
+        state: state.clone(),
+        scheme,
+        pushed: AtomicBool::new(false),
+        active: AtomicUsize::new(0),
+        closed: CancellationToken::new(),
+    });
+    let _closed = conn.closed.clone().drop_guard();
+    let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            next = connection.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    idle_deadline = Instant::now() + cfg.idle_timeout;
+                    conn.active.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(handle(conn.clone(), request, respond));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "HTTP/2 connection error");
+                    break;
+                }
+                None => break,
+            },
+            _ = state.shutdown.cancelled(), if !closing => {
+                // GOAWAY; SSE bodies end by themselves on the same signal.
+                closing = true;
+                connection.graceful_shutdown();
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if !closing => {
+                if conn.active.load(Ordering::Relaxed) == 0 {
+                    closing = true;
+                    connection.graceful_shutdown();
+                } else {
+                    idle_deadline = Instant::now() + cfg.idle_timeout;
+                }
+            }
+        }
+    }
+}
+
+/// Decrements the active-stream count when a handler ends, however it ends.
+struct Active(Arc<Conn>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    let _active = Active(conn.clone());
+    let (mut parts, recv) = request.into_parts();
+    // HTTP/2 carries the authority in the URI; the Router and Leptos expect a Host header.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+    let policy = &conn.state.push;
+    if let (Some(plan), Some(authority)) =
+        (policy.plan(&parts.method, parts.uri.path(), &parts.headers), authority)
+    {
+        announce_assets(&conn, &mut respond, plan, &authority);
+    }
+
+    let stream_cut = CancellationToken::new();
+    let mut req = Request::from_parts(parts, Body::new(RecvBody(recv)));
+    req.extensions_mut().insert(ConnectionCut(stream_cut.clone()));
+    let response = tokio::select! {
+        r = conn.router.clone().oneshot(req) => match r {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
+        _ = conn.closed.cancelled() => return,
+    };
+    send(Target::Stream(&mut respond), response, &stream_cut, &conn.closed).await;
+}
+
+/// Sends the promises (or the hints) for a page, before anything of the page itself.
+fn announce_assets(conn: &Conn, respond: &mut SendResponse<Bytes>, plan: PagePlan, authority: &str) {
+    let policy = &conn.state.push;
+    let metrics = &conn.state.metrics;
+    if plan.may_push && !plan.cached && !conn.pushed.swap(true, Ordering::AcqRel) {
+        let mut promised = 0;
+        for asset in policy.manifest.assets() {
+            let uri = format!("{}://{authority}{}", conn.scheme.as_str(), asset.path);
+            let Ok(promise) = Request::get(uri).body(()) else { continue };
+            match respond.push_request(promise) {
+                Ok(pushed) => {
+                    promised += 1;
+                    metrics.pushes.fetch_add(1, Ordering::Relaxed);
+                    let router = conn.router.clone();
+                    let closed = conn.closed.clone();
+                    let path = asset.path.clone();
+                    let host = authority.to_owned();
+                    tokio::spawn(push_one(router, pushed, path, host, closed));
+                }
+                // The client refuses push (SETTINGS_ENABLE_PUSH=0) or cannot take more.
+                Err(_) => break,
+            }
+        }
+        if promised > 0 {
+            return;
+        }
+        conn.pushed.store(false, Ordering::Release);
+    } else if plan.may_push && (plan.cached || conn.pushed.load(Ordering::Acquire)) {
+        return; // the browser holds the assets, or this connection already received them
+    }
+    let mut hints = Response::builder().status(StatusCode::EARLY_HINTS);
+    for link in policy.links() {
+        hints = hints.header(header::LINK, link.clone());
+    }
+    if let Ok(hints) = hints.body(()) {
+        if respond.send_informational(hints).is_ok() {
+            metrics.hints.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Produces one pushed response with the Router, exactly as a GET of `path` would be.
+async fn push_one(
+    router: Router,
+    mut pushed: SendPushedResponse<Bytes>,
+    path: String,
+    host: String,
+    closed: CancellationToken,
+) {
+    let Ok(req) = Request::get(path).header(header::HOST, host).body(Body::empty()) else { return };
+    let response = match router.oneshot(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    send(Target::Pushed(&mut pushed), response, &CancellationToken::new(), &closed).await;
+}
+
+/// Where a response goes: a client's stream, or a promised one.
+enum Target<'a> {
+    Stream(&'a mut SendResponse<Bytes>),
+    Pushed(&'a mut SendPushedResponse<Bytes>),
+}
+
+/// Writes `response` (head, then body with flow control) unless the stream is reset or cut.
+async fn send(target: Target<'_>, response: Response<Body>, cut: &CancellationToken, closed: &CancellationToken) {
+    let (mut parts, body) = response.into_parts();
+    strip_connection_headers(&mut parts.headers);
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
+        parts.headers.entry(header::DATE).or_insert(date);
+    }
+    let end = http_body::Body::is_end_stream(&body);
+    let head = Response::from_parts(parts, ());
+    let sent = match target {
+        Target::Stream(r) => r.send_response(head, end),
+        Target::Pushed(r) => r.send_response(head, end),
+    };
+    let Ok(mut stream) = sent else { return };
+    if !end {
+        pump(body, &mut stream, cut, closed).await;
+    }
+}
+
+/// Copies body frames to the stream, waiting for flow-control capacity.
+async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: &CancellationToken, closed: &CancellationToken) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = cut.cancelled() => {
+                stream.send_reset(Reason::CANCEL);
+                return;
+            }
+            _ = closed.cancelled() => return,
+            _ = poll_fn(|cx| stream.poll_reset(cx)) => return,
+            frame = body.frame() => frame,
+        };
+        match frame {
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body failed");
+                stream.send_reset(Reason::INTERNAL_ERROR);
+                return;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    if !send_all(stream, data, cut, closed).await {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = stream.send_trailers(trailers);
+                    }
+                    return;
+                }
+            },
+        }
+    }
+}
+
+async fn send_all(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    cut: &CancellationToken,
+    closed: &CancellationToken,
+) -> bool {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let capacity = tokio::select! {
+            biased;
+            _ = cut.cancelled() => {
+                stream.send_reset(Reason::CANCEL);
+                return false;
+            }
+            _ = closed.cancelled() => return false,
+            c = poll_fn(|cx| stream.poll_capacity(cx)) => c,
+        };
+        match capacity {
+            Some(Ok(0)) => continue,
+            Some(Ok(n)) => {
+                let chunk = data.split_to(n.min(data.len()));
+                if stream.send_data(chunk, false).is_err() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them.
+fn strip_connection_headers(headers: &mut HeaderMap) {
+    for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// A request body read from an h2 stream, releasing flow-control capacity as it is consumed.
+struct RecvBody(RecvStream);
+
+impl http_body::Body for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        match self.0.poll_data(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                let _ = self.0.flow_control().release_capacity(data.len());
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => match self.0.poll_trailers(cx) {
+                Poll::Ready(Ok(Some(t))) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                Poll::Ready(Ok(None)) => Poll::Ready(None),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                Poll::Pending => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+}

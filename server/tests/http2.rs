@@ -1,0 +1,357 @@
+//! HTTP/2 over TLS and h2c: push promises for the manifest's assets, 103 Early Hints when push
+//! is refused, the cache cookie, and the same Router on every protocol. Real clients only: the
+//! `h2` crate over rustls (verifying the server's self-signed certificate), and `nghttp`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::{config, scratch, state, SseClient, TestServer, PATIENCE};
+use futures::FutureExt;
+use h2::client::SendRequest;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use server::assets::{write_test_build, AssetManifest};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+
+/// A server with a fake build (three assets) and TLS from a self-signed certificate.
+struct Fixture {
+    server: TestServer,
+    pkg: PathBuf,
+    cert: PathBuf,
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let dir = scratch(name);
+    let (hash, pkg) = write_test_build(&dir).unwrap();
+    let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
+    let tls = server::tls::server_config(None, None, &dir).unwrap();
+    let (cert, _) = server::tls::self_signed_paths(&dir);
+    let state = state(config()).with_assets(manifest).with_tls(tls);
+    Fixture { server: TestServer::start_state(state).await, pkg, cert }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Tls,
+    H2c,
+}
+
+async fn connect(addr: SocketAddr, via: Via, cert: &Path, push: bool) -> SendRequest<Bytes> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut builder = h2::client::Builder::new();
+    builder.enable_push(push);
+    match via {
+        Via::H2c => {
+            let (client, conn) = builder.handshake::<_, Bytes>(tcp).await.unwrap();
+            tokio::spawn(conn);
+            client
+        }
+        Via::Tls => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+                roots.add(cert.unwrap()).unwrap();
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            cfg.alpn_protocols = vec![b"h2".to_vec()];
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let (client, conn) = builder.handshake::<_, Bytes>(tls).await.unwrap();
+            tokio::spawn(conn);
+            client
+        }
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// What one page request brought.
+struct Page {
+    response: Response<()>,
+    body: Bytes,
+    /// 103 responses received before the final response.
+    hints: Vec<Response<()>>,
+    /// Promises already received when the page's headers arrived.
+    promised_before_headers: usize,
+    /// (path, status, headers, body) of each pushed response.
+    pushed: Vec<(String, StatusCode, http::HeaderMap, Bytes)>,
+}
+
+async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, cookie: Option<&str>) -> Page {
+    let scheme = if via == Via::Tls { "https" } else { "http" };
+    let mut req = Request::get(format!("{scheme}://localhost:{}/", addr.port()));
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let client = client.clone().ready().await.unwrap();
+    let mut client = client;
+    let (mut future, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+    let mut promises = future.push_promises();
+    let mut hints = Vec::new();
+    while let Some(info) = poll_fn(|cx| future.poll_informational(cx)).await {
+        hints.push(info.unwrap());
+    }
+    let response = tokio::time::timeout(PATIENCE, &mut future).await.unwrap().unwrap();
+    let mut early = Vec::new();
+    while let Some(Some(p)) = promises.push_promise().now_or_never() {
+        early.push(p.unwrap());
+    }
+    let promised_before_headers = early.len();
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    while let Some(p) = tokio::time::timeout(PATIENCE, promises.push_promise()).await.unwrap() {
+        early.push(p.unwrap());
+    }
+    let mut pushed = Vec::new();
+    for p in early {
+        let (request, response) = p.into_parts();
+        let response = tokio::time::timeout(PATIENCE, response).await.unwrap().unwrap();
+        let (parts, mut body) = response.into_parts();
+        let mut data = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            data.extend_from_slice(&chunk);
+        }
+        pushed.push((request.uri().path().to_owned(), parts.status, parts.headers, Bytes::from(data)));
+    }
+    Page {
+        response: Response::from_parts(parts, ()),
+        body: Bytes::from(bytes),
+        hints,
+        promised_before_headers,
+        pushed,
+    }
+}
+
+fn links(headers: &http::HeaderMap) -> Vec<String> {
+    headers.get_all(header::LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+}
+
+async fn push_cycle(via: Via) {
+    let f = fixture(if via == Via::Tls { "push-tls" } else { "push-h2c" }).await;
+    let addr = f.server.addr;
+    let mut client = connect(addr, via, &f.cert, true).await;
+
+    let first = get_page(&mut client, addr, via, None).await;
+    assert_eq!(first.response.status(), StatusCode::OK);
+    assert!(String::from_utf8_lossy(&first.body).contains("<html"));
+    assert!(first.hints.is_empty(), "a client that takes push gets promises, not hints");
+    assert_eq!(first.pushed.len(), 3, "one promise per manifest asset");
+    assert_eq!(first.promised_before_headers, 3, "every promise arrives before the page's headers");
+    for (path, status, headers, body) in &first.pushed {
+        let file = f.pkg.join(path.trim_start_matches("/pkg/"));
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(body, &std::fs::read(&file).unwrap(), "{path} pushed byte-identical to the file");
+        assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+        assert!(headers.contains_key(header::ETAG));
+    }
+    let mut paths: Vec<_> = first.pushed.iter().map(|p| p.0.clone()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/pkg/ringback.CCC.css", "/pkg/ringback.JJJ.js", "/pkg/ringback.WWW.wasm"]);
+    assert_eq!(links(first.response.headers()).len(), 3);
+    let cookie = first.response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("ringback-assets="));
+
+    let again = get_page(&mut client, addr, via, None).await;
+    assert_eq!(again.response.status(), StatusCode::OK);
+    assert!(again.pushed.is_empty(), "never push the same asset twice on one connection");
+
+    let mut fresh = connect(addr, via, &f.cert, true).await;
+    let cached = get_page(&mut fresh, addr, via, Some(&cookie)).await;
+    assert!(cached.pushed.is_empty(), "a browser holding this build's assets is pushed nothing");
+    assert!(cached.hints.is_empty());
+    assert!(cached.response.headers().get(header::SET_COOKIE).is_none());
+    assert!(f.server.state.metrics.pushes.load(Ordering::Relaxed) == 3);
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_page_pushes_every_asset_once() {
+    push_cycle(Via::Tls).await;
+}
+
+#[tokio::test]
+async fn h2c_page_pushes_every_asset_once() {
+    push_cycle(Via::H2c).await;
+}
+
+#[tokio::test]
+async fn push_disabled_gets_103_early_hints_first() {
+    let f = fixture("hints").await;
+    for via in [Via::Tls, Via::H2c] {
+        let mut client = connect(f.server.addr, via, &f.cert, false).await;
+        let page = get_page(&mut client, f.server.addr, via, None).await;
+        assert!(page.pushed.is_empty());
+        assert_eq!(page.hints.len(), 1, "one 103 before the page");
+        assert_eq!(page.hints[0].status(), StatusCode::EARLY_HINTS);
+        let hinted = links(page.hints[0].headers());
+        assert_eq!(hinted.len(), 3);
+        assert!(hinted.iter().any(|l| l.starts_with("</pkg/ringback.WWW.wasm>; rel=preload")));
+        assert_eq!(links(page.response.headers()), hinted, "the final response repeats the Link headers");
+        assert_eq!(page.response.status(), StatusCode::OK);
+    }
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_page_gets_push() {
+    let f = fixture("only-pages").await;
+    let mut client = connect(f.server.addr, Via::H2c, &f.cert, true).await;
+    for path in ["/healthz", "/pkg/ringback.JJJ.js"] {
+        let req = Request::get(format!("http://localhost/{}", path.trim_start_matches('/'))).body(()).unwrap();
+        let mut c = client.clone().ready().await.unwrap();
+        let (mut fut, _) = c.send_request(req, true).unwrap();
+        let mut promises = fut.push_promises();
+        let response = fut.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let mut body = response.into_body();
+        while let Some(chunk) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+        }
+        assert!(promises.push_promise().await.is_none(), "{path} pushes nothing");
+    }
+    // HEAD of the page: hints and headers, no push.
+    let req = Request::head("http://localhost/").body(()).unwrap();
+    let mut c = client.clone().ready().await.unwrap();
+    let (mut fut, _) = c.send_request(req, true).unwrap();
+    let mut promises = fut.push_promises();
+    let response = fut.await.unwrap();
+    assert_eq!(links(response.headers()).len(), 3);
+    assert!(promises.push_promise().await.is_none());
+    let _ = &mut client;
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
+    let f = fixture("sse-h2").await;
+    let addr = f.server.addr;
+    let mut client = connect(addr, Via::Tls, &f.cert, true).await;
+    let req = Request::get(format!("https://localhost:{}/messages", addr.port())).body(()).unwrap();
+    let (fut, _) = client.send_request(req, true).unwrap();
+    let response = fut.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert!(response.headers().get(header::CONNECTION).is_none());
+    let mut body = response.into_body();
+    let mut subs = f.server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == 1).await.unwrap();
+
+    // Publish over HTTP/2 too.
+    let post = Request::post(format!("https://localhost:{}/messages", addr.port()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(())
+        .unwrap();
+    let mut c = client.clone().ready().await.unwrap();
+    let (fut, mut stream) = c.send_request(post, false).unwrap();
+    stream.send_data(Bytes::from_static(br#"{"type":"blue","data":"over h2"}"#), true).unwrap();
+    let response = fut.await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    let mut text = String::new();
+    while !text.contains("over h2") {
+        let chunk = tokio::time::timeout(PATIENCE, body.data()).await.unwrap().unwrap().unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.contains("event: blue\n"));
+
+    // The client resets the idle stream: the server lets go of the subscriber at once.
+    drop(body);
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0)).await.unwrap().unwrap();
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn http1_gets_link_headers_and_cacheable_assets() {
+    let f = fixture("http1").await;
+    let addr = f.server.addr;
+    let (status, headers, _) = common::request(addr, "GET", "/", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(links(&headers).len(), 3);
+    assert!(headers[header::SET_COOKIE].to_str().unwrap().starts_with("ringback-assets="));
+
+    let (status, headers, body) = common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    assert_eq!(bytes, std::fs::read(f.pkg.join("ringback.JJJ.js")).unwrap());
+    let (status, _, _) = common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[("if-none-match", &etag)], "").await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_goaway_and_ends_http2_streams() {
+    let f = fixture("goaway").await;
+    let addr = f.server.addr;
+    let mut client = connect(addr, Via::H2c, &f.cert, true).await;
+    let req = Request::get("http://localhost/messages").body(()).unwrap();
+    let (fut, _) = client.send_request(req, true).unwrap();
+    let mut body = fut.await.unwrap().into_body();
+    let _retry = body.data().await.unwrap().unwrap();
+    let mut http1 = SseClient::connect(addr, "/messages", &[]).await;
+    let stopping = tokio::spawn(f.server.shutdown());
+    // Both streams end (EventSource would reconnect elsewhere), and the server returns.
+    loop {
+        match tokio::time::timeout(PATIENCE, body.data()).await.unwrap() {
+            None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert_eq!(http1.next_event().await, None);
+    tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
+}
+
+/// The frames as a real peer sees them: `nghttp -v` lists PUSH_PROMISE frames for the hashed
+/// names before the page's HEADERS, and with `--no-push` a 103 before the 200.
+#[tokio::test]
+async fn nghttp_sees_promises_and_early_hints() {
+    let f = fixture("nghttp").await;
+    let url = format!("https://127.0.0.1:{}/", f.server.addr.port());
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("nghttp").args(&args).output().await.expect("nghttp is installed");
+        assert!(out.status.success(), "nghttp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(vec!["-v".into(), "-n".into(), url.clone()]).await;
+    let lines: Vec<&str> = text.lines().collect();
+    let promises: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("recv PUSH_PROMISE frame")).collect();
+    assert_eq!(promises.len(), 3, "{text}");
+    let page_status = lines
+        .iter()
+        .position(|l| l.contains("(stream_id=13) :status: 200"))
+        .expect("the page's status");
+    assert!(promises.iter().all(|&i| i < page_status), "promises precede the page's headers:\n{text}");
+    for name in ["ringback.JJJ.js", "ringback.WWW.wasm", "ringback.CCC.css"] {
+        assert!(text.contains(&format!(":path: /pkg/{name}")), "promise for {name}");
+    }
+
+    let text = run(vec!["-v".into(), "-n".into(), "--no-push".into(), url]).await;
+    assert!(!text.contains("PUSH_PROMISE"), "{text}");
+    let hint = text.find(":status: 103").expect("a 103");
+    let ok = text.find(":status: 200").expect("a 200");
+    assert!(hint < ok, "the 103 comes first:\n{text}");
+    assert!(text[hint..ok].contains("link: </pkg/ringback.JJJ.js>; rel=preload"), "{text}");
+    f.server.shutdown().await;
+}
