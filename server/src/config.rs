@@ -82,6 +82,21 @@ pub enum Command {
     Serve(ServeArgs),
     /// Publish one message to a running server through `POST /messages`.
     Publish(PublishArgs),
+    /// Benchmark: time page loads over HTTP/2 with or without push (see BENCHMARKS.md).
+    Pageload(PageloadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PageloadArgs {
+    /// The server's HTTPS base URL.
+    #[arg(long, default_value = "https://127.0.0.1:3000/")]
+    pub url: String,
+    /// Accept push (otherwise fetch the page, then its assets).
+    #[arg(long)]
+    pub push: bool,
+    /// Page loads to time.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -165,6 +180,17 @@ pub struct ServeArgs {
     /// HTTP/2: resets caused by client errors tolerated before the connection is closed.
     #[arg(long, env = "RINGBACK_H2_MAX_LOCAL_ERROR_RESETS", default_value_t = defaults::H2_MAX_LOCAL_ERROR_RESETS)]
     pub h2_max_local_error_resets: usize,
+    /// Which HTTP/2 implementation serves: `ringback` (the h2 driver, with push and 103) or
+    /// `hyper` (hyper's own, without them; kept to benchmark the driver against).
+    #[arg(long, env = "RINGBACK_HTTP2_DRIVER", value_enum, default_value_t = Http2Driver::Ringback)]
+    pub http2_driver: Http2Driver,
+}
+
+/// See `--http2-driver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Http2Driver {
+    Ringback,
+    Hyper,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -223,6 +249,7 @@ impl Default for ServeArgs {
             h2_max_send_buffer: defaults::H2_MAX_SEND_BUFFER,
             h2_max_pending_accept_resets: defaults::H2_MAX_PENDING_ACCEPT_RESETS,
             h2_max_local_error_resets: defaults::H2_MAX_LOCAL_ERROR_RESETS,
+            http2_driver: Http2Driver::Ringback,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! client's RST_STREAM is watched with `poll_reset`, so even an idle SSE handler ends at once.
 
 use crate::push::PagePlan;
-use crate::server::{AppState, ConnectionCut};
+use crate::server::{AppState, StreamCut};
 use axum::body::Body;
 use axum::Router;
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use h2::{Reason, RecvStream, SendStream};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,8 +60,6 @@ struct Conn {
     pushed: AtomicBool,
     /// Streams being handled, for the idle timeout.
     active: AtomicUsize,
-    /// Cancelled when the connection ends, so no handler outlives it.
-    closed: CancellationToken,
 }
 
 /// Serves one HTTP/2 connection until the client leaves, it idles out, or shutdown drains it.
@@ -94,16 +92,27 @@ where
         scheme,
         pushed: AtomicBool::new(false),
         active: AtomicUsize::new(0),
-        closed: CancellationToken::new(),
     });
-    let _closed = conn.closed.clone().drop_guard();
-    let mut idle_deadline = Instant::now() + cfg.idle_timeout;
+    // No handler outlives the connection: dropping `connection` fails every open stream, which
+    // the handlers see through `poll_reset`.
+    // One timer for the connection, re-armed only when it fires: resetting it on every stream
+    // would cost a timer-wheel update per request.
+    let idle = tokio::time::sleep(cfg.idle_timeout);
+    tokio::pin!(idle);
+    // Streams accepted so far; the idle timer compares it between firings instead of reading
+    // the clock on every request.
+    let mut accepted: u64 = 0;
+    let mut accepted_at_last_check: u64 = 0;
     let mut closing = false;
+    // Made once: a `cancelled()` per loop turn would lock the token's waiter list twice per
+    // request.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             next = connection.accept() => match next {
                 Some(Ok((request, respond))) => {
-                    idle_deadline = Instant::now() + cfg.idle_timeout;
+                    accepted += 1;
                     conn.active.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(handle(conn.clone(), request, respond));
                 }
@@ -113,17 +122,19 @@ where
                 }
                 None => break,
             },
-            _ = state.shutdown.cancelled(), if !closing => {
+            _ = &mut shutdown, if !closing => {
                 // GOAWAY; SSE bodies end by themselves on the same signal.
                 closing = true;
                 connection.graceful_shutdown();
             }
-            _ = tokio::time::sleep_until(idle_deadline), if !closing => {
-                if conn.active.load(Ordering::Relaxed) == 0 {
+            _ = &mut idle, if !closing => {
+                // Idle: no stream open now and none accepted for a whole period.
+                if conn.active.load(Ordering::Relaxed) == 0 && accepted == accepted_at_last_check {
                     closing = true;
                     connection.graceful_shutdown();
                 } else {
-                    idle_deadline = Instant::now() + cfg.idle_timeout;
+                    accepted_at_last_check = accepted;
+                    idle.as_mut().reset(Instant::now() + cfg.idle_timeout);
                 }
             }
         }
@@ -141,37 +152,31 @@ impl Drop for Active {
 
 async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     let _active = Active(conn.clone());
-    let (mut parts, recv) = request.into_parts();
-    // HTTP/2 carries the authority in the URI; the Router and Leptos expect a Host header.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(v) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            parts.headers.insert(header::HOST, v);
+    // HTTP/2 carries the authority in the URI, where axum's `Host` extractor finds it; no Host
+    // header is synthesised (that would cost an allocation per request).
+    let (parts, recv) = request.into_parts();
+    if let Some(plan) = conn.state.push.plan(&parts.method, parts.uri.path(), &parts.headers) {
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+        if let Some(authority) = authority {
+            announce_assets(&conn, &mut respond, plan, &authority);
         }
     }
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
-    let policy = &conn.state.push;
-    if let (Some(plan), Some(authority)) =
-        (policy.plan(&parts.method, parts.uri.path(), &parts.headers), authority)
-    {
-        announce_assets(&conn, &mut respond, plan, &authority);
-    }
 
-    let stream_cut = CancellationToken::new();
-    let mut req = Request::from_parts(parts, Body::new(RecvBody(recv)));
-    req.extensions_mut().insert(ConnectionCut(stream_cut.clone()));
+    let req = Request::from_parts(parts, Body::new(RecvBody(recv)));
     let response = tokio::select! {
         r = conn.router.clone().oneshot(req) => match r {
             Ok(r) => r,
             Err(never) => match never {},
         },
         _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
-        _ = conn.closed.cancelled() => return,
     };
-    send(Target::Stream(&mut respond), response, &stream_cut, &conn.closed).await;
+    // A streaming handler (SSE) hands over its cut-off switch with the response.
+    let cut = response.extensions().get::<StreamCut>().map(|c| c.0.clone());
+    send(Target::Stream(&mut respond), response, cut.as_ref()).await;
 }
 
 /// Sends the promises (or the hints) for a page, before anything of the page itself.
@@ -188,10 +193,9 @@ fn announce_assets(conn: &Conn, respond: &mut SendResponse<Bytes>, plan: PagePla
                     promised += 1;
                     metrics.pushes.fetch_add(1, Ordering::Relaxed);
                     let router = conn.router.clone();
-                    let closed = conn.closed.clone();
                     let path = asset.path.clone();
                     let host = authority.to_owned();
-                    tokio::spawn(push_one(router, pushed, path, host, closed));
+                    tokio::spawn(push_one(router, pushed, path, host));
                 }
                 // The client refuses push (SETTINGS_ENABLE_PUSH=0) or cannot take more.
                 Err(_) => break,
@@ -216,19 +220,16 @@ fn announce_assets(conn: &Conn, respond: &mut SendResponse<Bytes>, plan: PagePla
 }
 
 /// Produces one pushed response with the Router, exactly as a GET of `path` would be.
-async fn push_one(
-    router: Router,
-    mut pushed: SendPushedResponse<Bytes>,
-    path: String,
-    host: String,
-    closed: CancellationToken,
-) {
+async fn push_one(router: Router, mut pushed: SendPushedResponse<Bytes>, path: String, host: String) {
     let Ok(req) = Request::get(path).header(header::HOST, host).body(Body::empty()) else { return };
-    let response = match router.oneshot(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+    let response = tokio::select! {
+        r = router.oneshot(req) => match r {
+            Ok(r) => r,
+            Err(never) => match never {},
+        },
+        _ = poll_fn(|cx| pushed.poll_reset(cx)) => return,
     };
-    send(Target::Pushed(&mut pushed), response, &CancellationToken::new(), &closed).await;
+    send(Target::Pushed(&mut pushed), response, None).await;
 }
 
 /// Where a response goes: a client's stream, or a promised one.
@@ -238,11 +239,11 @@ enum Target<'a> {
 }
 
 /// Writes `response` (head, then body with flow control) unless the stream is reset or cut.
-async fn send(target: Target<'_>, response: Response<Body>, cut: &CancellationToken, closed: &CancellationToken) {
+async fn send(target: Target<'_>, response: Response<Body>, cut: Option<&CancellationToken>) {
     let (mut parts, body) = response.into_parts();
     strip_connection_headers(&mut parts.headers);
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
-        parts.headers.entry(header::DATE).or_insert(date);
+    if !parts.headers.contains_key(header::DATE) {
+        parts.headers.insert(header::DATE, date());
     }
     let end = http_body::Body::is_end_stream(&body);
     let head = Response::from_parts(parts, ());
@@ -252,20 +253,27 @@ async fn send(target: Target<'_>, response: Response<Body>, cut: &CancellationTo
     };
     let Ok(mut stream) = sent else { return };
     if !end {
-        pump(body, &mut stream, cut, closed).await;
+        pump(body, &mut stream, cut).await;
     }
 }
 
 /// Copies body frames to the stream, waiting for flow-control capacity.
-async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: &CancellationToken, closed: &CancellationToken) {
+async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&CancellationToken>) {
+    // Made once per stream, not once per frame: a `cancelled()` registers a waiter when polled.
+    let cut = async move {
+        match cut {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(cut);
     loop {
         let frame = tokio::select! {
             biased;
-            _ = cut.cancelled() => {
+            _ = &mut cut => {
                 stream.send_reset(Reason::CANCEL);
                 return;
             }
-            _ = closed.cancelled() => return,
             _ = poll_fn(|cx| stream.poll_reset(cx)) => return,
             frame = body.frame() => frame,
         };
@@ -281,7 +289,9 @@ async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: &Cancellation
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    if !send_all(stream, data, cut, closed).await {
+                    // END_STREAM rides on the last chunk rather than an empty frame of its own.
+                    let last = http_body::Body::is_end_stream(&body);
+                    if !send_all(stream, data, last, cut.as_mut()).await || last {
                         return;
                     }
                 }
@@ -299,25 +309,27 @@ async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: &Cancellation
 async fn send_all(
     stream: &mut SendStream<Bytes>,
     mut data: Bytes,
-    cut: &CancellationToken,
-    closed: &CancellationToken,
+    end: bool,
+    mut cut: Pin<&mut impl Future<Output = ()>>,
 ) -> bool {
+    if data.is_empty() {
+        return !end || stream.send_data(data, true).is_ok();
+    }
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
         let capacity = tokio::select! {
             biased;
-            _ = cut.cancelled() => {
+            _ = cut.as_mut() => {
                 stream.send_reset(Reason::CANCEL);
                 return false;
             }
-            _ = closed.cancelled() => return false,
             c = poll_fn(|cx| stream.poll_capacity(cx)) => c,
         };
         match capacity {
             Some(Ok(0)) => continue,
             Some(Ok(n)) => {
                 let chunk = data.split_to(n.min(data.len()));
-                if stream.send_data(chunk, false).is_err() {
+                if stream.send_data(chunk, end && data.is_empty()).is_err() {
                     return false;
                 }
             }
@@ -325,6 +337,25 @@ async fn send_all(
         }
     }
     true
+}
+
+/// The `Date` header value, formatted once per second per thread (as hyper does).
+fn date() -> HeaderValue {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, HeaderValue)> =
+            std::cell::RefCell::new((u64::MAX, HeaderValue::from_static("")));
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            cache.1 = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
+            cache.0 = secs;
+        }
+        cache.1.clone()
+    })
 }
 
 /// Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them.

@@ -18,6 +18,7 @@
 //! - [`error`]: client errors with their status codes.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`client`]: `ringback publish`.
+//! - [`pageload`]: `ringback pageload`, the push benchmark.
 
 pub mod assets;
 pub mod broadcast;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod http2;
 pub mod listener;
 pub mod metrics;
+pub mod pageload;
 pub mod publish;
 pub mod push;
 pub mod server;

@@ -14,7 +14,8 @@ use crate::server::{AppState, ConnectionCut};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use crate::config::Http2Driver;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -59,14 +60,30 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
                 }
             };
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                http2::serve(stream, router, state, http2::Scheme::Https).await;
+                serve_http2(stream, router, state, http2::Scheme::Https).await;
             } else {
-                serve_http1(stream, router, state).await;
+                serve_hyper(stream, router, state, Proto::Http1).await;
             }
         }
-        Sniffed::H2c => http2::serve(stream, router, state, http2::Scheme::Http).await,
-        Sniffed::Http1 => serve_http1(stream, router, state).await,
+        Sniffed::H2c => serve_http2(stream, router, state, http2::Scheme::Http).await,
+        Sniffed::Http1 => serve_hyper(stream, router, state, Proto::Http1).await,
     }
+}
+
+async fn serve_http2<IO>(io: IO, router: Router, state: AppState, scheme: http2::Scheme)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match state.config.http2_driver {
+        Http2Driver::Ringback => http2::serve(io, router, state, scheme).await,
+        Http2Driver::Hyper => serve_hyper(io, router, state, Proto::Http2).await,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Proto {
+    Http1,
+    Http2,
 }
 
 /// Looks at the first bytes without consuming them.
@@ -92,8 +109,9 @@ async fn sniff(stream: &TcpStream) -> std::io::Result<Sniffed> {
     }
 }
 
-/// HTTP/1.1 on hyper, with the connection's cut-off switch in every request.
-async fn serve_http1<IO>(io: IO, router: Router, state: AppState)
+/// HTTP/1.1 on hyper (and, with `--http2-driver hyper`, HTTP/2 on hyper, without push), with
+/// the connection's cut-off switch in every request.
+async fn serve_hyper<IO>(io: IO, router: Router, state: AppState, proto: Proto)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -105,14 +123,29 @@ where
             router.clone().oneshot(req.map(Body::new))
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(state.config.idle_timeout);
+    let cfg = &state.config;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(cfg.idle_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(cfg.h2_max_concurrent_streams)
+        .max_header_list_size(cfg.h2_max_header_list_size)
+        .initial_stream_window_size(cfg.h2_stream_window)
+        .initial_connection_window_size(cfg.h2_connection_window)
+        .max_send_buf_size(cfg.h2_max_send_buffer)
+        .max_pending_accept_reset_streams(cfg.h2_max_pending_accept_resets)
+        .max_local_error_reset_streams(cfg.h2_max_local_error_resets);
+    let builder = match proto {
+        Proto::Http1 => builder.http1_only(),
+        Proto::Http2 => builder.http2_only(),
+    };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
-                tracing::debug!(error = %e, "HTTP/1.1 connection ended with an error");
+                tracing::debug!(error = %e, "connection ended with an error");
             }
         }
         _ = state.shutdown.cancelled() => {

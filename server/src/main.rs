@@ -20,6 +20,19 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::Pageload(args)) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e.to_string()),
+            };
+            match runtime.block_on(server::pageload::run(&args)) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }

@@ -96,11 +96,16 @@ fn page_paths() -> Vec<String> {
     leptos_axum::generate_route_list(App).iter().map(|r| r.path().to_owned()).collect()
 }
 
-/// The connection's cut-off switch, put in every request's extensions: cancelling it closes the
-/// connection, which is how a subscriber that fell behind the history is disconnected even while
-/// its full socket keeps hyper from polling its body.
+/// An HTTP/1.1 connection's cut-off switch, put in each of its requests' extensions:
+/// cancelling it closes the connection. This is how a subscriber that fell behind the history
+/// is disconnected even while its stalled socket keeps hyper from polling its body.
 #[derive(Clone, Debug)]
 pub struct ConnectionCut(pub CancellationToken);
+
+/// The switch of one streaming response, put in the *response's* extensions by the SSE handler;
+/// the HTTP/2 driver resets the stream when it fires (one HTTP/2 stream, not the connection).
+#[derive(Clone, Debug)]
+pub struct StreamCut(pub CancellationToken);
 
 /// The one Router: API routes, then the Leptos pages, then static files from the site root.
 pub fn router(state: AppState) -> Router {

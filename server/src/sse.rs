@@ -11,7 +11,7 @@
 
 use crate::broadcast::{Start, Subscription};
 use crate::error::AppError;
-use crate::server::{AppState, ConnectionCut};
+use crate::server::{AppState, ConnectionCut, StreamCut};
 use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -130,8 +130,9 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         req.headers(),
         state.config.max_filter_channels,
     )?;
-    // The connection's own token when served by our listener, so a cut-off closes the socket
-    // even if hyper has stopped polling this body; a fresh one otherwise (in-process tests).
+    // An HTTP/1.1 connection's own token, so a cut-off closes the socket even if hyper has
+    // stopped polling this body; otherwise a fresh one, handed to the HTTP/2 driver with the
+    // response (`StreamCut`) so it resets this stream.
     let cut = req
         .extensions()
         .get::<ConnectionCut>()
@@ -143,6 +144,7 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
     if let Some(gap) = &gap {
         tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
     }
+    let cut_for_driver = cut.clone();
     let stream = EventStream {
         sub,
         first: Some(preamble(state.config.retry, gap.as_ref())),
@@ -152,6 +154,7 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
     };
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
+    response.extensions_mut().insert(StreamCut(cut_for_driver));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -355,3 +355,127 @@ async fn nghttp_sees_promises_and_early_hints() {
     assert!(text[hint..ok].contains("link: </pkg/ringback.JJJ.js>; rel=preload"), "{text}");
     f.server.shutdown().await;
 }
+
+/// `curl --http1.1`, `--http2 -k` (TLS, ALPN) and `--http2-prior-knowledge` (h2c) all get the
+/// page and a streaming `/messages`.
+#[tokio::test]
+async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
+    use tokio::io::AsyncBufReadExt;
+    let f = fixture("curl").await;
+    let port = f.server.addr.port();
+    let modes: [(&[&str], String, &str); 3] = [
+        (&["--http1.1"], format!("http://127.0.0.1:{port}"), "HTTP/1.1"),
+        (&["--http2", "-k"], format!("https://127.0.0.1:{port}"), "HTTP/2"),
+        (&["--http2-prior-knowledge"], format!("http://127.0.0.1:{port}"), "HTTP/2"),
+    ];
+    for (flags, base, version) in modes {
+        let page = tokio::process::Command::new("curl")
+            .args(flags)
+            .args(["-sS", "-i", "--max-time", "10", &format!("{base}/")])
+            .output()
+            .await
+            .expect("curl is installed");
+        let text = String::from_utf8_lossy(&page.stdout);
+        let statuses: Vec<&str> = text.lines().filter(|l| l.starts_with("HTTP/")).map(str::trim).collect();
+        // curl refuses push, so over HTTP/2 it gets the hints first.
+        let expected: &[&str] = if version == "HTTP/2" { &["HTTP/2 103", "HTTP/2 200"] } else { &["HTTP/1.1 200 OK"] };
+        assert_eq!(statuses, expected, "{flags:?}: {text}");
+        assert!(text.contains("<html"), "{flags:?}");
+
+        let mut child = tokio::process::Command::new("curl")
+            .args(flags)
+            .args(["-sS", "-N", "--max-time", "20", &format!("{base}/messages")])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // The stream is open once its retry line arrives; then a message flows through it.
+        loop {
+            let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+            if line.starts_with("retry:") {
+                break;
+            }
+        }
+        let data = format!("via curl {}", flags.join(" "));
+        common::publish_ok(f.server.addr, "red", &data).await;
+        loop {
+            let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+            if line.starts_with("data:") && line.contains(&data) {
+                break;
+            }
+        }
+        child.kill().await.unwrap();
+    }
+    f.server.shutdown().await;
+}
+
+/// Over HTTP/2 a subscriber that stops reading stalls on its stream's flow-control window; once
+/// it falls behind the history its stream alone is reset, while another subscriber on the same
+/// connection receives everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
+    const MESSAGES: usize = 200;
+    const SIZE: usize = 16 * 1024;
+    let mut cfg = config();
+    cfg.history = 16;
+    cfg.max_message_bytes = 2 * SIZE;
+    let server = TestServer::start_state(state(cfg)).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    // Small stream windows, a large connection window: one stalled stream cannot block another.
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(64 * 1024)
+        .initial_connection_window_size(64 << 20)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let open = |client: SendRequest<Bytes>| async move {
+        let mut c = client.ready().await.unwrap();
+        let (fut, _) = c.send_request(Request::get("http://localhost/messages").body(()).unwrap(), true).unwrap();
+        fut.await.unwrap().into_body()
+    };
+    let mut stalled = open(client.clone()).await;
+    let mut reader = open(client.clone()).await;
+    let mut subs = server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == 2).await.unwrap();
+
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let reading = tokio::spawn(async move {
+        let mut text = String::new();
+        let mut seen = 0;
+        while seen < MESSAGES {
+            let chunk = reader.data().await.expect("the reader's stream stays open").unwrap();
+            let _ = reader.flow_control().release_capacity(chunk.len());
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            seen = text.matches("\nevent: blue\n").count();
+            progress_tx.send_replace(seen);
+        }
+        seen
+    });
+    let payload = serde_json::Value::String("x".repeat(SIZE));
+    for i in 0..MESSAGES {
+        progress.wait_for(|n| i < *n + 8).await.unwrap();
+        server.state.feed.publish("blue", &payload).unwrap();
+    }
+    assert_eq!(tokio::time::timeout(PATIENCE, reading).await.unwrap().unwrap(), MESSAGES);
+    assert_eq!(server.state.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
+    // The stalled stream was reset: reading it now yields what was buffered, then an error.
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stalled.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = stalled.flow_control().release_capacity(chunk.len());
+                }
+                Some(Err(e)) => break e.reason(),
+                None => break None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ended, Some(h2::Reason::CANCEL));
+    subs.wait_for(|n| *n == 0).await.unwrap();
+    drop(client);
+    server.shutdown().await;
+}
