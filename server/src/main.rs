@@ -8,33 +8,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Publish(args)) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return fail(&e.to_string()),
-            };
-            match runtime.block_on(server::client::publish(&args)) {
-                Ok(id) => {
-                    println!("published id {id}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
+            run_client(async move { server::client::publish(&args).await.map(|id| format!("published id {id}")) })
         }
-        Some(Command::Pageload(args)) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return fail(&e.to_string()),
-            };
-            match runtime.block_on(server::pageload::run(&args)) {
-                Ok(report) => {
-                    println!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e),
-            }
-        }
+        Some(Command::Pageload(args)) => run_client(async move { server::pageload::run(&args).await }),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
+    }
+}
+
+/// Runs a client subcommand on a small runtime and prints its report or its error.
+fn run_client(task: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.to_string()),
+    };
+    match runtime.block_on(task) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -190,12 +190,8 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
         ids
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    let mut published = Vec::new();
-    for i in 0..MESSAGES {
-        // Keep the reader within half the history, so only the stalled client can fall behind.
-        progress.wait_for(|n| i < *n + 8).await.unwrap();
-        published.push(server.state.feed.publish("blue", &payload).unwrap());
-    }
+    let published =
+        common::publish_keeping_pace(&server.state.feed, "blue", &payload, MESSAGES, &mut progress).await;
     let received = tokio::time::timeout(PATIENCE, reading).await.unwrap().unwrap();
     assert_eq!(received, published, "the reading subscriber got every message in order");
     assert_eq!(server.state.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);

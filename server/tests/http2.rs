@@ -76,6 +76,17 @@ async fn connect(addr: SocketAddr, via: Via, cert: &Path, push: bool) -> SendReq
 
 use rustls::pki_types::pem::PemObject;
 
+/// Reads an h2 body to its end, releasing flow-control capacity as a real client does.
+async fn read_all(mut body: h2::RecvStream) -> Bytes {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    Bytes::from(out)
+}
+
 /// What one page request brought.
 struct Page {
     response: Response<()>,
@@ -108,13 +119,8 @@ async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, c
         early.push(p.unwrap());
     }
     let promised_before_headers = early.len();
-    let (parts, mut body) = response.into_parts();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        bytes.extend_from_slice(&chunk);
-    }
+    let (parts, body) = response.into_parts();
+    let bytes = read_all(body).await;
     while let Some(p) = tokio::time::timeout(PATIENCE, promises.push_promise()).await.unwrap() {
         early.push(p.unwrap());
     }
@@ -122,18 +128,12 @@ async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, c
     for p in early {
         let (request, response) = p.into_parts();
         let response = tokio::time::timeout(PATIENCE, response).await.unwrap().unwrap();
-        let (parts, mut body) = response.into_parts();
-        let mut data = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.extend_from_slice(&chunk);
-        }
-        pushed.push((request.uri().path().to_owned(), parts.status, parts.headers, Bytes::from(data)));
+        let (parts, body) = response.into_parts();
+        pushed.push((request.uri().path().to_owned(), parts.status, parts.headers, read_all(body).await));
     }
     Page {
         response: Response::from_parts(parts, ()),
-        body: Bytes::from(bytes),
+        body: bytes,
         hints,
         promised_before_headers,
         pushed,
@@ -222,10 +222,7 @@ async fn only_page_gets_push() {
         let mut promises = fut.push_promises();
         let response = fut.await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let mut body = response.into_body();
-        while let Some(chunk) = body.data().await {
-            let _ = body.flow_control().release_capacity(chunk.unwrap().len());
-        }
+        read_all(response.into_body()).await;
         assert!(promises.push_promise().await.is_none(), "{path} pushes nothing");
     }
     // HEAD of the page: hints and headers, no push.
@@ -454,10 +451,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
         seen
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    for i in 0..MESSAGES {
-        progress.wait_for(|n| i < *n + 8).await.unwrap();
-        server.state.feed.publish("blue", &payload).unwrap();
-    }
+    common::publish_keeping_pace(&server.state.feed, "blue", &payload, MESSAGES, &mut progress).await;
     assert_eq!(tokio::time::timeout(PATIENCE, reading).await.unwrap().unwrap(), MESSAGES);
     assert_eq!(server.state.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
     // The stalled stream was reset: reading it now yields what was buffered, then an error.

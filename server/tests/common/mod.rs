@@ -192,3 +192,21 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
 pub fn config() -> ServeArgs {
     ServeArgs::default()
 }
+
+/// Publishes `count` copies of `payload` on `channel` straight into the feed, never more than 8
+/// ahead of what the reader reports through `progress` (so only a stalled subscriber can fall
+/// behind a small history). Returns the ids.
+pub async fn publish_keeping_pace(
+    feed: &server::broadcast::BroadcastList,
+    channel: &str,
+    payload: &serde_json::Value,
+    count: usize,
+    progress: &mut tokio::sync::watch::Receiver<usize>,
+) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        progress.wait_for(|n| i < *n + 8).await.unwrap();
+        ids.push(feed.publish(channel, payload).unwrap());
+    }
+    ids
+}
