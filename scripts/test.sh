@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need (quietly when it is already there),
-# builds once, and runs every test: Rust unit and integration tests, then Playwright.
+# builds once, and runs every check: formatting and lints, Rust unit and integration tests,
+# then Playwright.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -10,6 +11,10 @@ scripts/setup.sh --test
 
 step "building the site and the server (cargo leptos build --release)"
 cargo leptos build --release
+
+step "format and lints (rustfmt, clippy with the workspace lints)"
+cargo fmt --all --check
+cargo clippy -p app -p server --all-targets -- -D warnings
 
 step "Rust unit and integration tests"
 cargo test -p app -p server

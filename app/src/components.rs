@@ -63,7 +63,10 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         snapshot
             .channels
             .iter()
-            .map(|name| Channel { name: name.clone(), messages: RwSignal::new(VecDeque::new()) })
+            .map(|name| Channel {
+                name: name.clone(),
+                messages: RwSignal::new(VecDeque::new()),
+            })
             .collect(),
     );
     for message in &snapshot.messages {
@@ -79,13 +82,18 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         let names = snapshot.channels.clone();
         let last_id = snapshot.last_id;
         let reload = std::rc::Rc::new(reload);
-        leptos::task::spawn_local(follow(last_id, names, cancel_rx, move |event| match event {
-            LiveEvent::Open => state.set(ConnState::Live),
-            LiveEvent::Reconnecting => state.set(ConnState::Reconnecting),
-            LiveEvent::Channel(name) => ensure_channel(channels, &name),
-            LiveEvent::Message(message) => deliver(channels, message, per_channel),
-            LiveEvent::Gap(_) => reload(),
-        }));
+        leptos::task::spawn_local(follow(
+            last_id,
+            names,
+            cancel_rx,
+            move |event| match event {
+                LiveEvent::Open => state.set(ConnState::Live),
+                LiveEvent::Reconnecting => state.set(ConnState::Reconnecting),
+                LiveEvent::Channel(name) => ensure_channel(channels, &name),
+                LiveEvent::Message(message) => deliver(channels, message, per_channel),
+                LiveEvent::Gap(_) => reload(),
+            },
+        ));
         // A reload renders a new `Feed`; the old one's stream must stop with it.
         on_cleanup(move || {
             if let Some(tx) = cancel_tx.try_update_value(Option::take).flatten() {
@@ -131,7 +139,10 @@ fn ChannelBox(name: String, messages: RwSignal<VecDeque<Message>>) -> impl IntoV
 fn ensure_channel(channels: RwSignal<Vec<Channel>>, name: &str) {
     if channels.with_untracked(|cs| cs.iter().all(|c| c.name != name)) {
         channels.update(|cs| {
-            cs.push(Channel { name: name.to_owned(), messages: RwSignal::new(VecDeque::new()) });
+            cs.push(Channel {
+                name: name.to_owned(),
+                messages: RwSignal::new(VecDeque::new()),
+            });
         });
     }
 }
@@ -141,7 +152,9 @@ fn ensure_channel(channels: RwSignal<Vec<Channel>>, name: &str) {
 fn deliver(channels: RwSignal<Vec<Channel>>, message: Message, per_channel: usize) {
     ensure_channel(channels, &message.channel);
     let target = channels.with_untracked(|cs| {
-        cs.iter().find(|c| c.name == message.channel).map(|c| c.messages)
+        cs.iter()
+            .find(|c| c.name == message.channel)
+            .map(|c| c.messages)
     });
     if let Some(messages) = target {
         messages.update(|ms| {

@@ -123,9 +123,9 @@ pub fn channel_color(name: &str) -> String {
         "blue" => "#5596f5".to_owned(),
         other => {
             // FNV-1a: tiny, stable across platforms and builds.
-            let hash = other
-                .bytes()
-                .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+            let hash = other.bytes().fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
             format!("hsl({}, 65%, 62%)", hash % 360)
         }
     }
@@ -145,13 +145,20 @@ mod tests {
         assert_eq!(validate_channel("a\0"), Err(ChannelError::BadChar));
         assert_eq!(validate_channel("ringback.gap"), Err(ChannelError::BadChar));
         assert_eq!(validate_channel("blé"), Err(ChannelError::BadChar));
-        assert_eq!(validate_channel(&"x".repeat(65)), Err(ChannelError::TooLong));
+        assert_eq!(
+            validate_channel(&"x".repeat(65)),
+            Err(ChannelError::TooLong)
+        );
         assert_eq!(validate_channel(&"x".repeat(64)), Ok(()));
     }
 
     #[test]
     fn message_json_uses_type() {
-        let m = Message { id: 7, channel: "blue".into(), data: "hi".into() };
+        let m = Message {
+            id: 7,
+            channel: "blue".into(),
+            data: "hi".into(),
+        };
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(json, r#"{"id":7,"type":"blue","data":"hi"}"#);
         assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), m);

@@ -74,11 +74,17 @@ pub struct AssetManifest {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read the hash manifest {path}: {source} (build with `cargo leptos build --release`, which writes it beside the binary)")]
-    HashFile { path: PathBuf, source: std::io::Error },
+    HashFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the hash manifest {path} has no `{key}:` line")]
     MissingKey { path: PathBuf, key: &'static str },
     #[error("the hash manifest names {file}, which cannot be read: {source} (is LEPTOS_SITE_ROOT the site cargo-leptos built?)")]
-    Asset { file: PathBuf, source: std::io::Error },
+    Asset {
+        file: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl AssetManifest {
@@ -96,7 +102,12 @@ impl AssetManifest {
             .unwrap_or_default();
         let hash_file = exe_dir.join(options.hash_file.as_ref());
         let pkg_dir = Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
-        Self::from_files(&hash_file, &pkg_dir, &options.output_name, &options.site_pkg_dir)
+        Self::from_files(
+            &hash_file,
+            &pkg_dir,
+            &options.output_name,
+            &options.site_pkg_dir,
+        )
     }
 
     /// Reads `hash_file` and the files it names in `pkg_dir`; URLs are `/<url_dir>/<file>`.
@@ -106,8 +117,11 @@ impl AssetManifest {
         output_name: &str,
         url_dir: &str,
     ) -> Result<AssetManifest, ManifestError> {
-        let text = std::fs::read_to_string(hash_file)
-            .map_err(|source| ManifestError::HashFile { path: hash_file.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(hash_file).map_err(|source| ManifestError::HashFile {
+                path: hash_file.to_owned(),
+                source,
+            })?;
         let mut assets = Vec::new();
         for key in ["js", "wasm", "css"] {
             let hash = text
@@ -115,12 +129,19 @@ impl AssetManifest {
                 .filter_map(|l| l.split_once(':'))
                 .find(|(k, _)| k.trim() == key)
                 .map(|(_, h)| h.trim().to_owned())
-                .ok_or(ManifestError::MissingKey { path: hash_file.to_owned(), key })?;
-            let Some((kind, ext, content_type)) = AssetKind::of(key) else { continue };
+                .ok_or(ManifestError::MissingKey {
+                    path: hash_file.to_owned(),
+                    key,
+                })?;
+            let Some((kind, ext, content_type)) = AssetKind::of(key) else {
+                continue;
+            };
             let name = format!("{output_name}.{hash}.{ext}");
             let file = pkg_dir.join(&name);
-            let body = std::fs::read(&file)
-                .map_err(|source| ManifestError::Asset { file: file.clone(), source })?;
+            let body = std::fs::read(&file).map_err(|source| ManifestError::Asset {
+                file: file.clone(),
+                source,
+            })?;
             let path = format!("/{}/{name}", url_dir.trim_matches('/'));
             let etag = format!("\"{}\"", hex(&sha256(&body)[..16]));
             let link = format!("<{path}>; {}", kind.link_params());
@@ -168,7 +189,11 @@ impl AssetManifest {
 
 /// Serves a manifest asset from memory (GET and HEAD, with `If-None-Match`); any other request
 /// goes on to the next handler (Leptos's static files and pages).
-pub async fn serve(State(manifest): State<Arc<AssetManifest>>, req: Request, next: Next) -> Response {
+pub async fn serve(
+    State(manifest): State<Arc<AssetManifest>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let is_get = req.method() == Method::GET;
     if !(is_get || req.method() == Method::HEAD) {
         return next.run(req).await;
@@ -180,14 +205,25 @@ pub async fn serve(State(manifest): State<Arc<AssetManifest>>, req: Request, nex
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+        });
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body = if is_get { Body::from(asset.body.clone()) } else { Body::empty() };
+        let body = if is_get {
+            Body::from(asset.body.clone())
+        } else {
+            Body::empty()
+        };
         let mut r = Response::new(body);
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
         r
     };
     let h = response.headers_mut();
@@ -197,23 +233,33 @@ pub async fn serve(State(manifest): State<Arc<AssetManifest>>, req: Request, nex
 }
 
 pub(crate) fn sha256(data: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, data).as_ref().to_vec()
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Writes a small fake build (hash file and three assets) into `dir`, for tests.
 pub fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     let pkg = dir.join("pkg");
     std::fs::create_dir_all(&pkg)?;
-    std::fs::write(pkg.join("ringback.JJJ.js"), b"export default function init() {}\n")?;
-    std::fs::write(pkg.join("ringback.WWW.wasm"), [0u8, 0x61, 0x73, 0x6d, 1, 0, 0, 0])?;
+    std::fs::write(
+        pkg.join("ringback.JJJ.js"),
+        b"export default function init() {}\n",
+    )?;
+    std::fs::write(
+        pkg.join("ringback.WWW.wasm"),
+        [0u8, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+    )?;
     std::fs::write(pkg.join("ringback.CCC.css"), b"body { color: red }\n")?;
     let hash = dir.join("hash.txt");
     std::fs::write(&hash, "js: JJJ\nwasm: WWW\ncss: CCC\n")?;
@@ -225,7 +271,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ringback-assets-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ringback-assets-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -236,7 +283,14 @@ mod tests {
         let (hash, pkg) = write_test_build(&dir).unwrap();
         let m = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
         let paths: Vec<_> = m.assets().iter().map(|a| a.path.as_str()).collect();
-        assert_eq!(paths, ["/pkg/ringback.JJJ.js", "/pkg/ringback.WWW.wasm", "/pkg/ringback.CCC.css"]);
+        assert_eq!(
+            paths,
+            [
+                "/pkg/ringback.JJJ.js",
+                "/pkg/ringback.WWW.wasm",
+                "/pkg/ringback.CCC.css"
+            ]
+        );
         let wasm = m.get("/pkg/ringback.WWW.wasm").unwrap();
         assert_eq!(wasm.content_type, "application/wasm");
         assert_eq!(wasm.body.len(), 8);
@@ -255,7 +309,8 @@ mod tests {
         std::fs::write(&hash, "js: JJJ\n").unwrap();
         let err = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap_err();
         assert!(err.to_string().contains("`wasm:`"), "{err}");
-        let err = AssetManifest::from_files(&dir.join("nope.txt"), &pkg, "ringback", "pkg").unwrap_err();
+        let err =
+            AssetManifest::from_files(&dir.join("nope.txt"), &pkg, "ringback", "pkg").unwrap_err();
         assert!(matches!(err, ManifestError::HashFile { .. }));
     }
 }

@@ -173,7 +173,10 @@ impl BroadcastList {
         let data_json = serde_json::to_vec(data).unwrap_or_else(|_| b"null".to_vec());
         let limit = self.shared.limits.max_message_bytes;
         if data_json.len() > limit {
-            return Err(Rejected::TooLarge { size: data_json.len(), limit });
+            return Err(Rejected::TooLarge {
+                size: data_json.len(),
+                limit,
+            });
         }
         let (id, scan) = {
             let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
@@ -194,7 +197,12 @@ impl BroadcastList {
             ring.next_id += 1;
             let (frame, json) = crate::sse::encode_message(id, &channel, &data_json, announce);
             ring.bytes += frame.len() + ENTRY_OVERHEAD;
-            ring.entries.push_back(Entry { id, channel, frame, json });
+            ring.entries.push_back(Entry {
+                id,
+                channel,
+                frame,
+                json,
+            });
             let scan = self.evict(&mut ring);
             (id, scan)
         };
@@ -212,7 +220,9 @@ impl BroadcastList {
         while ring.entries.len() > limits.history.max(1)
             || (ring.bytes > limits.history_bytes && ring.entries.len() > 1)
         {
-            let Some(old) = ring.entries.pop_front() else { break };
+            let Some(old) = ring.entries.pop_front() else {
+                break;
+            };
             ring.bytes -= old.frame.len() + ENTRY_OVERHEAD;
             ring.evicted_through = old.id;
         }
@@ -226,7 +236,11 @@ impl BroadcastList {
 
     /// Cuts off every subscriber whose cursor is older than `evicted_through`.
     fn cut_lagging(&self, evicted_through: u64) {
-        let registry = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let registry = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for slot in registry.slots.values() {
             if slot.cursor.load(Ordering::Acquire) < evicted_through {
                 self.cut(slot, evicted_through);
@@ -241,7 +255,10 @@ impl BroadcastList {
                 evicted_through,
                 "subscriber fell behind the history; disconnecting it so it resumes with Last-Event-ID"
             );
-            self.shared.metrics.lagged_disconnects.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .lagged_disconnects
+                .fetch_add(1, Ordering::Relaxed);
             slot.cut.cancel();
         }
     }
@@ -272,7 +289,10 @@ impl BroadcastList {
             }
         };
         if gap.is_some() {
-            self.shared.metrics.resume_gaps.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .resume_gaps
+                .fetch_add(1, Ordering::Relaxed);
         }
         if matches!(start, Start::After(_)) {
             self.shared.metrics.resumes.fetch_add(1, Ordering::Relaxed);
@@ -283,7 +303,11 @@ impl BroadcastList {
             cut,
         });
         let key = {
-            let mut registry = self.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let mut registry = self
+                .shared
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let key = registry.next_key;
             registry.next_key += 1;
             registry.slots.insert(key, slot.clone());
@@ -291,7 +315,17 @@ impl BroadcastList {
             key
         };
         let filter = filter.map(|f| f.into_iter().map(Arc::from).collect());
-        (Subscription { list: self.clone(), key, slot, cursor, head, filter }, gap)
+        (
+            Subscription {
+                list: self.clone(),
+                key,
+                slot,
+                cursor,
+                head,
+                filter,
+            },
+            gap,
+        )
     }
 
     /// Live subscribers now.
@@ -381,14 +415,21 @@ impl Subscription {
 
     /// The frames after the cursor, if any, without waiting.
     pub fn try_next(&mut self, max_bytes: usize) -> Result<Option<Bytes>, Lagged> {
-        let ring = self.list.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let ring = self
+            .list
+            .shared
+            .ring
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         if self.cursor < ring.evicted_through {
             let evicted = ring.evicted_through;
             drop(ring);
             self.list.cut(&self.slot, evicted);
             return Err(Lagged);
         }
-        let Some(front) = ring.entries.front() else { return Ok(None) };
+        let Some(front) = ring.entries.front() else {
+            return Ok(None);
+        };
         // Ids increase along the list; the first entry after the cursor is found by bisection.
         let start = if self.cursor < front.id {
             0
@@ -398,7 +439,8 @@ impl Subscription {
         let mut first: Option<Bytes> = None;
         let mut more: Option<BytesMut> = None;
         for entry in ring.entries.range(start..) {
-            let size = first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, BytesMut::len);
+            let size =
+                first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, BytesMut::len);
             if size > 0 && size + entry.frame.len() > max_bytes {
                 break;
             }
@@ -423,7 +465,9 @@ impl Subscription {
     }
 
     fn wants(&self, channel: &str) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.iter().any(|c| &**c == channel))
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|c| &**c == channel))
     }
 
     /// The last id this subscriber has passed.
@@ -434,9 +478,17 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut registry = self.list.shared.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut registry = self
+            .list
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         registry.slots.remove(&self.key);
-        self.list.shared.subscribers.send_replace(registry.slots.len());
+        self.list
+            .shared
+            .subscribers
+            .send_replace(registry.slots.len());
     }
 }
 
@@ -452,7 +504,12 @@ mod tests {
             max_message_bytes: 1024,
             max_channels: 8,
         };
-        BroadcastList::new(limits, 1, &["red", "yellow", "blue"], Arc::new(Metrics::default()))
+        BroadcastList::new(
+            limits,
+            1,
+            &["red", "yellow", "blue"],
+            Arc::new(Metrics::default()),
+        )
     }
 
     fn ids(bytes: &Bytes) -> Vec<u64> {
@@ -487,14 +544,20 @@ mod tests {
         for i in 0..5 {
             list.publish("red", &json!(i)).unwrap();
         }
-        assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            ids(&a.try_next(1 << 16).unwrap().unwrap()),
+            vec![1, 2, 3, 4, 5]
+        );
     }
 
     #[test]
     fn filter_skips_other_channels() {
         let list = list(8);
-        let (mut a, _) =
-            list.subscribe(Start::Live, Some(vec!["red".into()]), CancellationToken::new());
+        let (mut a, _) = list.subscribe(
+            Start::Live,
+            Some(vec!["red".into()]),
+            CancellationToken::new(),
+        );
         list.publish("blue", &json!(1)).unwrap();
         list.publish("red", &json!(2)).unwrap();
         list.publish("blue", &json!(3)).unwrap();
@@ -515,15 +578,33 @@ mod tests {
 
         let (mut b, gap) = list.subscribe(Start::After(2), None, CancellationToken::new());
         assert_eq!(gap, None, "id 2 was evicted but nothing after it was");
-        assert_eq!(ids(&b.try_next(1 << 16).unwrap().unwrap()), vec![3, 4, 5, 6]);
+        assert_eq!(
+            ids(&b.try_next(1 << 16).unwrap().unwrap()),
+            vec![3, 4, 5, 6]
+        );
 
         let (mut c, gap) = list.subscribe(Start::After(1), None, CancellationToken::new());
-        assert_eq!(gap, Some(Gap { after: 1, oldest: Some(3) }));
-        assert_eq!(ids(&c.try_next(1 << 16).unwrap().unwrap()), vec![3, 4, 5, 6]);
+        assert_eq!(
+            gap,
+            Some(Gap {
+                after: 1,
+                oldest: Some(3)
+            })
+        );
+        assert_eq!(
+            ids(&c.try_next(1 << 16).unwrap().unwrap()),
+            vec![3, 4, 5, 6]
+        );
 
         // An id from the future (another server's, or before a restart) is a gap too.
         let (_, gap) = list.subscribe(Start::After(99), None, CancellationToken::new());
-        assert_eq!(gap, Some(Gap { after: 99, oldest: Some(3) }));
+        assert_eq!(
+            gap,
+            Some(Gap {
+                after: 99,
+                oldest: Some(3)
+            })
+        );
     }
 
     #[test]
@@ -536,13 +617,22 @@ mod tests {
             list.publish("red", &json!(i)).unwrap();
             assert!(fast.try_next(1 << 16).unwrap().is_some());
         }
-        assert!(!slow_cut.is_cancelled(), "8 behind with a history of 8 is still whole");
+        assert!(
+            !slow_cut.is_cancelled(),
+            "8 behind with a history of 8 is still whole"
+        );
         list.publish("red", &json!(8)).unwrap();
         assert!(fast.try_next(1 << 16).unwrap().is_some());
         // One more eviction than the history: the scan cuts the slow one without polling it.
         assert!(slow_cut.is_cancelled());
         assert_eq!(slow.try_next(1 << 16), Err(Lagged));
-        assert_eq!(list.shared.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            list.shared
+                .metrics
+                .lagged_disconnects
+                .load(Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]
@@ -559,13 +649,16 @@ mod tests {
         }
         let (n, bytes) = list.held();
         assert!(bytes <= 2000, "{bytes}");
-        assert!(n >= 1 && n < 10, "{n}");
+        assert!((1..10).contains(&n), "{n}");
     }
 
     #[test]
     fn rejects_bad_input_and_keeps_going() {
         let list = list(8);
-        assert!(matches!(list.publish("a\nb", &json!(1)), Err(Rejected::Channel(_))));
+        assert!(matches!(
+            list.publish("a\nb", &json!(1)),
+            Err(Rejected::Channel(_))
+        ));
         assert!(matches!(
             list.publish("red", &json!("x".repeat(2000))),
             Err(Rejected::TooLarge { .. })
@@ -573,23 +666,39 @@ mod tests {
         for c in ["c4", "c5", "c6", "c7", "c8"] {
             list.publish(c, &json!(1)).unwrap();
         }
-        assert_eq!(list.publish("c9", &json!(1)), Err(Rejected::TooManyChannels(8)));
-        assert_eq!(list.publish("red", &json!(1)).unwrap(), 6, "rejections use no ids");
+        assert_eq!(
+            list.publish("c9", &json!(1)),
+            Err(Rejected::TooManyChannels(8))
+        );
+        assert_eq!(
+            list.publish("red", &json!(1)).unwrap(),
+            6,
+            "rejections use no ids"
+        );
     }
 
     #[test]
     fn snapshot_takes_latest_per_channel() {
         let list = list(100);
         for i in 0..10 {
-            list.publish(if i % 2 == 0 { "red" } else { "green" }, &json!(i)).unwrap();
+            list.publish(if i % 2 == 0 { "red" } else { "green" }, &json!(i))
+                .unwrap();
         }
         let snap = list.snapshot(2);
         assert_eq!(snap.channels, vec!["red", "yellow", "blue", "green"]);
-        let got: Vec<(String, u64)> =
-            snap.messages.iter().map(|m| (m.channel.clone(), m.id)).collect();
+        let got: Vec<(String, u64)> = snap
+            .messages
+            .iter()
+            .map(|m| (m.channel.clone(), m.id))
+            .collect();
         assert_eq!(
             got,
-            vec![("red".into(), 7), ("green".into(), 8), ("red".into(), 9), ("green".into(), 10)]
+            vec![
+                ("red".into(), 7),
+                ("green".into(), 8),
+                ("red".into(), 9),
+                ("green".into(), 10)
+            ]
         );
         assert_eq!(snap.last_id, Some(10));
     }
@@ -598,7 +707,10 @@ mod tests {
     fn dropping_a_subscription_unregisters_it() {
         let list = list(8);
         let subs: Vec<_> = (0..10)
-            .map(|_| list.subscribe(Start::Live, None, CancellationToken::new()).0)
+            .map(|_| {
+                list.subscribe(Start::Live, None, CancellationToken::new())
+                    .0
+            })
             .collect();
         assert_eq!(list.subscriber_count(), 10);
         drop(subs);

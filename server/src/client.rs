@@ -16,11 +16,16 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     };
     let body = serde_json::to_vec(&serde_json::json!({ "type": args.channel, "data": data }))
         .map_err(|e| e.to_string())?;
-    let base: Uri = args.url.parse().map_err(|e| format!("bad --url {:?}: {e}", args.url))?;
+    let base: Uri = args
+        .url
+        .parse()
+        .map_err(|e| format!("bad --url {:?}: {e}", args.url))?;
     if base.scheme_str().is_some_and(|s| s != "http") {
         return Err(format!("--url {:?}: only http:// is supported", args.url));
     }
-    let authority = base.authority().ok_or_else(|| format!("--url {:?} has no host", args.url))?;
+    let authority = base
+        .authority()
+        .ok_or_else(|| format!("--url {:?} has no host", args.url))?;
     let port = authority.port_u16().unwrap_or(80);
     let stream = TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
         .await
@@ -35,14 +40,29 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status();
-    let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if status == StatusCode::ACCEPTED {
-        json.get("id").and_then(serde_json::Value::as_u64).ok_or_else(|| "no id in the answer".into())
+        json.get("id")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| "no id in the answer".into())
     } else {
-        let error = json.get("error").and_then(|e| e.as_str()).unwrap_or("no details");
-        Err(format!("the server refused the message ({status}): {error}"))
+        let error = json
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no details");
+        Err(format!(
+            "the server refused the message ({status}): {error}"
+        ))
     }
 }

@@ -67,7 +67,11 @@ pub mod defaults {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "ringback", version, about = "A live message feed for the browser.")]
+#[command(
+    name = "ringback",
+    version,
+    about = "A live message feed for the browser."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -76,6 +80,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the feed and the page (the default when no subcommand is given).
@@ -215,7 +221,8 @@ impl ServeArgs {
             return Ok(addr);
         }
         let raw = std::env::var("LEPTOS_SITE_ADDR").unwrap_or_else(|_| defaults::ADDR.to_owned());
-        raw.parse().map_err(|e| format!("bad LEPTOS_SITE_ADDR {raw:?}: {e}"))
+        raw.parse()
+            .map_err(|e| format!("bad LEPTOS_SITE_ADDR {raw:?}: {e}"))
     }
 }
 
@@ -260,7 +267,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 15s or 500ms)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 15s or 500ms)"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),

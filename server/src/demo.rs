@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
-const WORDS: [&str; 8] = ["hello", "ring", "back", "live", "feed", "ping", "pong", "news"];
+const WORDS: [&str; 8] = [
+    "hello", "ring", "back", "live", "feed", "ping", "pong", "news",
+];
 
 /// Publishes until `shutdown` fires.
 pub async fn run(
@@ -29,7 +31,10 @@ pub async fn run(
         }
         let channel = CHANNELS[n % CHANNELS.len()];
         let text = format!("demo #{} — {}", n + 1, WORDS[(n * 7 / 3) % WORDS.len()]);
-        if feed.publish(channel, &serde_json::Value::String(text)).is_ok() {
+        if feed
+            .publish(channel, &serde_json::Value::String(text))
+            .is_ok()
+        {
             metrics.published_demo.fetch_add(1, Ordering::Relaxed);
         }
         n += 1;
@@ -44,18 +49,31 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn publishes_once_per_interval_across_channels() {
         let metrics = Arc::new(Metrics::default());
-        let limits =
-            Limits { history: 64, history_bytes: 1 << 20, max_message_bytes: 1024, max_channels: 8 };
+        let limits = Limits {
+            history: 64,
+            history_bytes: 1 << 20,
+            max_message_bytes: 1024,
+            max_channels: 8,
+        };
         let feed = BroadcastList::new(limits, 1, &CHANNELS, metrics.clone());
         let (mut sub, _) = feed.subscribe(Start::Live, None, CancellationToken::new());
         let shutdown = CancellationToken::new();
         let started = tokio::time::Instant::now();
-        let task = tokio::spawn(run(feed.clone(), metrics.clone(), Duration::from_secs(1), shutdown.clone()));
+        let task = tokio::spawn(run(
+            feed.clone(),
+            metrics.clone(),
+            Duration::from_secs(1),
+            shutdown.clone(),
+        ));
         let mut channels = Vec::new();
         for _ in 0..3 {
             let frame = sub.next(1).await.unwrap();
             let text = String::from_utf8(frame.to_vec()).unwrap();
-            let event = text.lines().find_map(|l| l.strip_prefix("event: ")).unwrap().to_owned();
+            let event = text
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap()
+                .to_owned();
             channels.push(event);
         }
         assert_eq!(channels, CHANNELS);

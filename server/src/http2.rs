@@ -155,12 +155,22 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
     // HTTP/2 carries the authority in the URI, where axum's `Host` extractor finds it; no Host
     // header is synthesised (that would cost an allocation per request).
     let (parts, recv) = request.into_parts();
-    if let Some(plan) = conn.state.push.plan(&parts.method, parts.uri.path(), &parts.headers) {
+    if let Some(plan) = conn
+        .state
+        .push
+        .plan(&parts.method, parts.uri.path(), &parts.headers)
+    {
         let authority = parts
             .uri
             .authority()
             .map(|a| a.as_str().to_owned())
-            .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            });
         if let Some(authority) = authority {
             announce_assets(&conn, &mut respond, plan, &authority);
         }
@@ -175,19 +185,29 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
         _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
     };
     // A streaming handler (SSE) hands over its cut-off switch with the response.
-    let cut = response.extensions().get::<StreamCut>().map(|c| c.0.clone());
+    let cut = response
+        .extensions()
+        .get::<StreamCut>()
+        .map(|c| c.0.clone());
     send(Target::Stream(&mut respond), response, cut.as_ref()).await;
 }
 
 /// Sends the promises (or the hints) for a page, before anything of the page itself.
-fn announce_assets(conn: &Conn, respond: &mut SendResponse<Bytes>, plan: PagePlan, authority: &str) {
+fn announce_assets(
+    conn: &Conn,
+    respond: &mut SendResponse<Bytes>,
+    plan: PagePlan,
+    authority: &str,
+) {
     let policy = &conn.state.push;
     let metrics = &conn.state.metrics;
     if plan.may_push && !plan.cached && !conn.pushed.swap(true, Ordering::AcqRel) {
         let mut promised = 0;
         for asset in policy.manifest.assets() {
             let uri = format!("{}://{authority}{}", conn.scheme.as_str(), asset.path);
-            let Ok(promise) = Request::get(uri).body(()) else { continue };
+            let Ok(promise) = Request::get(uri).body(()) else {
+                continue;
+            };
             match respond.push_request(promise) {
                 Ok(pushed) => {
                     promised += 1;
@@ -220,8 +240,18 @@ fn announce_assets(conn: &Conn, respond: &mut SendResponse<Bytes>, plan: PagePla
 }
 
 /// Produces one pushed response with the Router, exactly as a GET of `path` would be.
-async fn push_one(router: Router, mut pushed: SendPushedResponse<Bytes>, path: String, host: String) {
-    let Ok(req) = Request::get(path).header(header::HOST, host).body(Body::empty()) else { return };
+async fn push_one(
+    router: Router,
+    mut pushed: SendPushedResponse<Bytes>,
+    path: String,
+    host: String,
+) {
+    let Ok(req) = Request::get(path)
+        .header(header::HOST, host)
+        .body(Body::empty())
+    else {
+        return;
+    };
     let response = tokio::select! {
         r = router.oneshot(req) => match r {
             Ok(r) => r,
@@ -343,10 +373,12 @@ async fn send_all(
 fn date() -> HeaderValue {
     thread_local! {
         static CACHE: std::cell::RefCell<(u64, HeaderValue)> =
-            std::cell::RefCell::new((u64::MAX, HeaderValue::from_static("")));
+            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
     }
     let now = std::time::SystemTime::now();
-    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != secs {
@@ -360,7 +392,11 @@ fn date() -> HeaderValue {
 
 /// Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them.
 fn strip_connection_headers(headers: &mut HeaderMap) {
-    for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
         headers.remove(name);
     }
     headers.remove("keep-alive");
@@ -374,7 +410,10 @@ impl http_body::Body for RecvBody {
     type Data = Bytes;
     type Error = h2::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
         match self.0.poll_data(cx) {
             Poll::Ready(Some(Ok(data))) => {
                 let _ = self.0.flow_control().release_capacity(data.len());

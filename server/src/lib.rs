@@ -14,7 +14,7 @@
 //! - [`http2`]: the HTTP/2 driver on the `h2` crate: dispatch, push, 103 Early Hints.
 //! - [`push`]: which requests are pages and what they bring; `Link` headers and the cookie.
 //! - [`assets`]: the cargo-leptos asset manifest, served from memory.
-//! - [`shutdown`]: SIGINT/SIGTERM.
+//! - [`shutdown`]: the signals (SIGINT, SIGTERM) that start a graceful shutdown.
 //! - [`error`]: client errors with their status codes.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`client`]: `ringback publish`.

@@ -9,12 +9,12 @@
 //! HTTP/1.1 stays on hyper. HTTP/2 goes through our own driver on the `h2` crate, because hyper
 //! has no API for server push or `103 Early Hints`. Both dispatch to the same axum Router.
 
+use crate::config::Http2Driver;
 use crate::http2;
 use crate::server::{AppState, ConnectionCut};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
-use crate::config::Http2Driver;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -125,7 +125,10 @@ where
     });
     let cfg = &state.config;
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(cfg.idle_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.idle_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -181,7 +184,10 @@ mod tests {
         assert_eq!(sniff_bytes(b"\x16\x03\x01\x02\x00").await, Sniffed::Tls);
         assert_eq!(sniff_bytes(H2_PREFACE).await, Sniffed::H2c);
         assert_eq!(sniff_bytes(b"GET / HTTP/1.1\r\n\r\n").await, Sniffed::Http1);
-        assert_eq!(sniff_bytes(b"POST /messages HTTP/1.1\r\n").await, Sniffed::Http1);
+        assert_eq!(
+            sniff_bytes(b"POST /messages HTTP/1.1\r\n").await,
+            Sniffed::Http1
+        );
         assert_eq!(sniff_bytes(b"PRX").await, Sniffed::Http1);
     }
 }

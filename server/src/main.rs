@@ -7,10 +7,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Publish(args)) => {
-            run_client(async move { server::client::publish(&args).await.map(|id| format!("published id {id}")) })
+        Some(Command::Publish(args)) => run_client(async move {
+            server::client::publish(&args)
+                .await
+                .map(|id| format!("published id {id}"))
+        }),
+        Some(Command::Pageload(args)) => {
+            run_client(async move { server::pageload::run(&args).await })
         }
-        Some(Command::Pageload(args)) => run_client(async move { server::pageload::run(&args).await }),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
@@ -18,7 +22,10 @@ fn main() -> ExitCode {
 
 /// Runs a client subcommand on a small runtime and prints its report or its error.
 fn run_client(task: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(&e.to_string()),
     };

@@ -28,7 +28,8 @@ pub async fn run(args: &PageloadArgs) -> Result<String, String> {
     for _ in 0..args.iterations {
         let started = Instant::now();
         let mut client = connect(&host, port, args.push).await?;
-        let (page, promised) = fetch(&mut client, &format!("https://{authority}/"), args.push).await?;
+        let (page, promised) =
+            fetch(&mut client, &format!("https://{authority}/"), args.push).await?;
         bytes += page.0;
         pushed += promised.len();
         bytes += promised.iter().sum::<usize>();
@@ -76,7 +77,9 @@ fn asset_paths(html: &str) -> Vec<String> {
 }
 
 async fn connect(host: &str, port: u16, push: bool) -> Result<SendRequest<Bytes>, String> {
-    let tcp = TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -86,7 +89,8 @@ async fn connect(host: &str, port: u16, push: bool) -> Result<SendRequest<Bytes>
         .with_custom_certificate_verifier(Arc::new(AcceptAny))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(name, tcp)
         .await
@@ -94,14 +98,24 @@ async fn connect(host: &str, port: u16, push: bool) -> Result<SendRequest<Bytes>
     // Browser-sized windows (Chrome: 6 MB per stream, 15 MB per connection): with h2's 64 KiB
     // default, pushed bytes fill the connection window and stall the page.
     let mut builder = h2::client::Builder::new();
-    builder.enable_push(push).initial_window_size(6 << 20).initial_connection_window_size(15 << 20);
-    let (client, conn) = builder.handshake::<_, Bytes>(tls).await.map_err(|e| e.to_string())?;
+    builder
+        .enable_push(push)
+        .initial_window_size(6 << 20)
+        .initial_connection_window_size(15 << 20);
+    let (client, conn) = builder
+        .handshake::<_, Bytes>(tls)
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     Ok(client)
 }
 
 /// GETs `url`; returns (bytes, body) of the response and the sizes of any pushed responses.
-async fn fetch(client: &mut SendRequest<Bytes>, url: &str, push: bool) -> Result<((usize, Vec<u8>), Vec<usize>), String> {
+async fn fetch(
+    client: &mut SendRequest<Bytes>,
+    url: &str,
+    push: bool,
+) -> Result<((usize, Vec<u8>), Vec<usize>), String> {
     let req = Request::get(url).body(()).map_err(|e| e.to_string())?;
     let mut ready = client.clone().ready().await.map_err(|e| e.to_string())?;
     let (mut response, _) = ready.send_request(req, true).map_err(|e| e.to_string())?;
@@ -169,7 +183,9 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -178,6 +194,9 @@ mod tests {
     #[test]
     fn finds_the_assets_a_page_names() {
         let html = r#"<link rel="modulepreload" href="/pkg/a.H.js"><link rel="preload" href="/pkg/a.H.wasm" as="fetch"><link href="/pkg/a.H.css" rel="stylesheet"><script>import("/pkg/a.H.js")</script>"#;
-        assert_eq!(super::asset_paths(html), ["/pkg/a.H.css", "/pkg/a.H.js", "/pkg/a.H.wasm"]);
+        assert_eq!(
+            super::asset_paths(html),
+            ["/pkg/a.H.css", "/pkg/a.H.js", "/pkg/a.H.wasm"]
+        );
     }
 }

@@ -42,12 +42,17 @@ pub async fn publish(
     })?;
     let request: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
         state.metrics.reject("bad_json");
-        AppError::BadRequest(format!("expected {{\"type\": \"...\", \"data\": ...}}: {e}"))
+        AppError::BadRequest(format!(
+            "expected {{\"type\": \"...\", \"data\": ...}}: {e}"
+        ))
     })?;
-    let id = state.feed.publish(&request.channel, &request.data).map_err(|e| {
-        state.metrics.reject(e.reason());
-        AppError::from(e)
-    })?;
+    let id = state
+        .feed
+        .publish(&request.channel, &request.data)
+        .map_err(|e| {
+            state.metrics.reject(e.reason());
+            AppError::from(e)
+        })?;
     state.metrics.published_http.fetch_add(1, Ordering::Relaxed);
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))))
 }

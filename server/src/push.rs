@@ -46,7 +46,10 @@ impl PushPolicy {
         if !self.pages.iter().any(|p| p == path) {
             return None;
         }
-        Some(PagePlan { may_push: method == Method::GET, cached: self.has_cookie(headers) })
+        Some(PagePlan {
+            may_push: method == Method::GET,
+            cached: self.has_cookie(headers),
+        })
     }
 
     fn has_cookie(&self, headers: &HeaderMap) -> bool {
@@ -75,7 +78,11 @@ impl PushPolicy {
 
 /// Adds `Link: rel=preload` for every asset to page responses (all protocols; the one hint an
 /// HTTP/1.1 client gets), and the cookie that marks the assets as held.
-pub async fn link_headers(State(policy): State<Arc<PushPolicy>>, req: Request, next: Next) -> Response {
+pub async fn link_headers(
+    State(policy): State<Arc<PushPolicy>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let plan = policy.plan(req.method(), req.uri().path(), req.headers());
     let mut response = next.run(req).await;
     if let Some(plan) = plan {
@@ -109,8 +116,20 @@ mod tests {
     fn only_page_gets_and_heads_are_planned() {
         let p = policy();
         let h = HeaderMap::new();
-        assert_eq!(p.plan(&Method::GET, "/", &h), Some(PagePlan { may_push: true, cached: false }));
-        assert_eq!(p.plan(&Method::HEAD, "/", &h), Some(PagePlan { may_push: false, cached: false }));
+        assert_eq!(
+            p.plan(&Method::GET, "/", &h),
+            Some(PagePlan {
+                may_push: true,
+                cached: false
+            })
+        );
+        assert_eq!(
+            p.plan(&Method::HEAD, "/", &h),
+            Some(PagePlan {
+                may_push: false,
+                cached: false
+            })
+        );
         assert_eq!(p.plan(&Method::POST, "/", &h), None);
         assert_eq!(p.plan(&Method::GET, "/messages", &h), None);
         assert_eq!(p.plan(&Method::GET, "/pkg/ringback.JJJ.js", &h), None);
@@ -123,7 +142,10 @@ mod tests {
         let cookie = format!("a=b; {COOKIE}={}", p.manifest.digest());
         h.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
         assert!(p.plan(&Method::GET, "/", &h).unwrap().cached);
-        h.insert(header::COOKIE, HeaderValue::from_static("ringback-assets=old"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("ringback-assets=old"),
+        );
         assert!(!p.plan(&Method::GET, "/", &h).unwrap().cached);
     }
 }

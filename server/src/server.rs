@@ -1,15 +1,15 @@
-//! The listener: accepts connections, serves each with the one axum Router, and shuts down by
-//! notify-then-drain.
+//! The server: the one axum Router, the accept loop that hands each connection to the listener
+//! (`listener.rs`), and notify-then-drain shutdown.
 //!
 //! Shutdown (as in mini-redis): the `shutdown` token is cancelled once, which every connection
 //! task and every SSE stream watches; SSE streams end (EventSource reconnects elsewhere), each
 //! connection finishes its in-flight requests, and `run` waits, up to a grace period, for the
 //! last connection task to drop its clone of the drain sender.
 
+use crate::assets::{self, AssetManifest};
 use crate::broadcast::{BroadcastList, Limits};
 use crate::config::ServeArgs;
 use crate::metrics::Metrics;
-use crate::assets::{self, AssetManifest};
 use crate::push::{self, PushPolicy};
 use crate::{listener, metrics, publish, sse};
 use app::message::DEFAULT_CHANNELS;
@@ -93,7 +93,10 @@ impl AppState {
 
 /// The app's page routes: the requests that bring the assets with them.
 fn page_paths() -> Vec<String> {
-    leptos_axum::generate_route_list(App).iter().map(|r| r.path().to_owned()).collect()
+    leptos_axum::generate_route_list(App)
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect()
 }
 
 /// An HTTP/1.1 connection's cut-off switch, put in each of its requests' extensions:
@@ -107,7 +110,8 @@ pub struct ConnectionCut(pub CancellationToken);
 #[derive(Clone, Debug)]
 pub struct StreamCut(pub CancellationToken);
 
-/// The one Router: API routes, then the Leptos pages, then static files from the site root.
+/// The one Router, for every protocol: hashed assets from memory (outermost), `Link` headers and
+/// the cache cookie on pages, the API routes, the Leptos pages, then static files.
 pub fn router(state: AppState) -> Router {
     let routes = leptos_axum::generate_route_list(App);
     let source = SnapshotSource(Arc::new({
@@ -132,8 +136,14 @@ pub fn router(state: AppState) -> Router {
             move || shell(leptos.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(middleware::from_fn_with_state(state.push.clone(), push::link_headers))
-        .layer(middleware::from_fn_with_state(state.push.manifest.clone(), assets::serve))
+        .layer(middleware::from_fn_with_state(
+            state.push.clone(),
+            push::link_headers,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.push.manifest.clone(),
+            assets::serve,
+        ))
         .with_state(state)
 }
 
@@ -174,7 +184,13 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, router.clone(), state.clone(), drain_tx.clone(), permit));
+        tokio::spawn(serve_connection(
+            stream,
+            router.clone(),
+            state.clone(),
+            drain_tx.clone(),
+            permit,
+        ));
     }
     tracing::info!("shutting down: closing streams and draining connections");
     drop(listener);

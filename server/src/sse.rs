@@ -83,7 +83,11 @@ pub struct SubscribeParams {
 
 impl SubscribeParams {
     /// `Last-Event-ID` (header first, then `lastEventId` in the query) and `type` filters.
-    pub fn parse(query: Option<&str>, headers: &HeaderMap, max_types: usize) -> Result<Self, AppError> {
+    pub fn parse(
+        query: Option<&str>,
+        headers: &HeaderMap,
+        max_types: usize,
+    ) -> Result<Self, AppError> {
         let mut params = SubscribeParams::default();
         let mut query_last = None;
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -118,9 +122,12 @@ impl SubscribeParams {
 pub fn parse_last_event_id(raw: &str) -> Result<u64, AppError> {
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::BadRequest("`Last-Event-ID` must be a decimal message id".into()));
+        return Err(AppError::BadRequest(
+            "`Last-Event-ID` must be a decimal message id".into(),
+        ));
     }
-    raw.parse().map_err(|_| AppError::BadRequest("`Last-Event-ID` is out of range".into()))
+    raw.parse()
+        .map_err(|_| AppError::BadRequest("`Last-Event-ID` is out of range".into()))
 }
 
 /// `GET /messages`: the event stream.
@@ -156,7 +163,10 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
     let mut response = body.into_response();
     response.extensions_mut().insert(StreamCut(cut_for_driver));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
@@ -246,7 +256,10 @@ mod tests {
         let events = parse_events(std::str::from_utf8(&frame).unwrap());
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].1.as_deref(), Some(EVENT_CHANNEL));
-        assert_eq!(events[0].0, None, "the announcement must not move Last-Event-ID");
+        assert_eq!(
+            events[0].0, None,
+            "the announcement must not move Last-Event-ID"
+        );
         assert_eq!(events[0].2, r#"{"type":"green"}"#);
         assert_eq!(events[1].0.as_deref(), Some("7"));
     }
@@ -284,8 +297,14 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(15));
         feed.publish("red", &serde_json::json!("x")).unwrap();
         let (frame, s) = s.step().await.unwrap();
-        assert!(std::str::from_utf8(&frame.unwrap()).unwrap().contains("event: red\n"));
-        assert_eq!(started.elapsed(), Duration::from_secs(15), "a message comes at once");
+        assert!(std::str::from_utf8(&frame.unwrap())
+            .unwrap()
+            .contains("event: red\n"));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(15),
+            "a message comes at once"
+        );
         s.shutdown.cancel();
         assert!(s.step().await.is_none());
     }
@@ -301,8 +320,12 @@ mod tests {
 
     #[test]
     fn a_gap_is_announced_after_retry() {
-        let gap = Gap { after: 3, oldest: Some(9) };
-        let text = String::from_utf8(preamble(Duration::from_millis(1500), Some(&gap)).to_vec()).unwrap();
+        let gap = Gap {
+            after: 3,
+            oldest: Some(9),
+        };
+        let text =
+            String::from_utf8(preamble(Duration::from_millis(1500), Some(&gap)).to_vec()).unwrap();
         let events = parse_events(&text);
         assert!(text.starts_with("retry: 1500\n"));
         assert_eq!(events.len(), 1);
@@ -323,9 +346,19 @@ mod tests {
     fn params_prefer_the_header() {
         let mut headers = HeaderMap::new();
         headers.insert("last-event-id", HeaderValue::from_static("9"));
-        let p = SubscribeParams::parse(Some("lastEventId=3&type=red&type=blue&type=red"), &headers, 8)
-            .unwrap();
-        assert_eq!(p, SubscribeParams { start: Some(9), types: vec!["red".into(), "blue".into()] });
+        let p = SubscribeParams::parse(
+            Some("lastEventId=3&type=red&type=blue&type=red"),
+            &headers,
+            8,
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            SubscribeParams {
+                start: Some(9),
+                types: vec!["red".into(), "blue".into()]
+            }
+        );
         let p = SubscribeParams::parse(Some("lastEventId=3"), &HeaderMap::new(), 8).unwrap();
         assert_eq!(p.start, Some(3));
         assert!(SubscribeParams::parse(Some("type=a%0Ab"), &HeaderMap::new(), 8).is_err());

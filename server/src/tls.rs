@@ -15,7 +15,10 @@ pub enum TlsError {
     #[error("cannot read {path}: {detail}")]
     Read { path: PathBuf, detail: String },
     #[error("cannot write the self-signed certificate to {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot make a self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("the certificate and key do not make a TLS configuration: {0}")]
@@ -70,13 +73,20 @@ fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let pair = rcgen::generate_simple_self_signed(names)?;
     let dir = cert.parent().unwrap_or(data_dir);
     let write = |path: &Path, text: &str| {
         std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::write(path, text))
-            .map_err(|source| TlsError::Write { path: path.to_owned(), source })
+            .map_err(|source| TlsError::Write {
+                path: path.to_owned(),
+                source,
+            })
     };
     write(&key, &pair.signing_key.serialize_pem())?;
     write(&cert, &pair.cert.pem())?;
@@ -96,8 +106,18 @@ mod tests {
         let (cert, _) = self_signed_paths(&dir);
         let first = std::fs::read(&cert).unwrap();
         let config = server_config(None, None, &dir).unwrap();
-        assert_eq!(std::fs::read(&cert).unwrap(), first, "kept, not regenerated");
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
-        assert!(matches!(server_config(Some(&cert), None, &dir), Err(TlsError::HalfPair)));
+        assert_eq!(
+            std::fs::read(&cert).unwrap(),
+            first,
+            "kept, not regenerated"
+        );
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert!(matches!(
+            server_config(Some(&cert), None, &dir),
+            Err(TlsError::HalfPair)
+        ));
     }
 }

@@ -22,7 +22,9 @@ const SUBSCRIBERS: usize = 1000;
 /// which time the server has registered the subscription.
 async fn open(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 1024];
     let mut got = Vec::new();
     while !got.windows(6).any(|w| w == b"retry:") {
@@ -42,9 +44,16 @@ async fn round(server: &TestServer) {
     }
     let mut subs = server.state.feed.watch_subscribers();
     subs.wait_for(|n| *n == SUBSCRIBERS).await.unwrap();
-    server.state.feed.publish("red", &serde_json::json!("to all")).unwrap();
+    server
+        .state
+        .feed
+        .publish("red", &serde_json::json!("to all"))
+        .unwrap();
     drop(clients);
-    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0)).await.unwrap().unwrap();
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0))
+        .await
+        .unwrap()
+        .unwrap();
     // Connection tasks end right after their subscriptions are dropped.
     let metrics = server.state.metrics.clone();
     tokio::time::timeout(PATIENCE, async move {
@@ -79,7 +88,11 @@ async fn subscribers_that_leave_free_everything() {
     round(&server).await;
     round(&server).await;
 
-    assert_eq!(settled_tasks(tasks).await, tasks, "task count back to baseline");
+    assert_eq!(
+        settled_tasks(tasks).await,
+        tasks,
+        "task count back to baseline"
+    );
     assert_eq!(server.state.feed.subscriber_count(), 0);
     let after = ALLOCATOR.allocated();
     let growth = after.saturating_sub(heap);

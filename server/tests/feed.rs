@@ -26,7 +26,10 @@ async fn publish_reaches_every_subscriber_as_an_sse_frame() {
         let e = client.next_message().await.unwrap();
         assert_eq!(e.id, Some(id.to_string()));
         assert_eq!(e.event.as_deref(), Some("blue"));
-        assert_eq!(e.json(), serde_json::json!({ "id": id, "type": "blue", "data": "hello" }));
+        assert_eq!(
+            e.json(),
+            serde_json::json!({ "id": id, "type": "blue", "data": "hello" })
+        );
         assert_eq!(client.retry, Some(2000), "the stream announces its retry");
     }
     let next = publish_ok(server.addr, "red", "again").await;
@@ -59,9 +62,13 @@ async fn type_filter_delivers_only_named_channels() {
     publish_ok(server.addr, "blue", "b2").await;
     let yellow = publish_ok(server.addr, "yellow", "y").await;
     assert_eq!(reds.next_message().await.unwrap().id, Some(red.to_string()));
-    assert_eq!(reds.next_message().await.unwrap().id, Some(yellow.to_string()));
+    assert_eq!(
+        reds.next_message().await.unwrap().id,
+        Some(yellow.to_string())
+    );
 
-    let (status, _, _) = common::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
+    let (status, _, _) =
+        common::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.shutdown().await;
 }
@@ -75,26 +82,52 @@ async fn last_event_id_replays_exactly_what_was_missed() {
     }
     let resume_from = ids[1].to_string();
     // By header, as EventSource does on reconnect.
-    let mut a = SseClient::connect(server.addr, "/messages", &[("last-event-id", &resume_from)]).await;
+    let mut a =
+        SseClient::connect(server.addr, "/messages", &[("last-event-id", &resume_from)]).await;
     // By query parameter, as the page does for its first connection.
-    let mut b = SseClient::connect(server.addr, &format!("/messages?lastEventId={resume_from}"), &[]).await;
+    let mut b = SseClient::connect(
+        server.addr,
+        &format!("/messages?lastEventId={resume_from}"),
+        &[],
+    )
+    .await;
     let live = publish_ok(server.addr, "red", "live").await;
     for client in [&mut a, &mut b] {
         let mut got = Vec::new();
         for _ in 0..4 {
-            got.push(client.next_message().await.unwrap().id.unwrap().parse::<u64>().unwrap());
+            got.push(
+                client
+                    .next_message()
+                    .await
+                    .unwrap()
+                    .id
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
         }
-        assert_eq!(got, vec![ids[2], ids[3], ids[4], live], "no gap, no duplicate");
+        assert_eq!(
+            got,
+            vec![ids[2], ids[3], ids[4], live],
+            "no gap, no duplicate"
+        );
     }
     // Without Last-Event-ID a subscriber starts at the newest: only what comes next.
     let mut c = SseClient::connect(server.addr, "/messages", &[]).await;
     let after = publish_ok(server.addr, "red", "after").await;
     assert_eq!(c.next_message().await.unwrap().id, Some(after.to_string()));
 
-    let (status, _, body) =
-        common::request(server.addr, "GET", "/messages", &[("last-event-id", "x1")], "").await;
+    let (status, _, body) = common::request(
+        server.addr,
+        "GET",
+        "/messages",
+        &[("last-event-id", "x1")],
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let json: serde_json::Value = serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
     assert!(json["error"].as_str().unwrap().contains("Last-Event-ID"));
     server.shutdown().await;
 }
@@ -108,10 +141,18 @@ async fn resume_beyond_history_is_told_of_the_gap() {
     for i in 0..10 {
         ids.push(publish_ok(server.addr, "red", &format!("m{i}")).await);
     }
-    let mut a = SseClient::connect(server.addr, "/messages", &[("last-event-id", &ids[2].to_string())]).await;
+    let mut a = SseClient::connect(
+        server.addr,
+        "/messages",
+        &[("last-event-id", &ids[2].to_string())],
+    )
+    .await;
     let gap = a.next_event().await.unwrap();
     assert_eq!(gap.event.as_deref(), Some("ringback.gap"));
-    assert_eq!(gap.json(), serde_json::json!({ "after": ids[2], "oldest": ids[6] }));
+    assert_eq!(
+        gap.json(),
+        serde_json::json!({ "after": ids[2], "oldest": ids[6] })
+    );
     // Then it continues from the oldest message still held.
     assert_eq!(a.next_message().await.unwrap().id, Some(ids[6].to_string()));
     assert_eq!(server.state.metrics.resume_gaps.load(Ordering::Relaxed), 1);
@@ -131,7 +172,10 @@ async fn bad_publishes_are_refused_counted_and_harmless() {
         (r#"{"type":"bl ue","data":"x"}"#, StatusCode::BAD_REQUEST),
         (r#"{"type":"a\nb","data":"x"}"#, StatusCode::BAD_REQUEST),
         (r#"{"type":"","data":"x"}"#, StatusCode::BAD_REQUEST),
-        (r#"{"type":"ringback.gap","data":"x"}"#, StatusCode::BAD_REQUEST),
+        (
+            r#"{"type":"ringback.gap","data":"x"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (body, status) in cases {
         let (got, json) = publish(server.addr, body).await;
@@ -173,7 +217,10 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
     socket.connect(&server.addr.into()).unwrap();
     socket.set_nonblocking(true).unwrap();
     let mut stalled = tokio::net::TcpStream::from_std(socket.into()).unwrap();
-    stalled.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n").await.unwrap();
+    stalled
+        .write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
 
     let mut reader = SseClient::connect(server.addr, "/messages", &[]).await;
     let mut subs = server.state.feed.watch_subscribers();
@@ -183,18 +230,40 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
     let reading = tokio::spawn(async move {
         let mut ids = Vec::new();
         while ids.len() < MESSAGES {
-            let e = reader.next_message().await.expect("the reader's stream stays open");
+            let e = reader
+                .next_message()
+                .await
+                .expect("the reader's stream stays open");
             ids.push(e.id.unwrap().parse::<u64>().unwrap());
             progress_tx.send_replace(ids.len());
         }
         ids
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    let published =
-        common::publish_keeping_pace(&server.state.feed, "blue", &payload, MESSAGES, &mut progress).await;
-    let received = tokio::time::timeout(PATIENCE, reading).await.unwrap().unwrap();
-    assert_eq!(received, published, "the reading subscriber got every message in order");
-    assert_eq!(server.state.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
+    let published = common::publish_keeping_pace(
+        &server.state.feed,
+        "blue",
+        &payload,
+        MESSAGES,
+        &mut progress,
+    )
+    .await;
+    let received = tokio::time::timeout(PATIENCE, reading)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        received, published,
+        "the reading subscriber got every message in order"
+    );
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .lagged_disconnects
+            .load(Ordering::Relaxed),
+        1
+    );
 
     // The server closed the stalled connection: reading it now ends, short of everything.
     let mut total = 0usize;
@@ -208,11 +277,20 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
         }
     })
     .await;
-    assert!(ended.is_ok(), "the stalled connection was closed by the server");
-    assert!(total < MESSAGES * SIZE, "the stalled client did not get everything ({total} bytes)");
+    assert!(
+        ended.is_ok(),
+        "the stalled connection was closed by the server"
+    );
+    assert!(
+        total < MESSAGES * SIZE,
+        "the stalled client did not get everything ({total} bytes)"
+    );
     subs.wait_for(|n| *n == 0).await.unwrap();
     let (held, bytes) = server.state.feed.held();
-    assert!(held <= 16 && bytes <= 16 * (SIZE + 512), "history bounded: {held} entries, {bytes} bytes");
+    assert!(
+        held <= 16 && bytes <= 16 * (SIZE + 512),
+        "history bounded: {held} entries, {bytes} bytes"
+    );
     server.shutdown().await;
 }
 
@@ -223,8 +301,15 @@ async fn shutdown_ends_open_streams_and_returns() {
     let id = publish_ok(server.addr, "red", "before").await;
     assert_eq!(a.next_message().await.unwrap().id, Some(id.to_string()));
     let stopping = tokio::spawn(server.shutdown());
-    assert_eq!(a.next_event().await, None, "the stream ends so EventSource reconnects elsewhere");
-    tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
+    assert_eq!(
+        a.next_event().await,
+        None,
+        "the stream ends so EventSource reconnects elsewhere"
+    );
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -234,7 +319,10 @@ async fn the_page_is_server_rendered_with_the_latest_messages() {
     publish_ok(server.addr, "purple", "a new channel").await;
     let (status, headers, body) = common::request(server.addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let html = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
     for needle in [
         "rendered on the server",
@@ -258,7 +346,10 @@ async fn healthz_and_metrics_answer() {
     let (status, _, body) = common::request(server.addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert!(text.contains("ringback_messages_in_total{source=\"http\"} 1"), "{text}");
+    assert!(
+        text.contains("ringback_messages_in_total{source=\"http\"} 1"),
+        "{text}"
+    );
     server.shutdown().await;
 }
 
@@ -276,7 +367,10 @@ async fn the_publish_command_reaches_subscribers() {
     let e = a.next_message().await.unwrap();
     assert_eq!(e.id, Some(id.to_string()));
     assert_eq!(e.json()["data"], "from the command");
-    let bad = server::config::PublishArgs { channel: "no good".into(), ..args };
+    let bad = server::config::PublishArgs {
+        channel: "no good".into(),
+        ..args
+    };
     let err = server::client::publish(&bad).await.unwrap_err();
     assert!(err.contains("400"), "{err}");
     server.shutdown().await;

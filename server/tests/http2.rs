@@ -33,7 +33,11 @@ async fn fixture(name: &str) -> Fixture {
     let tls = server::tls::server_config(None, None, &dir).unwrap();
     let (cert, _) = server::tls::self_signed_paths(&dir);
     let state = state(config()).with_assets(manifest).with_tls(tls);
-    Fixture { server: TestServer::start_state(state).await, pkg, cert }
+    Fixture {
+        server: TestServer::start_state(state).await,
+        pkg,
+        cert,
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -65,7 +69,10 @@ async fn connect(addr: SocketAddr, via: Via, cert: &Path, push: bool) -> SendReq
                 .with_no_client_auth();
             cfg.alpn_protocols = vec![b"h2".to_vec()];
             let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, tcp)
+                .await
+                .unwrap();
             assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
             let (client, conn) = builder.handshake::<_, Bytes>(tls).await.unwrap();
             tokio::spawn(conn);
@@ -99,7 +106,12 @@ struct Page {
     pushed: Vec<(String, StatusCode, http::HeaderMap, Bytes)>,
 }
 
-async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, cookie: Option<&str>) -> Page {
+async fn get_page(
+    client: &mut SendRequest<Bytes>,
+    addr: SocketAddr,
+    via: Via,
+    cookie: Option<&str>,
+) -> Page {
     let scheme = if via == Via::Tls { "https" } else { "http" };
     let mut req = Request::get(format!("{scheme}://localhost:{}/", addr.port()));
     if let Some(c) = cookie {
@@ -113,7 +125,10 @@ async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, c
     while let Some(info) = poll_fn(|cx| future.poll_informational(cx)).await {
         hints.push(info.unwrap());
     }
-    let response = tokio::time::timeout(PATIENCE, &mut future).await.unwrap().unwrap();
+    let response = tokio::time::timeout(PATIENCE, &mut future)
+        .await
+        .unwrap()
+        .unwrap();
     let mut early = Vec::new();
     while let Some(Some(p)) = promises.push_promise().now_or_never() {
         early.push(p.unwrap());
@@ -121,15 +136,26 @@ async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, c
     let promised_before_headers = early.len();
     let (parts, body) = response.into_parts();
     let bytes = read_all(body).await;
-    while let Some(p) = tokio::time::timeout(PATIENCE, promises.push_promise()).await.unwrap() {
+    while let Some(p) = tokio::time::timeout(PATIENCE, promises.push_promise())
+        .await
+        .unwrap()
+    {
         early.push(p.unwrap());
     }
     let mut pushed = Vec::new();
     for p in early {
         let (request, response) = p.into_parts();
-        let response = tokio::time::timeout(PATIENCE, response).await.unwrap().unwrap();
+        let response = tokio::time::timeout(PATIENCE, response)
+            .await
+            .unwrap()
+            .unwrap();
         let (parts, body) = response.into_parts();
-        pushed.push((request.uri().path().to_owned(), parts.status, parts.headers, read_all(body).await));
+        pushed.push((
+            request.uri().path().to_owned(),
+            parts.status,
+            parts.headers,
+            read_all(body).await,
+        ));
     }
     Page {
         response: Response::from_parts(parts, ()),
@@ -141,42 +167,80 @@ async fn get_page(client: &mut SendRequest<Bytes>, addr: SocketAddr, via: Via, c
 }
 
 fn links(headers: &http::HeaderMap) -> Vec<String> {
-    headers.get_all(header::LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect()
+    headers
+        .get_all(header::LINK)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
 }
 
 async fn push_cycle(via: Via) {
-    let f = fixture(if via == Via::Tls { "push-tls" } else { "push-h2c" }).await;
+    let f = fixture(if via == Via::Tls {
+        "push-tls"
+    } else {
+        "push-h2c"
+    })
+    .await;
     let addr = f.server.addr;
     let mut client = connect(addr, via, &f.cert, true).await;
 
     let first = get_page(&mut client, addr, via, None).await;
     assert_eq!(first.response.status(), StatusCode::OK);
     assert!(String::from_utf8_lossy(&first.body).contains("<html"));
-    assert!(first.hints.is_empty(), "a client that takes push gets promises, not hints");
+    assert!(
+        first.hints.is_empty(),
+        "a client that takes push gets promises, not hints"
+    );
     assert_eq!(first.pushed.len(), 3, "one promise per manifest asset");
-    assert_eq!(first.promised_before_headers, 3, "every promise arrives before the page's headers");
+    assert_eq!(
+        first.promised_before_headers, 3,
+        "every promise arrives before the page's headers"
+    );
     for (path, status, headers, body) in &first.pushed {
         let file = f.pkg.join(path.trim_start_matches("/pkg/"));
         assert_eq!(*status, StatusCode::OK);
-        assert_eq!(body, &std::fs::read(&file).unwrap(), "{path} pushed byte-identical to the file");
-        assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+        assert_eq!(
+            body,
+            &std::fs::read(&file).unwrap(),
+            "{path} pushed byte-identical to the file"
+        );
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
         assert!(headers.contains_key(header::ETAG));
     }
     let mut paths: Vec<_> = first.pushed.iter().map(|p| p.0.clone()).collect();
     paths.sort();
-    assert_eq!(paths, ["/pkg/ringback.CCC.css", "/pkg/ringback.JJJ.js", "/pkg/ringback.WWW.wasm"]);
+    assert_eq!(
+        paths,
+        [
+            "/pkg/ringback.CCC.css",
+            "/pkg/ringback.JJJ.js",
+            "/pkg/ringback.WWW.wasm"
+        ]
+    );
     assert_eq!(links(first.response.headers()).len(), 3);
-    let cookie = first.response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let cookie = first.response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let cookie = cookie.split(';').next().unwrap().to_owned();
     assert!(cookie.starts_with("ringback-assets="));
 
     let again = get_page(&mut client, addr, via, None).await;
     assert_eq!(again.response.status(), StatusCode::OK);
-    assert!(again.pushed.is_empty(), "never push the same asset twice on one connection");
+    assert!(
+        again.pushed.is_empty(),
+        "never push the same asset twice on one connection"
+    );
 
     let mut fresh = connect(addr, via, &f.cert, true).await;
     let cached = get_page(&mut fresh, addr, via, Some(&cookie)).await;
-    assert!(cached.pushed.is_empty(), "a browser holding this build's assets is pushed nothing");
+    assert!(
+        cached.pushed.is_empty(),
+        "a browser holding this build's assets is pushed nothing"
+    );
     assert!(cached.hints.is_empty());
     assert!(cached.response.headers().get(header::SET_COOKIE).is_none());
     assert!(f.server.state.metrics.pushes.load(Ordering::Relaxed) == 3);
@@ -204,8 +268,14 @@ async fn push_disabled_gets_103_early_hints_first() {
         assert_eq!(page.hints[0].status(), StatusCode::EARLY_HINTS);
         let hinted = links(page.hints[0].headers());
         assert_eq!(hinted.len(), 3);
-        assert!(hinted.iter().any(|l| l.starts_with("</pkg/ringback.WWW.wasm>; rel=preload")));
-        assert_eq!(links(page.response.headers()), hinted, "the final response repeats the Link headers");
+        assert!(hinted
+            .iter()
+            .any(|l| l.starts_with("</pkg/ringback.WWW.wasm>; rel=preload")));
+        assert_eq!(
+            links(page.response.headers()),
+            hinted,
+            "the final response repeats the Link headers"
+        );
         assert_eq!(page.response.status(), StatusCode::OK);
     }
     f.server.shutdown().await;
@@ -216,14 +286,19 @@ async fn only_page_gets_push() {
     let f = fixture("only-pages").await;
     let mut client = connect(f.server.addr, Via::H2c, &f.cert, true).await;
     for path in ["/healthz", "/pkg/ringback.JJJ.js"] {
-        let req = Request::get(format!("http://localhost/{}", path.trim_start_matches('/'))).body(()).unwrap();
+        let req = Request::get(format!("http://localhost/{}", path.trim_start_matches('/')))
+            .body(())
+            .unwrap();
         let mut c = client.clone().ready().await.unwrap();
         let (mut fut, _) = c.send_request(req, true).unwrap();
         let mut promises = fut.push_promises();
         let response = fut.await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         read_all(response.into_body()).await;
-        assert!(promises.push_promise().await.is_none(), "{path} pushes nothing");
+        assert!(
+            promises.push_promise().await.is_none(),
+            "{path} pushes nothing"
+        );
     }
     // HEAD of the page: hints and headers, no push.
     let req = Request::head("http://localhost/").body(()).unwrap();
@@ -242,11 +317,16 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
     let f = fixture("sse-h2").await;
     let addr = f.server.addr;
     let mut client = connect(addr, Via::Tls, &f.cert, true).await;
-    let req = Request::get(format!("https://localhost:{}/messages", addr.port())).body(()).unwrap();
+    let req = Request::get(format!("https://localhost:{}/messages", addr.port()))
+        .body(())
+        .unwrap();
     let (fut, _) = client.send_request(req, true).unwrap();
     let response = fut.await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
     assert!(response.headers().get(header::CONNECTION).is_none());
     let mut body = response.into_body();
     let mut subs = f.server.state.feed.watch_subscribers();
@@ -259,13 +339,22 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
         .unwrap();
     let mut c = client.clone().ready().await.unwrap();
     let (fut, mut stream) = c.send_request(post, false).unwrap();
-    stream.send_data(Bytes::from_static(br#"{"type":"blue","data":"over h2"}"#), true).unwrap();
+    stream
+        .send_data(
+            Bytes::from_static(br#"{"type":"blue","data":"over h2"}"#),
+            true,
+        )
+        .unwrap();
     let response = fut.await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     let mut text = String::new();
     while !text.contains("over h2") {
-        let chunk = tokio::time::timeout(PATIENCE, body.data()).await.unwrap().unwrap().unwrap();
+        let chunk = tokio::time::timeout(PATIENCE, body.data())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let _ = body.flow_control().release_capacity(chunk.len());
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
@@ -273,7 +362,10 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
 
     // The client resets the idle stream: the server lets go of the subscriber at once.
     drop(body);
-    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0)).await.unwrap().unwrap();
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0))
+        .await
+        .unwrap()
+        .unwrap();
     f.server.shutdown().await;
 }
 
@@ -284,16 +376,30 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
     let (status, headers, _) = common::request(addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(links(&headers).len(), 3);
-    assert!(headers[header::SET_COOKIE].to_str().unwrap().starts_with("ringback-assets="));
+    assert!(headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .starts_with("ringback-assets="));
 
-    let (status, headers, body) = common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
+    let (status, headers, body) =
+        common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
     assert_eq!(headers[header::CONTENT_TYPE], "text/javascript");
     let etag = headers[header::ETAG].to_str().unwrap().to_owned();
     let bytes = body.collect().await.unwrap().to_bytes();
     assert_eq!(bytes, std::fs::read(f.pkg.join("ringback.JJJ.js")).unwrap());
-    let (status, _, _) = common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[("if-none-match", &etag)], "").await;
+    let (status, _, _) = common::request(
+        addr,
+        "GET",
+        "/pkg/ringback.JJJ.js",
+        &[("if-none-match", &etag)],
+        "",
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     f.server.shutdown().await;
 }
@@ -317,7 +423,10 @@ async fn shutdown_sends_goaway_and_ends_http2_streams() {
         }
     }
     assert_eq!(http1.next_event().await, None);
-    tokio::time::timeout(PATIENCE, stopping).await.unwrap().unwrap();
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// The frames as a real peer sees them: `nghttp -v` lists PUSH_PROMISE frames for the hashed
@@ -327,21 +436,37 @@ async fn nghttp_sees_promises_and_early_hints() {
     let f = fixture("nghttp").await;
     let url = format!("https://127.0.0.1:{}/", f.server.addr.port());
     let run = |args: Vec<String>| async move {
-        let out = tokio::process::Command::new("nghttp").args(&args).output().await.expect("nghttp is installed");
-        assert!(out.status.success(), "nghttp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::process::Command::new("nghttp")
+            .args(&args)
+            .output()
+            .await
+            .expect("nghttp is installed");
+        assert!(
+            out.status.success(),
+            "nghttp {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let text = run(vec!["-v".into(), "-n".into(), url.clone()]).await;
     let lines: Vec<&str> = text.lines().collect();
-    let promises: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("recv PUSH_PROMISE frame")).collect();
+    let promises: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("recv PUSH_PROMISE frame"))
+        .collect();
     assert_eq!(promises.len(), 3, "{text}");
     let page_status = lines
         .iter()
         .position(|l| l.contains("(stream_id=13) :status: 200"))
         .expect("the page's status");
-    assert!(promises.iter().all(|&i| i < page_status), "promises precede the page's headers:\n{text}");
+    assert!(
+        promises.iter().all(|&i| i < page_status),
+        "promises precede the page's headers:\n{text}"
+    );
     for name in ["ringback.JJJ.js", "ringback.WWW.wasm", "ringback.CCC.css"] {
-        assert!(text.contains(&format!(":path: /pkg/{name}")), "promise for {name}");
+        assert!(
+            text.contains(&format!(":path: /pkg/{name}")),
+            "promise for {name}"
+        );
     }
 
     let text = run(vec!["-v".into(), "-n".into(), "--no-push".into(), url]).await;
@@ -349,7 +474,10 @@ async fn nghttp_sees_promises_and_early_hints() {
     let hint = text.find(":status: 103").expect("a 103");
     let ok = text.find(":status: 200").expect("a 200");
     assert!(hint < ok, "the 103 comes first:\n{text}");
-    assert!(text[hint..ok].contains("link: </pkg/ringback.JJJ.js>; rel=preload"), "{text}");
+    assert!(
+        text[hint..ok].contains("link: </pkg/ringback.JJJ.js>; rel=preload"),
+        "{text}"
+    );
     f.server.shutdown().await;
 }
 
@@ -361,9 +489,21 @@ async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
     let f = fixture("curl").await;
     let port = f.server.addr.port();
     let modes: [(&[&str], String, &str); 3] = [
-        (&["--http1.1"], format!("http://127.0.0.1:{port}"), "HTTP/1.1"),
-        (&["--http2", "-k"], format!("https://127.0.0.1:{port}"), "HTTP/2"),
-        (&["--http2-prior-knowledge"], format!("http://127.0.0.1:{port}"), "HTTP/2"),
+        (
+            &["--http1.1"],
+            format!("http://127.0.0.1:{port}"),
+            "HTTP/1.1",
+        ),
+        (
+            &["--http2", "-k"],
+            format!("https://127.0.0.1:{port}"),
+            "HTTP/2",
+        ),
+        (
+            &["--http2-prior-knowledge"],
+            format!("http://127.0.0.1:{port}"),
+            "HTTP/2",
+        ),
     ];
     for (flags, base, version) in modes {
         let page = tokio::process::Command::new("curl")
@@ -373,9 +513,17 @@ async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
             .await
             .expect("curl is installed");
         let text = String::from_utf8_lossy(&page.stdout);
-        let statuses: Vec<&str> = text.lines().filter(|l| l.starts_with("HTTP/")).map(str::trim).collect();
+        let statuses: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("HTTP/"))
+            .map(str::trim)
+            .collect();
         // curl refuses push, so over HTTP/2 it gets the hints first.
-        let expected: &[&str] = if version == "HTTP/2" { &["HTTP/2 103", "HTTP/2 200"] } else { &["HTTP/1.1 200 OK"] };
+        let expected: &[&str] = if version == "HTTP/2" {
+            &["HTTP/2 103", "HTTP/2 200"]
+        } else {
+            &["HTTP/1.1 200 OK"]
+        };
         assert_eq!(statuses, expected, "{flags:?}: {text}");
         assert!(text.contains("<html"), "{flags:?}");
 
@@ -389,7 +537,11 @@ async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
         let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
         // The stream is open once its retry line arrives; then a message flows through it.
         loop {
-            let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+            let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             if line.starts_with("retry:") {
                 break;
             }
@@ -397,7 +549,11 @@ async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
         let data = format!("via curl {}", flags.join(" "));
         common::publish_ok(f.server.addr, "red", &data).await;
         loop {
-            let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+            let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             if line.starts_with("data:") && line.contains(&data) {
                 break;
             }
@@ -429,7 +585,12 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     tokio::spawn(conn);
     let open = |client: SendRequest<Bytes>| async move {
         let mut c = client.ready().await.unwrap();
-        let (fut, _) = c.send_request(Request::get("http://localhost/messages").body(()).unwrap(), true).unwrap();
+        let (fut, _) = c
+            .send_request(
+                Request::get("http://localhost/messages").body(()).unwrap(),
+                true,
+            )
+            .unwrap();
         fut.await.unwrap().into_body()
     };
     let mut stalled = open(client.clone()).await;
@@ -442,7 +603,11 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
         let mut text = String::new();
         let mut seen = 0;
         while seen < MESSAGES {
-            let chunk = reader.data().await.expect("the reader's stream stays open").unwrap();
+            let chunk = reader
+                .data()
+                .await
+                .expect("the reader's stream stays open")
+                .unwrap();
             let _ = reader.flow_control().release_capacity(chunk.len());
             text.push_str(std::str::from_utf8(&chunk).unwrap());
             seen = text.matches("\nevent: blue\n").count();
@@ -451,9 +616,29 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
         seen
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    common::publish_keeping_pace(&server.state.feed, "blue", &payload, MESSAGES, &mut progress).await;
-    assert_eq!(tokio::time::timeout(PATIENCE, reading).await.unwrap().unwrap(), MESSAGES);
-    assert_eq!(server.state.metrics.lagged_disconnects.load(Ordering::Relaxed), 1);
+    common::publish_keeping_pace(
+        &server.state.feed,
+        "blue",
+        &payload,
+        MESSAGES,
+        &mut progress,
+    )
+    .await;
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, reading)
+            .await
+            .unwrap()
+            .unwrap(),
+        MESSAGES
+    );
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .lagged_disconnects
+            .load(Ordering::Relaxed),
+        1
+    );
     // The stalled stream was reset: reading it now yields what was buffered, then an error.
     let ended = tokio::time::timeout(PATIENCE, async {
         loop {

@@ -38,7 +38,12 @@ impl TestServer {
         let task = tokio::spawn(server::server::run(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
-        TestServer { addr, state, stop: Some(stop), task: Some(task) }
+        TestServer {
+            addr,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Starts a graceful shutdown and waits for `run` to return.
@@ -47,7 +52,10 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task).await.expect("shutdown finished").unwrap();
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("shutdown finished")
+                .unwrap();
         }
     }
 }
@@ -61,21 +69,35 @@ pub async fn request(
     body: impl Into<Bytes>,
 ) -> (StatusCode, HeaderMap, Incoming) {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let mut builder = Request::builder().method(method).uri(path).header("host", addr.to_string());
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let response = sender.send_request(builder.body(Full::new(body.into())).unwrap()).await.unwrap();
+    let response = sender
+        .send_request(builder.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     (parts.status, parts.headers, body)
 }
 
 /// `POST /messages` with `body`; returns the status and the JSON answer.
 pub async fn publish(addr: SocketAddr, body: &str) -> (StatusCode, serde_json::Value) {
-    let (status, _, body) =
-        request(addr, "POST", "/messages", &[("content-type", "application/json")], body.to_owned()).await;
+    let (status, _, body) = request(
+        addr,
+        "POST",
+        "/messages",
+        &[("content-type", "application/json")],
+        body.to_owned(),
+    )
+    .await;
     let bytes = body.collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
@@ -115,12 +137,21 @@ impl SseClient {
     /// Opens the stream and waits for its response head: the subscription exists from then on.
     pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
         let (status, headers, body) = request(addr, "GET", path, headers, Bytes::new()).await;
-        SseClient { status, headers, body, buf: String::new(), retry: None, comments: 0 }
+        SseClient {
+            status,
+            headers,
+            body,
+            buf: String::new(),
+            retry: None,
+            comments: 0,
+        }
     }
 
     /// The next dispatched event, or `None` when the server ends the stream.
     pub async fn next_event(&mut self) -> Option<Event> {
-        tokio::time::timeout(PATIENCE, self.next_event_inner()).await.expect("an event in time")
+        tokio::time::timeout(PATIENCE, self.next_event_inner())
+            .await
+            .expect("an event in time")
     }
 
     async fn next_event_inner(&mut self) -> Option<Event> {
@@ -144,7 +175,11 @@ impl SseClient {
                     }
                 }
                 if !data.is_empty() {
-                    return Some(Event { id, event, data: data.join("\n") });
+                    return Some(Event {
+                        id,
+                        event,
+                        data: data.join("\n"),
+                    });
                 }
             }
             match self.body.frame().await {
