@@ -49,78 +49,104 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let m = &state.metrics;
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let (held, held_bytes) = state.feed.held();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_subscribers gauge\nringback_subscribers {}",
-        state.feed.subscriber_count()
+    let mut out = Exposition(String::new());
+    out.family(
+        "ringback_subscribers",
+        "gauge",
+        &[("", state.feed.subscriber_count() as u64)],
     );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_connections gauge\nringback_connections {}",
-        m.connections.load(Ordering::Relaxed)
+    let connections = m.connections.load(Ordering::Relaxed) as u64;
+    out.family("ringback_connections", "gauge", &[("", connections)]);
+    out.family(
+        "ringback_messages_in_total",
+        "counter",
+        &[
+            ("source=\"http\"", get(&m.published_http)),
+            ("source=\"demo\"", get(&m.published_demo)),
+        ],
     );
-    let _ = writeln!(out, "# TYPE ringback_messages_in_total counter");
-    let _ = writeln!(
-        out,
-        "ringback_messages_in_total{{source=\"http\"}} {}",
-        get(&m.published_http)
+    out.family(
+        "ringback_rejected_total",
+        "counter",
+        &[
+            ("reason=\"bad_json\"", get(&m.rejected_bad_json)),
+            ("reason=\"bad_type\"", get(&m.rejected_bad_type)),
+            ("reason=\"too_large\"", get(&m.rejected_too_large)),
+            (
+                "reason=\"too_many_channels\"",
+                get(&m.rejected_too_many_channels),
+            ),
+        ],
     );
-    let _ = writeln!(
-        out,
-        "ringback_messages_in_total{{source=\"demo\"}} {}",
-        get(&m.published_demo)
+    let lagged = get(&m.lagged_disconnects);
+    out.family(
+        "ringback_lagged_disconnects_total",
+        "counter",
+        &[("", lagged)],
     );
-    let _ = writeln!(out, "# TYPE ringback_rejected_total counter");
-    for (reason, c) in [
-        ("bad_json", &m.rejected_bad_json),
-        ("bad_type", &m.rejected_bad_type),
-        ("too_large", &m.rejected_too_large),
-        ("too_many_channels", &m.rejected_too_many_channels),
-    ] {
-        let _ = writeln!(
-            out,
-            "ringback_rejected_total{{reason=\"{reason}\"}} {}",
-            get(c)
+    out.family(
+        "ringback_resumes_total",
+        "counter",
+        &[("", get(&m.resumes))],
+    );
+    out.family(
+        "ringback_resume_gaps_total",
+        "counter",
+        &[("", get(&m.resume_gaps))],
+    );
+    out.family("ringback_pushes_total", "counter", &[("", get(&m.pushes))]);
+    out.family(
+        "ringback_early_hints_total",
+        "counter",
+        &[("", get(&m.hints))],
+    );
+    out.family("ringback_history_messages", "gauge", &[("", held as u64)]);
+    out.family(
+        "ringback_history_bytes",
+        "gauge",
+        &[("", held_bytes as u64)],
+    );
+    out.family(
+        "ringback_newest_id",
+        "gauge",
+        &[("", state.feed.newest_id())],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out.0)
+}
+
+/// Prometheus text format, one metric family at a time.
+struct Exposition(String);
+
+impl Exposition {
+    /// `# TYPE name kind`, then one sample per `(labels, value)`; empty labels print none.
+    fn family(&mut self, name: &str, kind: &str, samples: &[(&str, u64)]) {
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(self.0, "{name} {value}");
+            } else {
+                let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_format() {
+        let mut out = Exposition(String::new());
+        out.family("a_total", "counter", &[("", 3)]);
+        out.family(
+            "b_total",
+            "counter",
+            &[("reason=\"x\"", 1), ("reason=\"y\"", 2)],
+        );
+        assert_eq!(
+            out.0,
+            "# TYPE a_total counter\na_total 3\n# TYPE b_total counter\nb_total{reason=\"x\"} 1\nb_total{reason=\"y\"} 2\n"
         );
     }
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_lagged_disconnects_total counter\nringback_lagged_disconnects_total {}",
-        get(&m.lagged_disconnects)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_resumes_total counter\nringback_resumes_total {}",
-        get(&m.resumes)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_resume_gaps_total counter\nringback_resume_gaps_total {}",
-        get(&m.resume_gaps)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_pushes_total counter\nringback_pushes_total {}",
-        get(&m.pushes)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_early_hints_total counter\nringback_early_hints_total {}",
-        get(&m.hints)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_history_messages gauge\nringback_history_messages {held}"
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_history_bytes gauge\nringback_history_bytes {held_bytes}"
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE ringback_newest_id gauge\nringback_newest_id {}",
-        state.feed.newest_id()
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -284,7 +284,7 @@ async fn push_disabled_gets_103_early_hints_first() {
 #[tokio::test]
 async fn only_page_gets_push() {
     let f = fixture("only-pages").await;
-    let mut client = connect(f.server.addr, Via::H2c, &f.cert, true).await;
+    let client = connect(f.server.addr, Via::H2c, &f.cert, true).await;
     for path in ["/healthz", "/pkg/ringback.JJJ.js"] {
         let req = Request::get(format!("http://localhost/{}", path.trim_start_matches('/')))
             .body(())
@@ -308,7 +308,6 @@ async fn only_page_gets_push() {
     let response = fut.await.unwrap();
     assert_eq!(links(response.headers()).len(), 3);
     assert!(promises.push_promise().await.is_none());
-    let _ = &mut client;
     f.server.shutdown().await;
 }
 
