@@ -25,10 +25,11 @@ TOOLCHAIN=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 
 # 1. The pinned Rust toolchain (RUSTUP_AUTO_INSTALL=0 here, so nothing installs it implicitly).
 if ! rustup toolchain list | grep -q "^$TOOLCHAIN"; then
-  step "installing Rust $TOOLCHAIN with the wasm32 target (~1 min)"
+  step "installing Rust $TOOLCHAIN with the wasm32 target, clippy and rustfmt (~1 min)"
   quietly rustup toolchain install
-elif ! rustup target list --installed --toolchain "$TOOLCHAIN" | grep -q wasm32-unknown-unknown; then
-  step "adding the wasm32-unknown-unknown target"
+elif ! rustup target list --installed --toolchain "$TOOLCHAIN" | grep -q wasm32-unknown-unknown \
+   || [ "$(rustup component list --installed --toolchain "$TOOLCHAIN" | grep -cE '^(clippy|rustfmt)')" -lt 2 ]; then
+  step "adding the wasm32 target and the clippy and rustfmt components to Rust $TOOLCHAIN"
   quietly rustup toolchain install
 fi
 
