@@ -73,6 +73,8 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         deliver(channels, message.clone(), per_channel);
     }
     let state = RwSignal::new(ConnState::Connecting);
+    // Whether the server reaches its source (Redis); only a Redis-backed server says otherwise.
+    let source_online = RwSignal::new(true);
 
     #[cfg(feature = "hydrate")]
     {
@@ -92,6 +94,7 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
                 LiveEvent::Channel(name) => ensure_channel(channels, &name),
                 LiveEvent::Message(message) => deliver(channels, message, per_channel),
                 LiveEvent::Gap(_) => reload(),
+                LiveEvent::Source(source) => source_online.set(source.online),
             },
         ));
         // A reload renders a new `Feed`; the old one's stream must stop with it.
@@ -110,6 +113,12 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
             <span class="state" data-state=move || state.get().word()>
                 {move || state.get().word()}
             </span>
+            <Show when=move || !source_online.get()>
+                <span class="source" data-source="offline" title="The server cannot reach Redis: \
+                    open streams stay up and catch up when it returns">
+                    "source offline"
+                </span>
+            </Show>
         </header>
         <section class="channels">
             <For each=move || channels.get() key=|c| c.name.clone() let:channel>

@@ -7,7 +7,9 @@
 //! channel; it subscribes to the new name before the next event is dispatched, so nothing on the
 //! new channel is missed.
 
-use crate::message::{ChannelAnnounce, Gap, Message, EVENT_CHANNEL, EVENT_GAP};
+use crate::message::{
+    ChannelAnnounce, Gap, Message, SourceState, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE,
+};
 use futures::channel::oneshot;
 use futures::stream::{SelectAll, StreamExt};
 use futures::FutureExt;
@@ -31,6 +33,8 @@ pub enum LiveEvent {
     Message(Message),
     /// Messages were lost between the resume point and the oldest the feed holds.
     Gap(Gap),
+    /// Whether the server reaches its message source (Redis) now.
+    Source(SourceState),
 }
 
 /// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event.
@@ -55,7 +59,7 @@ pub async fn follow(
             return;
         };
         let mut streams: SelectAll<EventSourceSubscription> = SelectAll::new();
-        for name in ["open", "error", EVENT_CHANNEL, EVENT_GAP]
+        for name in ["open", "error", EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE]
             .into_iter()
             .map(str::to_owned)
             .chain(known.iter().cloned())
@@ -98,6 +102,11 @@ pub async fn follow(
                 EVENT_GAP => {
                     if let Some(gap) = parse(&event) {
                         on_event(LiveEvent::Gap(gap));
+                    }
+                }
+                EVENT_SOURCE => {
+                    if let Some(state) = parse(&event) {
+                        on_event(LiveEvent::Source(state));
                     }
                 }
                 _ => {

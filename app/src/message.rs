@@ -19,6 +19,21 @@ pub const EVENT_CHANNEL: &str = "ringback.channel";
 /// has missed messages and must reload its snapshot rather than show a silent gap.
 pub const EVENT_GAP: &str = "ringback.gap";
 
+/// SSE event name of the feed's source state (`{"online":bool}`), sent at the start of every
+/// stream and on each change when the feed follows Redis: the page shows "source offline"
+/// while its server cannot reach Redis (streams stay open, messages resume when it returns).
+pub const EVENT_SOURCE: &str = "ringback.source";
+
+/// Body of the `ringback.source` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceState {
+    pub online: bool,
+}
+
+/// The key under which a Redis publisher's own `id` is kept in the message: `id` itself is the
+/// feed's id (the SSE `id:`), the one a client resumes from.
+pub const SOURCE_ID_FIELD: &str = "source_id";
+
 /// The channels every page shows, with their colours, even before any message arrives.
 pub const DEFAULT_CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
 
@@ -32,6 +47,9 @@ pub struct Message {
     pub channel: String,
     /// The publisher's payload, any JSON value (usually a string).
     pub data: serde_json::Value,
+    /// A Redis publisher's own further fields, kept as they came (its `id` as `source_id`).
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Message {
@@ -158,10 +176,16 @@ mod tests {
             id: 7,
             channel: "blue".into(),
             data: "hi".into(),
+            extra: Default::default(),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(json, r#"{"id":7,"type":"blue","data":"hi"}"#);
         assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), m);
+        // A Redis publisher's own fields travel with the message.
+        let json = r#"{"id":8,"type":"blue","data":"hi","by":"cli","source_id":1}"#;
+        let m: Message = serde_json::from_str(json).unwrap();
+        assert_eq!(m.extra["source_id"], 1);
+        assert_eq!(serde_json::to_string(&m).unwrap(), json);
     }
 
     #[test]

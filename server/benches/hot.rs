@@ -36,7 +36,7 @@ fn encoder(c: &mut Criterion) {
     let data = serde_json::to_vec(&payload()).unwrap_or_default();
     c.bench_function("sse/encode_message", |b| {
         b.iter(|| {
-            server::sse::encode_message(black_box(1_795_000_000_000_001), "blue", &data, false)
+            server::sse::encode_message(black_box(1_795_000_000_000_001), "blue", &data, b"", false)
         })
     });
 }

@@ -120,15 +120,20 @@ struct Slot {
 struct Ring {
     entries: VecDeque<Entry>,
     bytes: usize,
-    next_id: u64,
+    /// The newest id appended (the first id minus one before any).
+    newest: u64,
     /// Every id up to this one is gone (evicted, or from before this list existed): a resume
     /// from an older id has a gap.
     evicted_through: u64,
     /// Known channels, in order of first appearance.
     channels: Vec<Arc<str>>,
-    /// When `evicted_through` reaches this, scan the registry for subscribers left behind.
-    /// Scanning every `history / 8` evictions keeps the cost per append constant.
+    /// Entries evicted so far; when it reaches `scan_at`, the registry is scanned for
+    /// subscribers left behind. Scanning every `history / 8` evictions keeps the cost per append
+    /// constant (counted in evictions, not ids: ids from a shared log are sparse).
+    evictions: u64,
     scan_at: u64,
+    /// Ids come from a shared log (see [`BroadcastList::follow_log`]).
+    follows_log: bool,
 }
 
 impl BroadcastList {
@@ -142,10 +147,12 @@ impl BroadcastList {
         let ring = Ring {
             entries: VecDeque::with_capacity(limits.history.clamp(1, 4096)),
             bytes: 0,
-            next_id: first_id,
+            newest: first_id - 1,
             evicted_through: first_id - 1,
             channels: channels.iter().map(|c| Arc::from(*c)).collect(),
-            scan_at: first_id,
+            evictions: 0,
+            scan_at: 1,
+            follows_log: false,
         };
         let (head, _) = watch::channel(first_id - 1);
         let (subscribers, _) = watch::channel(0);
@@ -165,21 +172,68 @@ impl BroadcastList {
         &self.shared.limits
     }
 
-    /// Validates, encodes once, and appends a message; returns its id.
+    /// Validates, encodes once, and appends a message under the next id; returns the id.
+    ///
+    /// The embedded default: this list assigns the ids.
     pub fn publish(&self, channel: &str, data: &serde_json::Value) -> Result<u64, Rejected> {
-        validate_channel(channel).map_err(Rejected::Channel)?;
-        // Serialise outside the lock; under it only the id is assigned and bytes are copied.
         // serde_json escapes control characters, so the data line can hold no line break.
         let data_json = serde_json::to_vec(data).unwrap_or_else(|_| b"null".to_vec());
+        self.insert(None, channel, &data_json, b"")
+            .map(|id| id.unwrap_or_default())
+    }
+
+    /// Appends a message whose id was assigned elsewhere (the Redis log); `Ok(None)` when the
+    /// list already holds that id or a newer one, so a replayed entry is never shown twice.
+    ///
+    /// `data_json` is one JSON value and `extra_json` zero or more further members of the
+    /// message object (`"key":value,...`, no braces), both produced by serde_json.
+    pub fn append(
+        &self,
+        id: u64,
+        channel: &str,
+        data_json: &[u8],
+        extra_json: &[u8],
+    ) -> Result<Option<u64>, Rejected> {
+        self.insert(Some(id), channel, data_json, extra_json)
+    }
+
+    /// Would a message of `size` bytes on `channel` be accepted now? Lets a publisher that
+    /// appends through Redis refuse at the door what every server's list would refuse later.
+    pub fn check(&self, channel: &str, size: usize) -> Result<(), Rejected> {
+        validate_channel(channel).map_err(Rejected::Channel)?;
         let limit = self.shared.limits.max_message_bytes;
-        if data_json.len() > limit {
-            return Err(Rejected::TooLarge {
-                size: data_json.len(),
-                limit,
-            });
+        if size > limit {
+            return Err(Rejected::TooLarge { size, limit });
         }
+        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let max = self.shared.limits.max_channels;
+        if ring.channels.len() >= max && !ring.channels.iter().any(|c| &**c == channel) {
+            return Err(Rejected::TooManyChannels(max));
+        }
+        Ok(())
+    }
+
+    fn insert(
+        &self,
+        id: Option<u64>,
+        channel: &str,
+        data_json: &[u8],
+        extra_json: &[u8],
+    ) -> Result<Option<u64>, Rejected> {
+        validate_channel(channel).map_err(Rejected::Channel)?;
+        let size = data_json.len() + extra_json.len();
+        let limit = self.shared.limits.max_message_bytes;
+        if size > limit {
+            return Err(Rejected::TooLarge { size, limit });
+        }
+        // Under the lock only the id is assigned and bytes are copied.
         let (id, scan) = {
             let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+            let id = match id {
+                Some(id) if id <= ring.newest => return Ok(None),
+                Some(id) => id,
+                None => ring.newest + 1,
+            };
             let known = ring.channels.iter().find(|c| &***c == channel).cloned();
             let (channel, announce) = match known {
                 Some(c) => (c, false),
@@ -193,9 +247,9 @@ impl BroadcastList {
                     (c, true)
                 }
             };
-            let id = ring.next_id;
-            ring.next_id += 1;
-            let (frame, json) = crate::sse::encode_message(id, &channel, &data_json, announce);
+            ring.newest = id;
+            let (frame, json) =
+                crate::sse::encode_message(id, &channel, data_json, extra_json, announce);
             ring.bytes += frame.len() + ENTRY_OVERHEAD;
             ring.entries.push_back(Entry {
                 id,
@@ -210,7 +264,22 @@ impl BroadcastList {
         if let Some(evicted_through) = scan {
             self.cut_lagging(evicted_through);
         }
-        Ok(id)
+        Ok(Some(id))
+    }
+
+    /// Makes this list a follower of a shared log (Redis): ids come from the log, so they are
+    /// sparse, and a resume from an id newer than this list's newest is another server's id
+    /// that this one has not received *yet*: the subscriber waits for it instead of being told
+    /// of a gap. `evicted_through` is the newest id the log no longer holds; a resume from an
+    /// older one has a gap. Called before the first entry is appended.
+    pub fn follow_log(&self, evicted_through: u64) {
+        let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+        ring.follows_log = true;
+        if ring.entries.is_empty() {
+            ring.evicted_through = ring.evicted_through.max(evicted_through);
+            ring.newest = ring.newest.max(evicted_through);
+            self.shared.head.send_replace(ring.newest);
+        }
     }
 
     /// Drops the oldest entries beyond the bounds; returns `Some(evicted_through)` when it is
@@ -225,9 +294,10 @@ impl BroadcastList {
             };
             ring.bytes -= old.frame.len() + ENTRY_OVERHEAD;
             ring.evicted_through = old.id;
+            ring.evictions += 1;
         }
-        if ring.evicted_through >= ring.scan_at {
-            ring.scan_at = ring.evicted_through + (limits.history / 8).max(1) as u64;
+        if ring.evictions >= ring.scan_at {
+            ring.scan_at = ring.evictions + (limits.history / 8).max(1) as u64;
             Some(ring.evicted_through)
         } else {
             None
@@ -278,11 +348,15 @@ impl BroadcastList {
         let head = self.shared.head.subscribe();
         let (cursor, gap) = {
             let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
-            let newest = ring.next_id - 1;
+            let newest = ring.newest;
             let oldest = ring.entries.front().map(|e| e.id);
+            // An id newer than the newest is from the future in the embedded default (a gap:
+            // it was handed out by another process); behind a shared log it is simply one this
+            // server has not received yet.
+            let ahead = after_newest(start, newest) && !ring.follows_log;
             match start {
                 Start::Live => (newest, None),
-                Start::After(after) if after < ring.evicted_through || after > newest => {
+                Start::After(after) if after < ring.evicted_through || ahead => {
                     (ring.evicted_through, Some(Gap { after, oldest }))
                 }
                 Start::After(after) => (after, None),
@@ -370,10 +444,14 @@ impl BroadcastList {
         app::message::Snapshot {
             channels: ring.channels.iter().map(|c| c.to_string()).collect(),
             messages,
-            last_id: Some(ring.next_id - 1),
+            last_id: Some(ring.newest),
             per_channel,
         }
     }
+}
+
+fn after_newest(start: Start, newest: u64) -> bool {
+    matches!(start, Start::After(after) if after > newest)
 }
 
 /// One subscriber's view of the list: a cursor, a wake-up receiver and an optional filter.
@@ -603,6 +681,40 @@ mod tests {
             Some(Gap {
                 after: 99,
                 oldest: Some(3)
+            })
+        );
+    }
+
+    #[test]
+    fn a_list_following_a_log_takes_its_ids_and_waits_for_ids_ahead() {
+        let list = list(4);
+        list.follow_log(100);
+        assert_eq!(list.append(105, "red", b"1", b"").unwrap(), Some(105));
+        assert_eq!(
+            list.append(105, "red", b"1", b"").unwrap(),
+            None,
+            "a replayed entry is not shown twice"
+        );
+        assert_eq!(list.append(103, "red", b"1", b"").unwrap(), None);
+        list.append(2000, "red", b"2", br#""source_id":1"#).unwrap();
+        let snap = list.snapshot(8);
+        assert_eq!(snap.last_id, Some(2000));
+        assert_eq!(snap.messages[1].extra["source_id"], 1);
+
+        // Another server's id, not received here yet: no gap, it waits and gets what follows.
+        let (mut ahead, gap) = list.subscribe(Start::After(3000), None, CancellationToken::new());
+        assert_eq!(gap, None);
+        assert_eq!(ahead.try_next(1 << 16).unwrap(), None);
+        list.append(3001, "red", b"3", b"").unwrap();
+        assert_eq!(ids(&ahead.try_next(1 << 16).unwrap().unwrap()), vec![3001]);
+
+        // Older than the log holds: a gap.
+        let (_, gap) = list.subscribe(Start::After(99), None, CancellationToken::new());
+        assert_eq!(
+            gap,
+            Some(Gap {
+                after: 99,
+                oldest: Some(105)
             })
         );
     }

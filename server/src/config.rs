@@ -64,6 +64,18 @@ pub mod defaults {
     /// Streams the server may reset because of the client's errors before it closes the
     /// connection (rapid-reset protection, CVE-2023-44487 and kin).
     pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+    /// Redis Pub/Sub channel(s) carrying seed-style messages (`PUBLISH events '{...}'`).
+    pub const REDIS_CHANNELS: &str = "events";
+    /// Prefix of Ringback's Redis keys; the `{feed}` hash tag keeps them in one Cluster slot.
+    pub const REDIS_PREFIX: &str = "ringback:{feed}";
+    /// Age beyond which the Redis log trims messages (its count bound is `HISTORY`).
+    pub const HISTORY_AGE: Duration = Duration::from_secs(24 * 3600);
+    /// First delay before reconnecting to Redis; it doubles per failure, with jitter.
+    pub const REDIS_BACKOFF_MIN: Duration = Duration::from_millis(100);
+    /// Longest delay between reconnection attempts.
+    pub const REDIS_BACKOFF_MAX: Duration = Duration::from_secs(5);
+    /// How long a publish (or connecting) waits for Redis before answering `503`.
+    pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 }
 
 #[derive(Debug, Parser)]
@@ -190,6 +202,25 @@ pub struct ServeArgs {
     /// `hyper` (hyper's own, without them; kept to benchmark the driver against).
     #[arg(long, env = "RINGBACK_HTTP2_DRIVER", value_enum, default_value_t = Http2Driver::Ringback)]
     pub http2_driver: Http2Driver,
+    /// Follow this Redis (`redis://host:port/db`) instead of the in-process bus; several servers
+    /// on one Redis serve one feed. Also read from `REDIS_URL`.
+    #[arg(long, env = "RINGBACK_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Redis Pub/Sub channels to ingest, comma-separated.
+    #[arg(long, env = "RINGBACK_REDIS_CHANNELS", value_delimiter = ',', default_value = defaults::REDIS_CHANNELS)]
+    pub redis_channels: Vec<String>,
+    /// Prefix of Ringback's Redis keys (`<prefix>:log`, `<prefix>:last`).
+    #[arg(long, env = "RINGBACK_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
+    pub redis_prefix: String,
+    /// Age after which the Redis log trims messages, e.g. `24h`, `30m`.
+    #[arg(long, env = "RINGBACK_HISTORY_AGE", value_parser = parse_duration, default_value = "24h")]
+    pub history_age: Duration,
+    /// Longest delay between Redis reconnection attempts, e.g. `5s`.
+    #[arg(long, env = "RINGBACK_REDIS_BACKOFF_MAX", value_parser = parse_duration, default_value = "5s")]
+    pub redis_backoff_max: Duration,
+    /// How long a publish waits for Redis before answering 503, e.g. `2s`.
+    #[arg(long, env = "RINGBACK_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    pub redis_timeout: Duration,
 }
 
 /// See `--http2-driver`.
@@ -224,6 +255,15 @@ impl ServeArgs {
         raw.parse()
             .map_err(|e| format!("bad LEPTOS_SITE_ADDR {raw:?}: {e}"))
     }
+
+    /// The Redis to follow: `--redis-url`/`RINGBACK_REDIS_URL`, else `REDIS_URL`, else none
+    /// (the in-process bus). An empty value means none.
+    pub fn redis_url(&self) -> Option<String> {
+        self.redis_url
+            .clone()
+            .or_else(|| std::env::var("REDIS_URL").ok())
+            .filter(|u| !u.trim().is_empty())
+    }
 }
 
 impl Default for ServeArgs {
@@ -257,11 +297,17 @@ impl Default for ServeArgs {
             h2_max_pending_accept_resets: defaults::H2_MAX_PENDING_ACCEPT_RESETS,
             h2_max_local_error_resets: defaults::H2_MAX_LOCAL_ERROR_RESETS,
             http2_driver: Http2Driver::Ringback,
+            redis_url: None,
+            redis_channels: vec![defaults::REDIS_CHANNELS.to_owned()],
+            redis_prefix: defaults::REDIS_PREFIX.to_owned(),
+            history_age: defaults::HISTORY_AGE,
+            redis_backoff_max: defaults::REDIS_BACKOFF_MAX,
+            redis_timeout: defaults::REDIS_TIMEOUT,
         }
     }
 }
 
-/// Parses `250ms`, `15s`, `2m`, or a bare number of seconds.
+/// Parses `250ms`, `15s`, `2m`, `24h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
@@ -274,7 +320,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("unknown unit in {s:?}: use ms, s or m")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("unknown unit in {s:?}: use ms, s, m or h")),
     }
 }
 
@@ -295,7 +342,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("5h"), Ok(Duration::from_secs(5 * 3600)));
+        assert!(parse_duration("5d").is_err());
     }
 
     #[test]
@@ -311,6 +359,11 @@ mod tests {
         assert_eq!(parsed.tls_handshake_timeout, named.tls_handshake_timeout);
         assert_eq!(parsed.idle_timeout, named.idle_timeout);
         assert_eq!(parsed.data_dir, named.data_dir);
+        assert_eq!(parsed.redis_channels, named.redis_channels);
+        assert_eq!(parsed.redis_prefix, named.redis_prefix);
+        assert_eq!(parsed.history_age, named.history_age);
+        assert_eq!(parsed.redis_backoff_max, named.redis_backoff_max);
+        assert_eq!(parsed.redis_timeout, named.redis_timeout);
     }
 
     #[test]

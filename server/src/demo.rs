@@ -2,8 +2,8 @@
 //!
 //! On for the README's run command, off by default for the binary (`--demo`).
 
-use crate::broadcast::BroadcastList;
 use crate::metrics::Metrics;
+use crate::source::Source;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ const WORDS: [&str; 8] = [
 
 /// Publishes until `shutdown` fires.
 pub async fn run(
-    feed: BroadcastList,
+    source: Source,
     metrics: Arc<Metrics>,
     interval: Duration,
     shutdown: CancellationToken,
@@ -31,8 +31,9 @@ pub async fn run(
         }
         let channel = CHANNELS[n % CHANNELS.len()];
         let text = format!("demo #{} — {}", n + 1, WORDS[(n * 7 / 3) % WORDS.len()]);
-        if feed
-            .publish(channel, &serde_json::Value::String(text))
+        if source
+            .publish("demo", channel, &serde_json::Value::String(text))
+            .await
             .is_ok()
         {
             metrics.published_demo.fetch_add(1, Ordering::Relaxed);
@@ -44,7 +45,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broadcast::{Limits, Start};
+    use crate::broadcast::{BroadcastList, Limits, Start};
 
     #[tokio::test(start_paused = true)]
     async fn publishes_once_per_interval_across_channels() {
@@ -60,7 +61,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let started = tokio::time::Instant::now();
         let task = tokio::spawn(run(
-            feed.clone(),
+            Source::Embedded(feed.clone()),
             metrics.clone(),
             Duration::from_secs(1),
             shutdown.clone(),

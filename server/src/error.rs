@@ -3,6 +3,7 @@
 //! Handlers return `Result<_, AppError>`; nothing a client sends can panic the server.
 
 use crate::broadcast::Rejected;
+use crate::redis_ingest::PublishError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +19,18 @@ pub enum AppError {
     /// The request is well formed but the feed refused it.
     #[error(transparent)]
     Rejected(#[from] Rejected),
+    /// The feed's source (Redis) cannot take the message now; nothing was published.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<PublishError> for AppError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Rejected(r) => AppError::Rejected(r),
+            PublishError::Unavailable(_) => AppError::Unavailable(e.to_string()),
+        }
+    }
 }
 
 impl AppError {
@@ -29,6 +42,7 @@ impl AppError {
             }
             AppError::Rejected(Rejected::Channel(_)) => StatusCode::BAD_REQUEST,
             AppError::Rejected(Rejected::TooManyChannels(_)) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`config`]: flags, environment variables and every default.
 //! - [`publish`]: `POST /messages`, the HTTP way in (the in-process bus of the embedded default).
+//! - [`source`]: where publishers append: the in-process bus or Redis.
+//! - [`redis_ingest`]: following Redis: the shared log, Pub/Sub input, reconnection.
 //! - [`demo`]: the demo source that keeps a fresh page alive.
 //! - [`broadcast`]: the bounded, shared list of encoded frames that every subscriber reads.
 //! - [`sse`]: the one frame encoder, and `GET /messages`.
@@ -32,7 +34,9 @@ pub mod metrics;
 pub mod pageload;
 pub mod publish;
 pub mod push;
+pub mod redis_ingest;
 pub mod server;
 pub mod shutdown;
+pub mod source;
 pub mod sse;
 pub mod tls;

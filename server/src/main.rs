@@ -87,7 +87,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             Ok(t) => t,
             Err(e) => return fail(&format!("TLS: {e}")),
         };
-        let state = server::server::AppState::new(args, leptos).with_assets(manifest).with_tls(tls);
+        let state = match server::server::AppState::new(args, leptos) {
+            Ok(state) => state.with_assets(manifest).with_tls(tls),
+            Err(e) => return fail(&e),
+        };
         server::server::run(listener, state, server::shutdown::signal()).await;
         ExitCode::SUCCESS
     })

@@ -14,6 +14,12 @@ pub struct Metrics {
     /// Messages appended, by source.
     pub published_http: AtomicU64,
     pub published_demo: AtomicU64,
+    /// Pub/Sub messages received from Redis (before validation).
+    pub published_redis: AtomicU64,
+    /// 1 while the Redis ingest is connected, 0 otherwise (always 0 without Redis).
+    pub redis_up: AtomicU64,
+    /// Sessions established with Redis (the first, then every reconnection).
+    pub redis_connects: AtomicU64,
     /// Inputs refused, by reason.
     pub rejected_bad_json: AtomicU64,
     pub rejected_bad_type: AtomicU64,
@@ -63,7 +69,14 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         &[
             ("source=\"http\"", get(&m.published_http)),
             ("source=\"demo\"", get(&m.published_demo)),
+            ("source=\"redis\"", get(&m.published_redis)),
         ],
+    );
+    out.family("ringback_redis_up", "gauge", &[("", get(&m.redis_up))]);
+    out.family(
+        "ringback_redis_connects_total",
+        "counter",
+        &[("", get(&m.redis_connects))],
     );
     out.family(
         "ringback_rejected_total",

@@ -5,6 +5,7 @@
 //! publisher sends affects other publishers or subscribers.
 
 use crate::error::AppError;
+use crate::redis_ingest::PublishError;
 use crate::server::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -22,7 +23,7 @@ pub struct PublishRequest {
     pub data: serde_json::Value,
 }
 
-/// `POST /messages` → `202 {"id": N}`.
+/// `POST /messages` → `202 {"id": N}`; `503` while Redis (when configured) is unreachable.
 ///
 /// The body arrives as `Bytes` under a `DefaultBodyLimit` of the configured size (set on the
 /// route in `server.rs`), so an oversized body is refused with `413` before it is buffered.
@@ -47,10 +48,13 @@ pub async fn publish(
         ))
     })?;
     let id = state
-        .feed
-        .publish(&request.channel, &request.data)
+        .source
+        .publish("http", &request.channel, &request.data)
+        .await
         .map_err(|e| {
-            state.metrics.reject(e.reason());
+            if let PublishError::Rejected(r) = &e {
+                state.metrics.reject(r.reason());
+            }
             AppError::from(e)
         })?;
     state.metrics.published_http.fetch_add(1, Ordering::Relaxed);

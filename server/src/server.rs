@@ -11,6 +11,8 @@ use crate::broadcast::{BroadcastList, Limits};
 use crate::config::ServeArgs;
 use crate::metrics::Metrics;
 use crate::push::{self, PushPolicy};
+use crate::redis_ingest::{RedisIngest, RedisSettings};
+use crate::source::Source;
 use crate::{listener, metrics, publish, sse};
 use app::message::DEFAULT_CHANNELS;
 use app::snapshot::SnapshotSource;
@@ -33,8 +35,10 @@ use tokio_util::sync::CancellationToken;
 /// Everything a handler needs, cloned into each request (all fields are shared handles).
 #[derive(Clone)]
 pub struct AppState {
-    /// The broadcast list every publisher appends to and every subscriber reads.
+    /// The broadcast list every subscriber reads.
     pub feed: BroadcastList,
+    /// Where publishers append: the list itself, or the Redis log it follows.
+    pub source: Source,
     pub config: Arc<ServeArgs>,
     pub metrics: Arc<Metrics>,
     /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
@@ -54,7 +58,9 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
-    pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Self {
+    /// Fails only on a configuration it cannot use (a malformed Redis URL). Redis itself need
+    /// not be up: the server starts, serves, and connects when it can.
+    pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::default());
         let limits = Limits {
             history: config.history,
@@ -62,20 +68,48 @@ impl AppState {
             max_message_bytes: config.max_message_bytes,
             max_channels: config.max_channels,
         };
-        // Ids start at the clock's microseconds so they keep increasing across restarts.
-        let first_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let redis_url = config.redis_url();
+        // Embedded, ids start at the clock's microseconds so they keep increasing across
+        // restarts; behind Redis, they are the log's.
+        let first_id = match redis_url {
+            Some(_) => 1,
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)),
+        };
         let feed = BroadcastList::new(limits, first_id, &DEFAULT_CHANNELS, metrics.clone());
-        AppState {
+        if redis_url.is_some() {
+            // Before Redis is first reached, a resume waits for the log instead of being told
+            // of a gap.
+            feed.follow_log(0);
+        }
+        let source = match redis_url {
+            None => Source::Embedded(feed.clone()),
+            Some(url) => {
+                let settings = RedisSettings {
+                    url,
+                    channels: config.redis_channels.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    history: config.history,
+                    history_age: config.history_age,
+                    backoff_min: crate::config::defaults::REDIS_BACKOFF_MIN,
+                    backoff_max: config.redis_backoff_max,
+                    command_timeout: config.redis_timeout,
+                    max_message_bytes: config.max_message_bytes,
+                };
+                Source::Redis(RedisIngest::new(settings, feed.clone(), metrics.clone())?)
+            }
+        };
+        Ok(AppState {
             feed,
+            source,
             config: Arc::new(config),
             metrics,
             shutdown: CancellationToken::new(),
             leptos,
             push: Arc::new(PushPolicy::new(Arc::default(), page_paths())),
             tls: None,
-        }
+        })
     }
 
     /// Serves, pushes and hints these assets.
@@ -128,6 +162,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(state.config.max_message_bytes)),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics::render))
         .leptos_routes_with_context(
             &state,
@@ -147,12 +182,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `GET /readyz`: `200` while the server can serve the whole feed, `503` while its source
+/// (Redis) is unreachable. `/healthz` stays `200` as long as the process serves at all: a load
+/// balancer should route by readiness, a supervisor restart by health.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.source.is_ready() {
+        "ready".into_response()
+    } else {
+        crate::error::AppError::Unavailable("the message source (Redis) is unreachable".into())
+            .into_response()
+    }
+}
+
 /// Serves `listener` until `shutdown` completes, then drains (see the module docs).
 pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let router = router(state.clone());
+    if let Source::Redis(redis) = &state.source {
+        tokio::spawn(redis.clone().run(state.shutdown.clone()));
+    }
     if state.config.demo {
         tokio::spawn(crate::demo::run(
-            state.feed.clone(),
+            state.source.clone(),
             state.metrics.clone(),
             state.config.demo_interval,
             state.shutdown.clone(),

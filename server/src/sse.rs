@@ -12,7 +12,7 @@
 use crate::broadcast::{Start, Subscription};
 use crate::error::AppError;
 use crate::server::{AppState, ConnectionCut, StreamCut};
-use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP};
+use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::convert::Infallible;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The largest buffer one poll of a stream hands to the socket: ready frames beyond it wait for
@@ -31,10 +32,20 @@ const HEARTBEAT: &[u8] = b":\n\n";
 
 /// Encodes one message's frame; returns it and the slice of it holding the message JSON.
 ///
+/// `extra_json` holds the publisher's own further members of the message object (`"k":v,...`,
+/// serialised by serde_json), or nothing.
+///
 /// With `announce`, the frame is preceded by a `ringback.channel` event naming the channel, so a
 /// browser subscribes to the new event name before the message is dispatched.
-pub fn encode_message(id: u64, channel: &str, data_json: &[u8], announce: bool) -> (Bytes, Bytes) {
-    let mut buf = BytesMut::with_capacity(64 + 2 * channel.len() + data_json.len());
+pub fn encode_message(
+    id: u64,
+    channel: &str,
+    data_json: &[u8],
+    extra_json: &[u8],
+    announce: bool,
+) -> (Bytes, Bytes) {
+    let mut buf =
+        BytesMut::with_capacity(64 + 2 * channel.len() + data_json.len() + extra_json.len());
     if announce {
         buf.put_slice(b"event: ");
         buf.put_slice(EVENT_CHANNEL.as_bytes());
@@ -55,6 +66,10 @@ pub fn encode_message(id: u64, channel: &str, data_json: &[u8], announce: bool) 
     buf.put_slice(channel.as_bytes());
     buf.put_slice(b"\",\"data\":");
     buf.put_slice(data_json);
+    if !extra_json.is_empty() {
+        buf.put_slice(b",");
+        buf.put_slice(extra_json);
+    }
     buf.put_slice(b"}");
     let json_end = buf.len();
     buf.put_slice(b"\n\n");
@@ -65,13 +80,27 @@ pub fn encode_message(id: u64, channel: &str, data_json: &[u8], announce: bool) 
 
 /// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first bytes of a
 /// stream. Sent at once so the browser sees the stream open without waiting for a message.
-fn preamble(retry: Duration, gap: Option<&Gap>) -> Bytes {
+///
+/// Behind Redis, the source's state follows (see [`source_event`]).
+fn preamble(retry: Duration, gap: Option<&Gap>, online: Option<bool>) -> Bytes {
     let mut out = format!("retry: {}\n\n", retry.as_millis());
     if let Some(gap) = gap {
         let json = serde_json::to_string(gap).unwrap_or_else(|_| "{}".to_owned());
         out.push_str(&format!("event: {EVENT_GAP}\ndata: {json}\n\n"));
     }
-    Bytes::from(out)
+    let mut out = BytesMut::from(out.as_bytes());
+    if let Some(online) = online {
+        out.extend_from_slice(&source_event(online));
+    }
+    out.freeze()
+}
+
+/// The `ringback.source` event: whether this server reaches its source (Redis) now. It carries
+/// no `id:`, so it never moves the client's `Last-Event-ID`.
+fn source_event(online: bool) -> Bytes {
+    Bytes::from(format!(
+        "event: {EVENT_SOURCE}\ndata: {{\"online\":{online}}}\n\n"
+    ))
 }
 
 /// What a subscriber asked for, parsed from the query and headers.
@@ -152,12 +181,15 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
     }
     let cut_for_driver = cut.clone();
+    let mut source = state.source.watch_online();
+    let online = source.as_mut().map(|s| *s.borrow_and_update());
     let stream = EventStream {
         sub,
-        first: Some(preamble(state.config.retry, gap.as_ref())),
+        first: Some(preamble(state.config.retry, gap.as_ref(), online)),
         heartbeat: state.config.heartbeat,
         cut,
         shutdown: state.shutdown.clone(),
+        source,
     };
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
@@ -179,6 +211,18 @@ struct EventStream {
     heartbeat: Duration,
     cut: CancellationToken,
     shutdown: CancellationToken,
+    /// The source's online state, behind Redis; each change is sent as a `ringback.source`.
+    source: Option<watch::Receiver<bool>>,
+}
+
+/// Waits for the source's next change; never, without a source that can change.
+async fn source_changed(source: &mut Option<watch::Receiver<bool>>) -> bool {
+    if let Some(rx) = source {
+        if rx.changed().await.is_ok() {
+            return *rx.borrow_and_update();
+        }
+    }
+    std::future::pending().await
 }
 
 impl EventStream {
@@ -190,6 +234,7 @@ impl EventStream {
             biased;
             _ = self.shutdown.cancelled() => return None,
             _ = self.cut.cancelled() => return None,
+            online = source_changed(&mut self.source) => source_event(online),
             next = tokio::time::timeout(self.heartbeat, self.sub.next(MAX_BATCH_BYTES)) => match next {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(_lagged)) => return None,
@@ -236,7 +281,7 @@ mod tests {
     #[test]
     fn frame_round_trips() {
         let data = serde_json::to_vec(&serde_json::json!("line1\nline2\r\u{0}")).unwrap();
-        let (frame, json) = encode_message(42, "blue", &data, false);
+        let (frame, json) = encode_message(42, "blue", &data, b"", false);
         let text = std::str::from_utf8(&frame).unwrap();
         let events = parse_events(text);
         assert_eq!(events.len(), 1);
@@ -252,7 +297,7 @@ mod tests {
 
     #[test]
     fn announce_precedes_the_message() {
-        let (frame, _) = encode_message(7, "green", b"1", true);
+        let (frame, _) = encode_message(7, "green", b"1", b"", true);
         let events = parse_events(std::str::from_utf8(&frame).unwrap());
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].1.as_deref(), Some(EVENT_CHANNEL));
@@ -268,10 +313,11 @@ mod tests {
         let (sub, _) = feed.subscribe(Start::Live, None, CancellationToken::new());
         EventStream {
             sub,
-            first: Some(preamble(Duration::from_secs(2), None)),
+            first: Some(preamble(Duration::from_secs(2), None, None)),
             heartbeat: Duration::from_secs(15),
             cut: CancellationToken::new(),
             shutdown: CancellationToken::new(),
+            source: None,
         }
     }
 
@@ -325,12 +371,39 @@ mod tests {
             oldest: Some(9),
         };
         let text =
-            String::from_utf8(preamble(Duration::from_millis(1500), Some(&gap)).to_vec()).unwrap();
+            String::from_utf8(preamble(Duration::from_millis(1500), Some(&gap), None).to_vec())
+                .unwrap();
         let events = parse_events(&text);
         assert!(text.starts_with("retry: 1500\n"));
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].1.as_deref(), Some(EVENT_GAP));
         assert_eq!(events[0].2, r#"{"after":3,"oldest":9}"#);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn source_changes_are_streamed_without_ids() {
+        let feed = feed();
+        let (tx, rx) = watch::channel(true);
+        let mut s = stream(&feed);
+        s.first = Some(preamble(Duration::from_secs(2), None, Some(true)));
+        s.source = Some(rx);
+        let (first, s) = s.step().await.unwrap();
+        let events = parse_events(std::str::from_utf8(&first.unwrap()).unwrap());
+        assert_eq!(
+            events,
+            vec![(None, Some(EVENT_SOURCE.into()), r#"{"online":true}"#.into())]
+        );
+        tx.send_replace(false);
+        let (next, _s) = s.step().await.unwrap();
+        let events = parse_events(std::str::from_utf8(&next.unwrap()).unwrap());
+        assert_eq!(
+            events,
+            vec![(
+                None,
+                Some(EVENT_SOURCE.into()),
+                r#"{"online":false}"#.into()
+            )]
+        );
     }
 
     #[test]

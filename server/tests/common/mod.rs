@@ -212,7 +212,7 @@ pub fn state(config: ServeArgs) -> AppState {
         .output_name("ringback")
         .site_root(site_root)
         .build();
-    AppState::new(config, leptos)
+    AppState::new(config, leptos).expect("usable configuration")
 }
 
 /// A fresh scratch directory for one test.
@@ -244,4 +244,167 @@ pub async fn publish_keeping_pace(
         ids.push(feed.publish(channel, payload).unwrap());
     }
     ids
+}
+
+/// A real `redis-server`, started by the test on a free port (never the machine's default
+/// instance), in its own directory, killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts Redis with an append-only file synced on every write, so a `kill -9` loses
+    /// nothing it acknowledged (as a production Redis that keeps the feed's log would be set).
+    pub async fn start(name: &str) -> RedisServer {
+        let port = free_port();
+        let mut redis = RedisServer {
+            port,
+            dir: scratch(&format!("redis-{name}")),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// `kill -9`, then wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and directory, and waits until it answers `PING`.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh --test installs it)");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if self.cli(&["PING"]).await.as_deref() == Some("PONG") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `redis-cli` against this server; its output, trimmed, if it succeeded.
+    pub async fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Configuration for a server following `redis`.
+pub fn redis_config(redis: &RedisServer) -> ServeArgs {
+    ServeArgs {
+        redis_url: Some(redis.url()),
+        redis_backoff_max: Duration::from_millis(500),
+        ..config()
+    }
+}
+
+/// Waits until the server's Redis ingest is `online` (or not).
+pub async fn await_online(state: &AppState, online: bool) {
+    let mut rx = state.source.watch_online().expect("a Redis-backed server");
+    tokio::time::timeout(PATIENCE, rx.wait_for(|o| *o == online))
+        .await
+        .expect("the Redis ingest changed state in time")
+        .unwrap();
+}
+
+/// A TCP proxy in front of a real server that the test can cut (closing every connection
+/// through it and refusing new ones) and restore: a network partition between one Ringback
+/// server and Redis, while others still reach it.
+pub struct Proxy {
+    pub port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (open, _) = tokio::sync::watch::channel(true);
+        let gate = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut gate = gate.subscribe();
+                if !*gate.borrow_and_update() {
+                    continue; // dropped: the connection is refused
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = gate.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, open }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.open.send_replace(true);
+    }
 }

@@ -1,0 +1,651 @@
+//! Redis ingest: several servers, one feed, nothing lost.
+//!
+//! # The mechanism, and why
+//! - **The log is a Redis Stream** (`<prefix>:log`). Every message any server accepts is one
+//!   entry; every server reads the stream (`XREAD BLOCK`) and appends each entry to its own
+//!   broadcast list. So every server shows the same messages in the same order under the same
+//!   ids, a restarted server refills its history from the stream, and a server that lost Redis
+//!   for a while reads on from the last entry it saw: nothing Redis accepted is missed.
+//! - **Ids are the stream's ids**, written by one Lua script as `ms-seq` with `seq < 1000`; the
+//!   feed id is `ms * 1000 + seq`. It increases across the whole feed, is the same on every
+//!   server, stays below 2^53 (exact in JavaScript), and keeps growing after Redis loses its
+//!   data (it follows Redis's clock), so an old `Last-Event-ID` is never mistaken for a new one.
+//! - **Seed-compatible input is Pub/Sub.** `PUBLISH events '{"type":"blue","data":"hi"}'`
+//!   carries no identity, and every server receives it. Each server passes each message to the
+//!   same script with its *cursor* (the newest log entry it has matched or written): the script
+//!   looks for the message among the entries after the cursor (by the SHA-1 of the normalised
+//!   message) and writes it only if no other server already did. Redis delivers one channel's
+//!   messages to every subscriber in the same order, so the servers' cursors walk the log
+//!   together and each message is written once, however many servers run and whichever comes
+//!   first; if one dies, the others keep writing.
+//! - `POST /messages` and `ringback publish` append to the log directly (the same script, no
+//!   matching), and answer with the id; with Redis down they answer `503`.
+//!
+//! # Costs
+//! One script call per Pub/Sub message per server, and the payload crosses the network twice
+//! more (into the log, out to each server). A `PUBLISH` that reaches *no* Ringback server (all
+//! disconnected from Redis) is lost, as Pub/Sub itself loses it; `PUBLISH` returns the number of
+//! receivers, so a publisher can tell. Two identical payloads published back to back while a
+//! server is (re)subscribing may be matched to one another by that server; another server that
+//! saw both still writes both.
+
+use crate::broadcast::{BroadcastList, Rejected};
+use crate::metrics::Metrics;
+use app::message::SOURCE_ID_FIELD;
+use futures::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Script, Value};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How long one `XREAD` blocks before it asks again (also how fast a dead reader is noticed).
+const READ_BLOCK: Duration = Duration::from_secs(1);
+/// Entries one `XREAD` returns at most.
+const READ_COUNT: usize = 1024;
+/// Log entries after its cursor a server searches for a Pub/Sub message another server wrote.
+const MATCH_WINDOW: usize = 1024;
+/// A session that lasted this long resets the reconnect backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// Appends one message to the log; with a cursor, first looks for it after the cursor.
+///
+/// KEYS: log, last id. ARGV: max entries, max age (ms), source, message JSON, cursor ('' for a
+/// direct publish), match window. Returns `{id, written}`, the id as a decimal string.
+const APPEND_LUA: &str = r"
+local function num(sid)
+  local dash = string.find(sid, '-', 1, true)
+  return tonumber(string.sub(sid, 1, dash - 1)) * 1000 + tonumber(string.sub(sid, dash + 1))
+end
+local function sid(n)
+  return string.format('%d-%d', math.floor(n / 1000), n % 1000)
+end
+local h = ''
+if ARGV[5] ~= '' then
+  h = redis.sha1hex(ARGV[4])
+  local entries = redis.call('XRANGE', KEYS[1], '(' .. sid(tonumber(ARGV[5])), '+', 'COUNT', ARGV[6])
+  for _, e in ipairs(entries) do
+    local f = e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'h' and f[i + 1] == h then
+        return {string.format('%d', num(e[1])), 0}
+      end
+    end
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+-- Also past anything written to the log by other means, so XADD never refuses the id.
+local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #tail > 0 then last = math.max(last, num(tail[1][1])) end
+local id = math.max(now * 1000, last + 1)
+redis.call('SET', KEYS[2], string.format('%d', id))
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], sid(id), 'src', ARGV[3], 'h', h, 'msg', ARGV[4])
+redis.call('XTRIM', KEYS[1], 'MINID', '~', sid(math.max(0, now - tonumber(ARGV[2])) * 1000))
+return {string.format('%d', id), 1}
+";
+
+/// What the ingest needs to know; built from the server's configuration.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Pub/Sub channels carrying seed-style messages.
+    pub channels: Vec<String>,
+    /// Prefix of the keys (`<prefix>:log`, `<prefix>:last`); the `{…}` hash tag keeps them in
+    /// one Redis Cluster slot.
+    pub prefix: String,
+    /// Log entries Redis keeps.
+    pub history: usize,
+    /// Age beyond which log entries are trimmed.
+    pub history_age: Duration,
+    /// Reconnect backoff bounds.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// How long a command (a publish) may wait for Redis.
+    pub command_timeout: Duration,
+    /// Largest accepted message, as the raw Pub/Sub payload.
+    pub max_message_bytes: usize,
+}
+
+/// Why a publish through Redis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error("the message source (Redis) is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The ingest's shared handle; cheap to clone.
+#[derive(Clone)]
+pub struct RedisIngest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    settings: RedisSettings,
+    log_key: String,
+    last_key: String,
+    script: Script,
+    /// The command connection of the current session, `None` while Redis is unreachable.
+    commands: Mutex<Option<MultiplexedConnection>>,
+    online: watch::Sender<bool>,
+    feed: BroadcastList,
+    metrics: Arc<Metrics>,
+    bad_input_log: Mutex<LogLimiter>,
+}
+
+/// A Redis `ms-seq` stream id for a feed id.
+pub fn stream_id(id: u64) -> String {
+    format!("{}-{}", id / 1000, id % 1000)
+}
+
+/// The feed id of a Redis `ms-seq` stream id.
+pub fn feed_id(stream_id: &str) -> Option<u64> {
+    let (ms, seq) = stream_id.split_once('-')?;
+    let (ms, seq): (u64, u64) = (ms.parse().ok()?, seq.parse().ok()?);
+    (seq < 1000).then(|| ms.checked_mul(1000)?.checked_add(seq))?
+}
+
+/// A seed-style payload, normalised: its channel and the message JSON the log keeps
+/// (`{"type":…,"data":…,<the publisher's other fields>}`, its `id` kept as `source_id`).
+pub fn normalise(payload: &[u8], max_bytes: usize) -> Result<(String, String), &'static str> {
+    if payload.len() > max_bytes {
+        return Err("too_large");
+    }
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(payload) else {
+        return Err("bad_json");
+    };
+    let channel = match fields.get("type") {
+        Some(serde_json::Value::String(c)) => c.clone(),
+        _ => return Err("bad_json"),
+    };
+    if app::message::validate_channel(&channel).is_err() {
+        return Err("bad_type");
+    }
+    if !fields.contains_key("data") {
+        return Err("bad_json");
+    }
+    if let Some(id) = fields.remove("id") {
+        fields.insert(SOURCE_ID_FIELD.to_owned(), id);
+    }
+    Ok((channel, serde_json::Value::Object(fields).to_string()))
+}
+
+/// Splits a log entry's message JSON into what the broadcast list encodes: channel, data JSON
+/// and the further members (without braces).
+fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
+    let serde_json::Value::Object(mut fields) = serde_json::from_slice(msg).ok()? else {
+        return None;
+    };
+    let serde_json::Value::String(channel) = fields.remove("type")? else {
+        return None;
+    };
+    let data = serde_json::to_vec(&fields.remove("data")?).ok()?;
+    fields.remove("id");
+    let extra = if fields.is_empty() {
+        Vec::new()
+    } else {
+        let all = serde_json::to_vec(&fields).ok()?;
+        all[1..all.len() - 1].to_vec()
+    };
+    Some((channel, data, extra))
+}
+
+impl RedisIngest {
+    pub fn new(
+        settings: RedisSettings,
+        feed: BroadcastList,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| format!("bad Redis URL {:?}: {e}", settings.url))?;
+        let (online, _) = watch::channel(false);
+        Ok(RedisIngest {
+            inner: Arc::new(Inner {
+                client,
+                log_key: format!("{}:log", settings.prefix),
+                last_key: format!("{}:last", settings.prefix),
+                settings,
+                script: Script::new(APPEND_LUA),
+                commands: Mutex::new(None),
+                online,
+                feed,
+                metrics,
+                bad_input_log: Mutex::new(LogLimiter::default()),
+            }),
+        })
+    }
+
+    /// Whether the ingest is connected to Redis and following the log now.
+    pub fn is_online(&self) -> bool {
+        *self.inner.online.borrow()
+    }
+
+    /// Changes whenever the connection to Redis comes or goes.
+    pub fn watch_online(&self) -> watch::Receiver<bool> {
+        self.inner.online.subscribe()
+    }
+
+    /// Appends a message to the log (every server shows it); returns its feed id.
+    pub async fn publish(
+        &self,
+        source: &str,
+        channel: &str,
+        data: &serde_json::Value,
+    ) -> Result<u64, PublishError> {
+        let msg = serde_json::json!({ "type": channel, "data": data }).to_string();
+        let data_len = serde_json::to_vec(data).map_or(0, |d| d.len());
+        self.inner.feed.check(channel, data_len)?;
+        let conn = self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(mut conn) = conn else {
+            return Err(PublishError::Unavailable("not connected".into()));
+        };
+        let (id, _) = self
+            .append(&mut conn, source, &msg, None)
+            .await
+            .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        Ok(id)
+    }
+
+    async fn append(
+        &self,
+        conn: &mut MultiplexedConnection,
+        source: &str,
+        msg: &str,
+        cursor: Option<u64>,
+    ) -> redis::RedisResult<(u64, bool)> {
+        let s = &self.inner.settings;
+        let (id, written): (String, i64) = self
+            .inner
+            .script
+            .key(&self.inner.log_key)
+            .key(&self.inner.last_key)
+            .arg(s.history.max(1))
+            .arg(u64::try_from(s.history_age.as_millis()).unwrap_or(u64::MAX / 4))
+            .arg(source)
+            .arg(msg)
+            .arg(cursor.map(|c| c.to_string()).unwrap_or_default())
+            .arg(MATCH_WINDOW)
+            .invoke_async(conn)
+            .await?;
+        let id = id.parse().map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Parse, "append returned a bad id"))
+        })?;
+        Ok((id, written == 1))
+    }
+
+    /// Follows Redis until `shutdown`: connects, reads the log, sequences Pub/Sub input, and
+    /// on any failure marks itself offline and reconnects with backoff and jitter.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut last: Option<u64> = None;
+        let mut attempt: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                outcome = self.session(&mut last) => outcome,
+            };
+            self.set_offline();
+            if let Err(e) = outcome {
+                if attempt == 0 || started.elapsed() >= STABLE_SESSION {
+                    tracing::warn!(error = %e, "Redis unavailable; serving on, reconnecting with backoff");
+                } else {
+                    tracing::debug!(error = %e, attempt, "Redis still unavailable");
+                }
+            }
+            if started.elapsed() >= STABLE_SESSION {
+                attempt = 0;
+            }
+            let delay = backoff(
+                self.inner.settings.backoff_min,
+                self.inner.settings.backoff_max,
+                attempt,
+            );
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.set_offline();
+    }
+
+    fn set_offline(&self) {
+        *self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        if self.inner.online.send_replace(false) {
+            self.inner.metrics.redis_up.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// One connected session; returns only with the error that ended it.
+    async fn session(&self, last: &mut Option<u64>) -> redis::RedisResult<()> {
+        let s = &self.inner.settings;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(s.command_timeout))
+            .set_response_timeout(Some(s.command_timeout));
+        let mut commands = self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        if last.is_none() {
+            *last = Some(self.backfill(&mut commands).await?);
+        }
+        let reader_config = config.set_response_timeout(Some(READ_BLOCK + s.command_timeout));
+        let reader = self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&reader_config)
+            .await?;
+        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        for channel in &s.channels {
+            pubsub.subscribe(channel).await?;
+        }
+        // Subscribed: every message from here on reaches this server. Messages written before
+        // are behind this cursor and are never matched against.
+        let cursor: Option<String> = redis::cmd("GET")
+            .arg(&self.inner.last_key)
+            .query_async(&mut commands)
+            .await?;
+        let cursor = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        *self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(commands.clone());
+        self.inner.online.send_replace(true);
+        self.inner.metrics.redis_up.store(1, Ordering::Relaxed);
+        self.inner
+            .metrics
+            .redis_connects
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(url = %redact(&s.url), channels = ?s.channels, "following Redis");
+        let mut from = last.unwrap_or(0);
+        let result = tokio::select! {
+            r = self.read_log(reader, &mut from) => r,
+            r = self.sequence(pubsub, commands, cursor) => r,
+        };
+        *last = Some(from);
+        result
+    }
+
+    /// Fills the broadcast list from the log's tail (a restarted server can then serve resumes
+    /// for messages it never saw live); returns the newest id.
+    async fn backfill(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<u64> {
+        let limit = self.inner.feed.limits().history.max(1);
+        let tail: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&self.inner.log_key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit + 1)
+            .query_async(conn)
+            .await?;
+        let mut ids = tail.ids;
+        // One entry more than the history: the newest one this server will not hold.
+        let evicted_through = if ids.len() > limit {
+            ids.pop().and_then(|e| feed_id(&e.id)).unwrap_or(0)
+        } else {
+            self.max_deleted(conn).await.unwrap_or(0)
+        };
+        self.inner.feed.follow_log(evicted_through);
+        let mut newest = evicted_through;
+        for entry in ids.iter().rev() {
+            newest = newest.max(self.deliver(entry));
+        }
+        tracing::info!(
+            entries = ids.len(),
+            evicted_through,
+            "history loaded from the Redis log"
+        );
+        Ok(newest)
+    }
+
+    /// The newest id Redis has trimmed from the log (`XINFO STREAM`'s `max-deleted-entry-id`).
+    async fn max_deleted(&self, conn: &mut MultiplexedConnection) -> Option<u64> {
+        let info: Value = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.inner.log_key)
+            .query_async(conn)
+            .await
+            .ok()?;
+        let pairs: Vec<(String, Value)> = match info {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|kv| match kv {
+                    [k, v] => Some((redis::from_redis_value_ref(k).ok()?, v.clone())),
+                    _ => None,
+                })
+                .collect(),
+            Value::Map(items) => items
+                .into_iter()
+                .filter_map(|(k, v)| Some((redis::from_redis_value_ref(&k).ok()?, v)))
+                .collect(),
+            _ => return None,
+        };
+        let (_, value) = pairs
+            .into_iter()
+            .find(|(k, _)| k == "max-deleted-entry-id")?;
+        let id: String = redis::from_redis_value_ref(&value).ok()?;
+        feed_id(&id)
+    }
+
+    /// Reads the log from `from` on, appending each entry to the broadcast list.
+    async fn read_log(
+        &self,
+        mut conn: MultiplexedConnection,
+        from: &mut u64,
+    ) -> redis::RedisResult<()> {
+        loop {
+            let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .arg("BLOCK")
+                .arg(u64::try_from(READ_BLOCK.as_millis()).unwrap_or(1000))
+                .arg("STREAMS")
+                .arg(&self.inner.log_key)
+                .arg(stream_id(*from))
+                .query_async(&mut conn)
+                .await?;
+            for key in reply.map(|r| r.keys).unwrap_or_default() {
+                for entry in &key.ids {
+                    *from = (*from).max(self.deliver(entry));
+                }
+            }
+        }
+    }
+
+    /// Appends one log entry to the broadcast list; returns its id (0 if it has none).
+    fn deliver(&self, entry: &StreamId) -> u64 {
+        let Some(id) = feed_id(&entry.id) else {
+            return 0;
+        };
+        let msg: Option<Vec<u8>> = entry.get("msg");
+        let Some((channel, data, extra)) = msg.as_deref().and_then(split_message) else {
+            self.bad_input("bad_json", "a Redis log entry is not a Ringback message");
+            return id;
+        };
+        if let Err(e) = self.inner.feed.append(id, &channel, &data, &extra) {
+            self.bad_input(e.reason(), &e.to_string());
+        }
+        id
+    }
+
+    /// Writes each Pub/Sub message to the log once across all servers (see the module docs).
+    async fn sequence(
+        &self,
+        pubsub: redis::aio::PubSub,
+        mut conn: MultiplexedConnection,
+        mut cursor: u64,
+    ) -> redis::RedisResult<()> {
+        let mut messages = pubsub.into_on_message();
+        let max = self.inner.settings.max_message_bytes;
+        while let Some(message) = messages.next().await {
+            self.inner
+                .metrics
+                .published_redis
+                .fetch_add(1, Ordering::Relaxed);
+            let (channel, msg) = match normalise(message.get_payload_bytes(), max) {
+                Ok(ok) => ok,
+                Err(reason) => {
+                    self.bad_input(reason, "a Redis Pub/Sub payload is not a Ringback message");
+                    continue;
+                }
+            };
+            if let Err(e) = self.inner.feed.check(&channel, msg.len()) {
+                self.bad_input(e.reason(), &e.to_string());
+                continue;
+            }
+            let (id, _) = self.append(&mut conn, "pubsub", &msg, Some(cursor)).await?;
+            cursor = cursor.max(id);
+        }
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "the Pub/Sub connection closed",
+        )))
+    }
+
+    /// Counts a refused input and logs it, at most once per interval however many arrive.
+    fn bad_input(&self, reason: &'static str, what: &str) {
+        self.inner.metrics.reject(reason);
+        let mut limiter = self
+            .inner
+            .bad_input_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(suppressed) = limiter.admit(Instant::now()) {
+            tracing::warn!(reason, suppressed, "dropped: {what}");
+        }
+    }
+}
+
+/// Lets one log line through per interval, counting the ones it holds back.
+#[derive(Default)]
+struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    /// `Some(suppressed since the last line)` when a line may be written now.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < Self::INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: `min * 2^attempt`, capped at `max`, then scaled by a random
+/// 50–100% so a fleet of servers does not reconnect in step.
+fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let full = min
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(max);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    full.mul_f64(0.5 + (random % 1000) as f64 / 2000.0)
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_map_both_ways() {
+        assert_eq!(feed_id("1732457000123-7"), Some(1_732_457_000_123_007));
+        assert_eq!(stream_id(1_732_457_000_123_007), "1732457000123-7");
+        assert_eq!(feed_id("1-1000"), None, "seq must stay below 1000");
+        assert_eq!(feed_id("x-1"), None);
+        assert_eq!(feed_id("5"), None);
+    }
+
+    #[test]
+    fn seed_payloads_are_normalised() {
+        let (channel, msg) = normalise(
+            br#"{"id":1,"data":"an important message","type":"blue"}"#,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(channel, "blue");
+        let (c, data, extra) = split_message(msg.as_bytes()).unwrap();
+        assert_eq!(c, "blue");
+        assert_eq!(data, br#""an important message""#);
+        assert_eq!(extra, br#""source_id":1"#);
+        for (bad, reason) in [
+            (&b"not json"[..], "bad_json"),
+            (br#"[1,2]"#, "bad_json"),
+            (br#"{"data":"x"}"#, "bad_json"),
+            (br#"{"type":"blue"}"#, "bad_json"),
+            (br#"{"type":"a b","data":1}"#, "bad_type"),
+            (br#"{"type":7,"data":1}"#, "bad_json"),
+        ] {
+            assert_eq!(normalise(bad, 1024).unwrap_err(), reason, "{bad:?}");
+        }
+        assert_eq!(
+            normalise(br#"{"type":"blue","data":"0123456789"}"#, 16).unwrap_err(),
+            "too_large"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        for attempt in 0..40 {
+            let full = (min * 2u32.saturating_pow(attempt.min(20))).min(max);
+            let d = backoff(min, max, attempt);
+            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn the_log_limiter_admits_one_line_per_interval() {
+        let mut l = LogLimiter::default();
+        let t = Instant::now();
+        assert_eq!(l.admit(t), Some(0));
+        assert_eq!(l.admit(t + Duration::from_secs(1)), None);
+        assert_eq!(l.admit(t + Duration::from_secs(2)), None);
+        assert_eq!(l.admit(t + Duration::from_secs(11)), Some(2));
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(redact("redis://:secret@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+    }
+}

@@ -1,0 +1,296 @@
+//! Several servers on one real Redis (started by each test on a free port): one feed, the same
+//! ids everywhere, resume across servers and restarts, Redis faults, garbage input.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use server::config::ServeArgs;
+
+async fn server(config: ServeArgs) -> TestServer {
+    let s = TestServer::start(config).await;
+    await_online(&s.state, true).await;
+    s
+}
+
+/// `(id, channel, data)` of the next message event.
+async fn next(sse: &mut SseClient) -> (u64, String, serde_json::Value) {
+    let e = sse.next_message().await.expect("the stream stays open");
+    let json = e.json();
+    let id: u64 = e.id.unwrap().parse().unwrap();
+    assert_eq!(json["id"], id, "data.id is the SSE id");
+    (id, e.event.unwrap(), json)
+}
+
+async fn get_status(addr: std::net::SocketAddr, path: &str) -> StatusCode {
+    request(addr, "GET", path, &[], bytes::Bytes::new()).await.0
+}
+
+async fn metrics(addr: std::net::SocketAddr) -> String {
+    let (_, _, body) = request(addr, "GET", "/metrics", &[], bytes::Bytes::new()).await;
+    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_publish_reaches_every_server_once_under_one_id() {
+    let redis = RedisServer::start("seed").await;
+    let a = server(redis_config(&redis)).await;
+    let b = server(redis_config(&redis)).await;
+    let mut on_a = SseClient::connect(a.addr, "/messages", &[]).await;
+    let mut on_b = SseClient::connect(b.addr, "/messages", &[]).await;
+
+    // Exactly the original's command line.
+    let receivers = redis
+        .cli(&[
+            "publish",
+            "events",
+            r#"{"id":1,"data":"an important message","type":"blue"}"#,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(receivers, "2", "both servers subscribe to `events`");
+    let (id_a, channel, json) = next(&mut on_a).await;
+    assert_eq!(channel, "blue");
+    assert_eq!(json["data"], "an important message");
+    assert_eq!(json["source_id"], 1, "the publisher's own id is kept");
+    let (id_b, _, json_b) = next(&mut on_b).await;
+    assert_eq!(id_a, id_b, "the same id on every server");
+    assert_eq!(json, json_b);
+
+    // Both servers sequence every Pub/Sub message; each is still written to the log once,
+    // identical payloads included, in publish order.
+    for i in 0..100 {
+        let payload = format!(r#"{{"type":"red","data":"m{}"}}"#, i % 10);
+        redis.cli(&["publish", "events", &payload]).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let (id, _, json) = next(&mut on_a).await;
+        assert_eq!(json["data"], format!("m{}", i % 10));
+        let (id_b, _, _) = next(&mut on_b).await;
+        assert_eq!(id, id_b);
+        ids.push(id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+    let log_len = redis.cli(&["xlen", "ringback:{feed}:log"]).await.unwrap();
+    assert_eq!(log_len, "101", "each message written once");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_on_one_resume_on_the_other_with_exactly_the_missed_messages() {
+    let redis = RedisServer::start("resume").await;
+    let a = server(redis_config(&redis)).await;
+    let b = server(redis_config(&redis)).await;
+    let mut on_a = SseClient::connect(a.addr, "/messages", &[]).await;
+    let mut on_b = SseClient::connect(b.addr, "/messages", &[]).await;
+
+    let first = publish_ok(a.addr, "blue", "one").await;
+    assert_eq!(next(&mut on_a).await.0, first);
+    assert_eq!(
+        next(&mut on_b).await.0,
+        first,
+        "published on A, received on B"
+    );
+    drop(on_a); // the browser loses A
+
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        let server = if i % 2 == 0 { b.addr } else { a.addr };
+        missed.push(publish_ok(server, "yellow", &format!("missed {i}")).await);
+    }
+    // It reconnects to B, which has received them all by the time B's own stream shows them.
+    for id in &missed {
+        assert_eq!(next(&mut on_b).await.0, *id);
+    }
+    let last = first.to_string();
+    let mut resumed =
+        SseClient::connect(b.addr, "/messages", &[("last-event-id", last.as_str())]).await;
+    for id in &missed {
+        assert_eq!(next(&mut resumed).await.0, *id);
+    }
+    let live = publish_ok(a.addr, "yellow", "live").await;
+    assert_eq!(next(&mut resumed).await.0, live, "no duplicate, then live");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_resumes_a_client_with_none_lost_or_duplicated() {
+    let redis = RedisServer::start("restart").await;
+    let a = server(redis_config(&redis)).await;
+    let b = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+    let seen = publish_ok(b.addr, "red", "before").await;
+    assert_eq!(next(&mut sse).await.0, seen);
+
+    // A goes down mid-stream; the stream ends, as EventSource would see it.
+    let addr_a = a.addr;
+    a.shutdown().await;
+    assert!(sse.next_message().await.is_none(), "the stream ended");
+    let mut while_down = Vec::new();
+    for i in 0..3 {
+        while_down.push(publish_ok(b.addr, "red", &format!("while down {i}")).await);
+    }
+    // A new A, which never saw those live, on a fresh port, resumes the client.
+    let a2 = server(redis_config(&redis)).await;
+    assert_ne!(a2.addr, addr_a);
+    let last = seen.to_string();
+    let mut resumed =
+        SseClient::connect(a2.addr, "/messages", &[("last-event-id", last.as_str())]).await;
+    for id in &while_down {
+        assert_eq!(next(&mut resumed).await.0, *id);
+    }
+    let after = publish_ok(a2.addr, "red", "after").await;
+    assert_eq!(next(&mut resumed).await.0, after);
+
+    // A server whose history holds fewer messages than the client missed tells it of the gap.
+    let small = server(ServeArgs {
+        history: 2,
+        ..redis_config(&redis)
+    })
+    .await;
+    let mut old =
+        SseClient::connect(small.addr, "/messages", &[("last-event-id", last.as_str())]).await;
+    let gap = old.next_event().await.unwrap();
+    assert_eq!(gap.event.as_deref(), Some("ringback.gap"), "{gap:?}");
+    assert_eq!(gap.json()["after"], seen);
+    small.shutdown().await;
+    a2.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_stream() {
+    let mut redis = RedisServer::start("kill").await;
+    let a = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+    let online = sse.next_event().await.unwrap();
+    assert_eq!(online.event.as_deref(), Some("ringback.source"));
+    assert_eq!(online.data, r#"{"online":true}"#);
+    let before = publish_ok(a.addr, "blue", "before").await;
+    assert_eq!(next(&mut sse).await.0, before);
+
+    redis.kill();
+    await_online(&a.state, false).await;
+    let offline = sse.next_event().await.expect("the stream stays open");
+    assert_eq!(offline.data, r#"{"online":false}"#);
+    assert_eq!(
+        get_status(a.addr, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get_status(a.addr, "/healthz").await, StatusCode::OK);
+    assert_eq!(
+        get_status(a.addr, "/").await,
+        StatusCode::OK,
+        "pages still served"
+    );
+    let (status, json) = publish(a.addr, r#"{"type":"blue","data":"lost?"}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("Redis"), "{json}");
+
+    redis.restart().await;
+    await_online(&a.state, true).await;
+    let back = sse.next_event().await.unwrap();
+    assert_eq!(back.data, r#"{"online":true}"#);
+    assert_eq!(get_status(a.addr, "/readyz").await, StatusCode::OK);
+    // What Redis accepted before the kill is still in its log, and is not shown again.
+    assert_eq!(
+        redis.cli(&["xlen", "ringback:{feed}:log"]).await.unwrap(),
+        "1"
+    );
+    let after = publish_ok(a.addr, "blue", "after").await;
+    assert!(after > before);
+    assert_eq!(next(&mut sse).await.0, after);
+    assert!(metrics(a.addr)
+        .await
+        .contains("ringback_redis_connects_total 2"));
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_cut_off_from_redis_recovers_what_others_published() {
+    let redis = RedisServer::start("partition").await;
+    let proxy = Proxy::start(redis.port).await;
+    let a = server(ServeArgs {
+        redis_url: Some(proxy.url()),
+        ..redis_config(&redis)
+    })
+    .await;
+    let b = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+
+    proxy.cut();
+    await_online(&a.state, false).await;
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        expected.push(publish_ok(b.addr, "red", &format!("during {i}")).await);
+    }
+    // A seed-style message too: B alone writes it to the log.
+    redis
+        .cli(&[
+            "publish",
+            "events",
+            r#"{"type":"red","data":"seed during"}"#,
+        ])
+        .await
+        .unwrap();
+    proxy.restore();
+    await_online(&a.state, true).await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next(&mut sse).await);
+    }
+    let ids: Vec<u64> = got.iter().map(|m| m.0).collect();
+    assert_eq!(&ids[..3], &expected[..], "nothing missed, in order");
+    assert_eq!(got[3].2["data"], "seed during");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_redis_is_counted_and_dropped() {
+    let redis = RedisServer::start("garbage").await;
+    let a = server(ServeArgs {
+        max_message_bytes: 1024,
+        ..redis_config(&redis)
+    })
+    .await;
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+    let big = format!(r#"{{"type":"red","data":"{}"}}"#, "x".repeat(2000));
+    for bad in [
+        "not json",
+        "[1,2,3]",
+        r#"{"data":"no type"}"#,
+        r#"{"type":"nodata"}"#,
+        r#"{"type":"bad type!","data":1}"#,
+        big.as_str(),
+    ] {
+        redis.cli(&["publish", "events", bad]).await.unwrap();
+    }
+    // A publisher writing straight into the log with nonsense is refused too.
+    redis
+        .cli(&["xadd", "ringback:{feed}:log", "*", "msg", "nonsense"])
+        .await
+        .unwrap();
+    redis
+        .cli(&["publish", "events", r#"{"type":"red","data":"good"}"#])
+        .await
+        .unwrap();
+    let (_, channel, json) = next(&mut sse).await;
+    assert_eq!((channel.as_str(), &json["data"]), ("red", &"good".into()));
+    let text = metrics(a.addr).await;
+    for line in [
+        "ringback_rejected_total{reason=\"bad_json\"} 5",
+        "ringback_rejected_total{reason=\"bad_type\"} 1",
+        "ringback_rejected_total{reason=\"too_large\"} 1",
+        "ringback_messages_in_total{source=\"redis\"} 7",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
+    assert_eq!(get_status(a.addr, "/readyz").await, StatusCode::OK);
+    a.shutdown().await;
+}
