@@ -1,0 +1,147 @@
+import { test, expect, type Page } from "@playwright/test";
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+
+// Two servers on one Redis, all three owned by this test: Redis on a free port (never the
+// machine's default instance), servers A and B on their own ports.
+const root = path.resolve(__dirname, "../..");
+const portA = 3102;
+const portB = 3103;
+const baseA = `http://127.0.0.1:${portA}`;
+const baseB = `http://127.0.0.1:${portB}`;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+function startRedis(port: number, dir: string): ChildProcess {
+  return spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
+    stdio: "ignore",
+  });
+}
+
+function startServer(port: number, redisPort: number): ChildProcess {
+  return spawn(
+    path.join(root, "target/release/ringback"),
+    ["--addr", `127.0.0.1:${port}`, "--retry", "500ms", "--redis-url", `redis://127.0.0.1:${redisPort}/`],
+    {
+      cwd: root,
+      stdio: "ignore",
+      env: {
+        ...process.env,
+        LEPTOS_OUTPUT_NAME: "ringback",
+        LEPTOS_SITE_ROOT: "target/site",
+        LEPTOS_SITE_PKG_DIR: "pkg",
+        LEPTOS_HASH_FILES: "true",
+        RINGBACK_LOG: "warn",
+      },
+    },
+  );
+}
+
+async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  await exited;
+}
+
+/// Ready means connected to Redis and following the log.
+async function ready(base: string): Promise<void> {
+  await expect
+    .poll(async () => (await fetch(`${base}/readyz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
+    .toBe(200);
+}
+
+async function publish(base: string, type: string, data: string): Promise<number> {
+  const res = await fetch(`${base}/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ type, data }),
+  });
+  expect(res.status).toBe(202);
+  return (await res.json()).id;
+}
+
+async function live(page: Page): Promise<void> {
+  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
+}
+
+test("two servers on one Redis: one feed, and a restarted server's page recovers every message once", async ({ browser }) => {
+  const redisPort = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-e2e-redis-"));
+  let redis = startRedis(redisPort, dir);
+  let a: ChildProcess | undefined;
+  let b: ChildProcess | undefined;
+  try {
+    a = startServer(portA, redisPort);
+    b = startServer(portB, redisPort);
+    await ready(baseA);
+    await ready(baseB);
+    const pageA = await browser.newPage();
+    const pageB = await browser.newPage();
+    await pageA.goto(baseA);
+    await pageB.goto(baseB);
+    await live(pageA);
+    await live(pageB);
+    await expect(pageA.locator(".source")).toHaveCount(0);
+
+    // Published through B, shown on A's page.
+    const viaB = await publish(baseB, "blue", "published on B");
+    await expect(pageA.locator(`.channel[data-channel="blue"] li[data-id="${viaB}"]`)).toHaveText("published on B");
+
+    // The original's command line reaches both pages, under the same id.
+    execFileSync("redis-cli", ["-p", String(redisPort), "publish", "events", '{"id":1,"data":"an important message","type":"blue"}']);
+    for (const page of [pageA, pageB]) {
+      await expect(page.locator('.channel[data-channel="blue"] li').last()).toHaveText("an important message");
+    }
+    const seedIdA = await pageA.locator('.channel[data-channel="blue"] li').last().getAttribute("data-id");
+    const seedIdB = await pageB.locator('.channel[data-channel="blue"] li').last().getAttribute("data-id");
+    expect(seedIdA).toBe(seedIdB);
+
+    // A restarts; what B publishes meanwhile reaches A's page once A is back, in order, once.
+    await stop(a);
+    await expect(pageA.locator(".state")).toHaveAttribute("data-state", "reconnecting");
+    const expected: string[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const text = `while A was down ${i}`;
+      await publish(baseB, "red", text);
+      expected.push(text);
+    }
+    a = startServer(portA, redisPort);
+    await ready(baseA);
+    await live(pageA);
+    const after = await publish(baseA, "red", "after A is back");
+    expected.push("after A is back");
+    await expect(pageA.locator(`.channel[data-channel="red"] li[data-id="${after}"]`)).toBeVisible();
+    await expect(pageA.locator('.channel[data-channel="red"] li')).toHaveText(expected);
+    await pageA.screenshot({ path: test.info().outputPath("two-servers.png") });
+
+    // Redis goes away: the page stays live on its open stream and says its source is offline;
+    // when Redis returns, the badge goes and messages flow again.
+    await stop(redis);
+    await expect(pageA.locator('.source[data-source="offline"]')).toHaveText("source offline");
+    await live(pageA);
+    redis = startRedis(redisPort, dir);
+    await ready(baseA);
+    await ready(baseB);
+    await expect(pageA.locator(".source")).toHaveCount(0);
+    const back = await publish(baseB, "yellow", "Redis is back");
+    await expect(pageA.locator(`.channel[data-channel="yellow"] li[data-id="${back}"]`)).toHaveText("Redis is back");
+  } finally {
+    await stop(a);
+    await stop(b);
+    await stop(redis);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
