@@ -452,6 +452,9 @@ impl RedisIngest {
         mut conn: MultiplexedConnection,
         from: &mut u64,
     ) -> redis::RedisResult<()> {
+        // The stream id to read after: an entry whose id is not a feed id (written by other
+        // means) is still passed, so it is read once, not forever.
+        let mut after = stream_id(*from);
         loop {
             let reply: Option<StreamReadReply> = redis::cmd("XREAD")
                 .arg("COUNT")
@@ -460,12 +463,13 @@ impl RedisIngest {
                 .arg(u64::try_from(READ_BLOCK.as_millis()).unwrap_or(1000))
                 .arg("STREAMS")
                 .arg(&self.inner.log_key)
-                .arg(stream_id(*from))
+                .arg(&after)
                 .query_async(&mut conn)
                 .await?;
             for key in reply.map(|r| r.keys).unwrap_or_default() {
-                for entry in &key.ids {
-                    *from = (*from).max(self.deliver(entry));
+                for entry in key.ids {
+                    *from = (*from).max(self.deliver(&entry));
+                    after = entry.id;
                 }
             }
         }
@@ -474,6 +478,7 @@ impl RedisIngest {
     /// Appends one log entry to the broadcast list; returns its id (0 if it has none).
     fn deliver(&self, entry: &StreamId) -> u64 {
         let Some(id) = feed_id(&entry.id) else {
+            self.bad_input("bad_json", "a Redis log entry's id is not a Ringback id");
             return 0;
         };
         let msg: Option<Vec<u8>> = entry.get("msg");

@@ -272,8 +272,16 @@ async fn garbage_from_redis_is_counted_and_dropped() {
         redis.cli(&["publish", "events", bad]).await.unwrap();
     }
     // A publisher writing straight into the log with nonsense is refused too.
-    redis
+    let nonsense = redis
         .cli(&["xadd", "ringback:{feed}:log", "*", "msg", "nonsense"])
+        .await
+        .unwrap();
+    // ... and one whose id is no feed id (seq ≥ 1000): read once and passed, never re-read.
+    let (ms, _) = nonsense.split_once('-').unwrap();
+    let odd = format!("{ms}-1000");
+    let good = format!(r#"{{"type":"red","data":"{}"}}"#, "ok");
+    redis
+        .cli(&["xadd", "ringback:{feed}:log", &odd, "msg", &good])
         .await
         .unwrap();
     redis
@@ -284,7 +292,7 @@ async fn garbage_from_redis_is_counted_and_dropped() {
     assert_eq!((channel.as_str(), &json["data"]), ("red", &"good".into()));
     let text = metrics(a.addr).await;
     for line in [
-        "ringback_rejected_total{reason=\"bad_json\"} 5",
+        "ringback_rejected_total{reason=\"bad_json\"} 6",
         "ringback_rejected_total{reason=\"bad_type\"} 1",
         "ringback_rejected_total{reason=\"too_large\"} 1",
         "ringback_messages_in_total{source=\"redis\"} 7",
