@@ -102,6 +102,40 @@ pub enum Command {
     Publish(PublishArgs),
     /// Benchmark: time page loads over HTTP/2 with or without push (see BENCHMARKS.md).
     Pageload(PageloadArgs),
+    /// Load tool: N SSE subscribers, messages at a fixed rate; reports deliveries, latency,
+    /// losses and the server's memory and CPU (see BENCHMARKS.md).
+    Bench(LoadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The server's base URL (HTTP/1.1, IPv4).
+    #[arg(long, default_value = defaults::PUBLISH_URL)]
+    pub url: String,
+    /// SSE subscribers to open.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Messages published per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// How long to publish, e.g. `10s`.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// How long to wait after the last publish for deliveries to finish.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub drain: Duration,
+    /// Padding bytes in each message.
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Loopback source addresses to connect from (127.0.0.2, …); 0: one per 20,000 subscribers.
+    #[arg(long, default_value_t = 0)]
+    pub sources: usize,
+    /// Publish with Redis `PUBLISH` to this Redis instead of `POST /messages`.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// The Pub/Sub channel for `--redis-url`.
+    #[arg(long, default_value = defaults::REDIS_CHANNELS)]
+    pub redis_channel: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -21,6 +21,7 @@
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`client`]: `ringback publish`.
 //! - [`pageload`]: `ringback pageload`, the push benchmark.
+//! - [`load`]: `ringback bench`, the load tool.
 
 pub mod assets;
 pub mod broadcast;
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod error;
 pub mod http2;
 pub mod listener;
+pub mod load;
 pub mod metrics;
 pub mod pageload;
 pub mod publish;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(Command::Pageload(args)) => {
             run_client(async move { server::pageload::run(&args).await })
         }
+        Some(Command::Bench(args)) => run_client(async move { server::load::run(&args).await }),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     }
@@ -47,6 +48,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Every connection is a file: take all the hard limit allows.
+    let files = server::metrics::raise_open_files_limit();
+    tracing::debug!(files, "open-file limit");
     let addr = match args.bind_addr() {
         Ok(a) => a,
         Err(e) => return fail(&e),

@@ -1,0 +1,568 @@
+//! `ringback bench`: the load tool. Opens N SSE subscribers, publishes at a fixed rate, and
+//! reports deliveries, publish → receive latency, losses, and the server's memory and CPU.
+//!
+//! It shares the machine's cores with the server, so it is built to cost little: subscribers
+//! are raw HTTP/1.1 connections (one task each, one reused read buffer, no allocation per
+//! event), events are scanned for the two numbers the tool needs (`"t":` the publish time in
+//! microseconds, `"n":` the sequence number) rather than parsed as JSON, the clock is read once
+//! per socket read rather than once per event, and latencies go into one shared log-linear
+//! histogram of atomic counters.
+//!
+//! Subscribers bind to several loopback source addresses (127.0.0.2, 127.0.0.3, …) so their
+//! count is not capped by one address's ephemeral ports; the tool raises its own open-file
+//! limit to the hard limit, and stops by itself after `--duration` plus `--drain`.
+
+use crate::config::LoadArgs;
+use bytes::Bytes;
+use http::{header, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Histogram buckets: 100 µs wide up to 100 ms, then 10 ms wide up to ~10 s.
+const FINE: u64 = 1000;
+const COARSE: u64 = 990;
+
+fn bucket(us: u64) -> usize {
+    let b = if us < 100_000 {
+        us / 100
+    } else {
+        FINE + ((us - 100_000) / 10_000).min(COARSE - 1)
+    };
+    b as usize
+}
+
+fn bucket_upper_us(b: usize) -> u64 {
+    let b = b as u64;
+    if b < FINE {
+        (b + 1) * 100
+    } else {
+        100_000 + (b - FINE + 1) * 10_000
+    }
+}
+
+/// Counters shared by every subscriber task.
+struct Shared {
+    histogram: Vec<AtomicU64>,
+    max_us: AtomicU64,
+    deliveries: AtomicU64,
+    duplicates: AtomicU64,
+    connected: AtomicUsize,
+    failed: AtomicUsize,
+    /// Per-subscriber receive counts, filled in as each subscriber ends.
+    received: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Shared {
+    fn record(&self, latency_us: u64, n: u64) {
+        self.histogram[bucket(latency_us)].fetch_add(n, Ordering::Relaxed);
+        self.max_us.fetch_max(latency_us, Ordering::Relaxed);
+    }
+
+    fn percentile(&self, p: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .histogram
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((total as f64) * p).ceil() as u64;
+        let mut seen = 0;
+        for (b, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_upper_us(b);
+            }
+        }
+        bucket_upper_us(counts.len() - 1)
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0))
+}
+
+/// Finds `needle` in `hay` from `from`.
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+fn number_at(hay: &[u8], at: usize) -> u64 {
+    hay[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'))
+}
+
+/// Scans complete SSE events in `buf` for load messages; returns how many bytes it consumed and
+/// calls `on` with each message's `(t, n)`. The fields may come in any order (the server
+/// re-serialises `data`), so each is looked for within its own event.
+fn scan_events(buf: &[u8], mut on: impl FnMut(u64, u64)) -> usize {
+    let mut at = 0;
+    while let Some(end) = find(buf, b"\n\n", at) {
+        let event = &buf[at..end];
+        if let (Some(t), Some(n)) = (find(event, b"\"t\":", 0), find(event, b"\"n\":", 0)) {
+            on(number_at(event, t + 4), number_at(event, n + 4));
+        }
+        at = end + 2;
+    }
+    at
+}
+
+/// Decodes HTTP/1.1 chunked framing incrementally, appending the payload to `out`.
+#[derive(Default)]
+struct Dechunker {
+    /// Payload bytes left in the current chunk.
+    left: usize,
+    /// Partial chunk-size line carried between reads.
+    line: Vec<u8>,
+    /// Bytes of the CRLF after a chunk's payload still to skip.
+    skip: usize,
+}
+
+impl Dechunker {
+    fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        while !input.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(input.len());
+                self.skip -= n;
+                input = &input[n..];
+            } else if self.left > 0 {
+                let n = self.left.min(input.len());
+                out.extend_from_slice(&input[..n]);
+                self.left -= n;
+                input = &input[n..];
+                if self.left == 0 {
+                    self.skip = 2;
+                }
+            } else if let Some(nl) = input.iter().position(|b| *b == b'\n') {
+                self.line.extend_from_slice(&input[..nl]);
+                input = &input[nl + 1..];
+                let hex: String = self
+                    .line
+                    .iter()
+                    .take_while(|b| b.is_ascii_hexdigit())
+                    .map(|b| *b as char)
+                    .collect();
+                self.line.clear();
+                self.left = usize::from_str_radix(&hex, 16).unwrap_or(0);
+            } else {
+                self.line.extend_from_slice(input);
+                input = &[];
+            }
+        }
+    }
+}
+
+/// One subscriber: connects from `source`, reads until `stop`, records every message.
+async fn subscriber(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    host: String,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let connect = async {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let mut stream = socket.connect(server).await?;
+        stream
+            .write_all(
+                format!(
+                    "GET /messages HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await?;
+        Ok::<TcpStream, std::io::Error>(stream)
+    };
+    let mut stream = match connect.await {
+        Ok(s) => s,
+        Err(_) => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut read = vec![0u8; 16 * 1024];
+    let mut events: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut head: Vec<u8> = Vec::new();
+    let mut chunks = Dechunker::default();
+    let mut in_body = false;
+    let mut received = 0u64;
+    let mut last_n = 0u64;
+    loop {
+        let n = tokio::select! {
+            _ = stop.cancelled() => break,
+            n = stream.read(&mut read) => match n { Ok(0) | Err(_) => break, Ok(n) => n },
+        };
+        let now = now_us();
+        let mut input = &read[..n];
+        if !in_body {
+            head.extend_from_slice(input);
+            let Some(end) = find(&head, b"\r\n\r\n", 0) else {
+                continue;
+            };
+            if !head.starts_with(b"HTTP/1.1 200") {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            in_body = true;
+            shared.connected.fetch_add(1, Ordering::Relaxed);
+            let body_start = end + 4;
+            let rest = head.split_off(body_start);
+            chunks.feed(&rest, &mut events);
+            input = &[];
+        }
+        chunks.feed(input, &mut events);
+        let mut batch = 0u64;
+        let consumed = scan_events(&events, |t, seq| {
+            if seq <= last_n && received > 0 {
+                shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            last_n = seq;
+            received += 1;
+            batch += 1;
+            shared.record(now.saturating_sub(t), 1);
+        });
+        if consumed > 0 {
+            events.drain(..consumed);
+        }
+        shared.deliveries.fetch_add(batch, Ordering::Relaxed);
+    }
+    if in_body {
+        shared
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(received);
+    }
+}
+
+/// Publishes `count` messages at `rate` per second over one keep-alive connection (or Redis).
+async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, String> {
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let pad = "x".repeat(args.payload);
+    if let Some(url) = &args.redis_url {
+        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())?;
+        for n in 1..=count {
+            tick.tick().await;
+            let body = format!(
+                r#"{{"type":"load","data":{{"t":{},"n":{n},"pad":"{pad}"}}}}"#,
+                now_us()
+            );
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(&args.redis_channel)
+                .arg(body)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        return Ok(count);
+    }
+    let authority = base.authority().ok_or("no host in --url")?.clone();
+    let stream = TcpStream::connect((
+        authority.host().trim_matches(['[', ']']),
+        authority.port_u16().unwrap_or(80),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    for n in 1..=count {
+        tick.tick().await;
+        let body = format!(
+            r#"{{"type":"load","data":{{"t":{},"n":{n},"pad":"{pad}"}}}}"#,
+            now_us()
+        );
+        let request = Request::post("/messages")
+            .header(header::HOST, authority.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        if status.as_u16() != 202 {
+            return Err(format!("publish {n} refused: {status}"));
+        }
+    }
+    Ok(count)
+}
+
+/// The server's resident memory (bytes) and CPU time (seconds) from its `/metrics`.
+async fn server_process(base: &Uri) -> Option<(f64, f64)> {
+    let authority = base.authority()?.clone();
+    let stream = TcpStream::connect((
+        authority.host().trim_matches(['[', ']']),
+        authority.port_u16().unwrap_or(80),
+    ))
+    .await
+    .ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let request = Request::get("/metrics")
+        .header(header::HOST, authority.as_str())
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let body = sender
+        .send_request(request)
+        .await
+        .ok()?
+        .into_body()
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+    };
+    Some((
+        value("process_resident_memory_bytes ")?,
+        value("process_cpu_seconds_total ")?,
+    ))
+}
+
+/// This process's CPU time in seconds (Linux `/proc/self/stat`, 100 ticks per second).
+fn own_cpu_seconds() -> f64 {
+    crate::metrics::process_stats().map_or(0.0, |p| p.cpu_seconds)
+}
+
+/// Runs the benchmark and returns its report.
+pub async fn run(args: &LoadArgs) -> Result<String, String> {
+    let raised = crate::metrics::raise_open_files_limit();
+    let base: Uri = args
+        .url
+        .parse()
+        .map_err(|e| format!("bad --url {:?}: {e}", args.url))?;
+    let authority = base.authority().ok_or("no host in --url")?.clone();
+    let server: SocketAddr = tokio::net::lookup_host((
+        authority.host().trim_matches(['[', ']']),
+        authority.port_u16().unwrap_or(80),
+    ))
+    .await
+    .map_err(|e| e.to_string())?
+    .find(SocketAddr::is_ipv4)
+    .ok_or("--url must resolve to an IPv4 address")?;
+    let sources = if args.sources > 0 {
+        args.sources
+    } else {
+        args.subscribers.div_ceil(20_000).max(1)
+    };
+    let shared = Arc::new(Shared {
+        histogram: (0..FINE + COARSE).map(|_| AtomicU64::new(0)).collect(),
+        max_us: AtomicU64::new(0),
+        deliveries: AtomicU64::new(0),
+        duplicates: AtomicU64::new(0),
+        connected: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        received: std::sync::Mutex::new(Vec::with_capacity(args.subscribers)),
+    });
+    let before = server_process(&base).await;
+    let stop = CancellationToken::new();
+    let connect_started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.subscribers);
+    for i in 0..args.subscribers {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8);
+        tasks.push(tokio::spawn(subscriber(
+            server,
+            source,
+            authority.to_string(),
+            shared.clone(),
+            stop.clone(),
+        )));
+        // Pace the connects a little so the server's accept backlog never overflows.
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+            while i + 1
+                - shared.connected.load(Ordering::Relaxed)
+                - shared.failed.load(Ordering::Relaxed)
+                > 2048
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
+        < args.subscribers
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let connect_time = connect_started.elapsed();
+    // Let the server settle, then weigh the idle subscribers.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = server_process(&base).await;
+    let connected = shared.connected.load(Ordering::Relaxed);
+
+    let count = (args.rate * args.duration.as_secs_f64()).round().max(1.0) as u64;
+    let own_cpu0 = own_cpu_seconds();
+    let started = Instant::now();
+    let published = publisher(args, count, &base).await?;
+    let publish_time = started.elapsed();
+    // Drain: wait until every subscriber has everything, or `--drain` passes.
+    let expected = published * connected as u64;
+    let drain_deadline = Instant::now() + args.drain;
+    while shared.deliveries.load(Ordering::Relaxed) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let wall = started.elapsed();
+    let after = server_process(&base).await;
+    let own_cpu = own_cpu_seconds() - own_cpu0;
+    stop.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let received = shared
+        .received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let lost: u64 = received.iter().map(|r| published.saturating_sub(*r)).sum();
+    let max_lost = received
+        .iter()
+        .map(|r| published.saturating_sub(*r))
+        .max()
+        .unwrap_or(0);
+    let deliveries = shared.deliveries.load(Ordering::Relaxed);
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "subscribers   {connected} connected, {} failed ({} source addresses; connected in {:.1}s; open-file limit {raised})",
+        shared.failed.load(Ordering::Relaxed), sources, connect_time.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "published     {published} messages in {:.2}s ({:.0}/s asked, {:.0}/s achieved) via {}",
+        publish_time.as_secs_f64(),
+        args.rate,
+        published as f64 / publish_time.as_secs_f64(),
+        if args.redis_url.is_some() {
+            "Redis PUBLISH"
+        } else {
+            "POST /messages"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "deliveries    {deliveries} of {expected} ({:.0}/s over {:.2}s)",
+        deliveries as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "latency ms    p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}",
+        ms(shared.percentile(0.50)),
+        ms(shared.percentile(0.90)),
+        ms(shared.percentile(0.99)),
+        ms(shared.max_us.load(Ordering::Relaxed))
+    );
+    let _ = writeln!(
+        out,
+        "lost          {lost} in total, at most {max_lost} per subscriber; {} duplicates",
+        shared.duplicates.load(Ordering::Relaxed)
+    );
+    if let (Some((rss0, _)), Some((rss1, _))) = (before, idle) {
+        let _ = writeln!(out, "server memory {:.1} MiB before, {:.1} MiB with {connected} idle subscribers: {:.2} KiB each",
+            rss0 / 1048576.0, rss1 / 1048576.0, (rss1 - rss0) / 1024.0 / connected.max(1) as f64);
+    }
+    if let (Some((_, cpu0)), Some((rss2, cpu1))) = (idle, after) {
+        let _ = writeln!(
+            out,
+            "server        {:.0}% CPU while publishing (of one core), {:.1} MiB after",
+            100.0 * (cpu1 - cpu0) / wall.as_secs_f64(),
+            rss2 / 1048576.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "load tool     {:.0}% CPU (of one core)",
+        100.0 * own_cpu / wall.as_secs_f64()
+    );
+    let _ = write!(
+        out,
+        "json {}",
+        serde_json::json!({
+            "subscribers": connected, "failed": shared.failed.load(Ordering::Relaxed),
+            "published": published, "deliveries": deliveries,
+            "deliveries_per_s": deliveries as f64 / wall.as_secs_f64(),
+            "p50_ms": ms(shared.percentile(0.5)), "p90_ms": ms(shared.percentile(0.9)),
+            "p99_ms": ms(shared.percentile(0.99)), "max_ms": ms(shared.max_us.load(Ordering::Relaxed)),
+            "lost": lost,
+            "idle_kib_per_subscriber": match (before, idle) { (Some((a, _)), Some((b, _))) => (b - a) / 1024.0 / connected.max(1) as f64, _ => f64::NAN },
+        })
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_cover_the_range() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(99), 0);
+        assert_eq!(bucket(150), 1);
+        assert_eq!(bucket_upper_us(bucket(150)), 200);
+        assert_eq!(bucket(100_000), FINE as usize);
+        assert_eq!(bucket_upper_us(bucket(105_000)), 110_000);
+        assert_eq!(bucket(u64::MAX / 2), (FINE + COARSE - 1) as usize);
+    }
+
+    #[test]
+    fn chunked_events_are_scanned_across_reads() {
+        let frame = |n: u64| {
+            format!("id: {n}\nevent: load\ndata: {{\"id\":{n},\"type\":\"load\",\"data\":{{\"n\":{n},\"pad\":\"x\",\"t\":{}}}}}\n\n", 1000 + n)
+        };
+        let body = format!("{}{}", frame(1), frame(2));
+        // Chunked, then cut into awkward pieces.
+        let chunked = format!(
+            "{:x}\r\n{}\r\n{:x}\r\n{}\r\n",
+            10,
+            &body[..10],
+            body.len() - 10,
+            &body[10..]
+        );
+        let mut d = Dechunker::default();
+        let mut events = Vec::new();
+        let mut seen = Vec::new();
+        for piece in chunked.as_bytes().chunks(7) {
+            d.feed(piece, &mut events);
+            let used = scan_events(&events, |t, n| seen.push((t, n)));
+            events.drain(..used);
+        }
+        assert_eq!(seen, vec![(1001, 1), (1002, 2)]);
+        assert!(events.is_empty());
+    }
+}
