@@ -357,13 +357,25 @@ impl RedisIngest {
         for channel in &s.channels {
             pubsub.subscribe(channel).await?;
         }
-        // Subscribed: every message from here on reaches this server. Messages written before
-        // are behind this cursor and are never matched against.
-        let cursor: Option<String> = redis::cmd("GET")
+        // Subscribed: every message from here on reaches this server. What the log holds now
+        // is behind this cursor and is never matched against (the newest of the `last` key and
+        // the log's tail, in case either was lost or written by other means).
+        let counter: Option<String> = redis::cmd("GET")
             .arg(&self.inner.last_key)
             .query_async(&mut commands)
             .await?;
-        let cursor = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+        let tail: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&self.inner.log_key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut commands)
+            .await?;
+        let cursor = counter
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+            .max(tail.ids.first().and_then(|e| feed_id(&e.id)).unwrap_or(0));
         *self
             .inner
             .commands

@@ -302,3 +302,27 @@ async fn garbage_from_redis_is_counted_and_dropped() {
     assert_eq!(get_status(a.addr, "/readyz").await, StatusCode::OK);
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_already_in_the_log_is_not_mistaken_for_a_new_one() {
+    let redis = RedisServer::start("repeat").await;
+    let payload = r#"{"type":"red","data":"again"}"#;
+    let a = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+    redis.cli(&["publish", "events", payload]).await.unwrap();
+    let first = next(&mut sse).await.0;
+    a.shutdown().await;
+    // The id counter is lost (an evicting maxmemory policy, an operator's DEL); the log is not.
+    redis.cli(&["del", "ringback:{feed}:last"]).await.unwrap();
+    let b = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(b.addr, "/messages", &[]).await;
+    redis.cli(&["publish", "events", payload]).await.unwrap();
+    let (second, _, json) = next(&mut sse).await;
+    assert!(second > first);
+    assert_eq!(json["data"], "again");
+    assert_eq!(
+        redis.cli(&["xlen", "ringback:{feed}:log"]).await.unwrap(),
+        "2"
+    );
+    b.shutdown().await;
+}
