@@ -326,3 +326,28 @@ async fn a_message_already_in_the_log_is_not_mistaken_for_a_new_one() {
     );
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_up() {
+    let mut redis = RedisServer::not_started("late");
+    let a = TestServer::start(redis_config(&redis)).await;
+    // Serving, but not ready: pages yes, publishing no, streams open and waiting.
+    assert_eq!(get_status(a.addr, "/healthz").await, StatusCode::OK);
+    assert_eq!(
+        get_status(a.addr, "/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get_status(a.addr, "/").await, StatusCode::OK);
+    let (status, _) = publish(a.addr, r#"{"type":"blue","data":"too early"}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+    let offline = sse.next_event().await.unwrap();
+    assert_eq!(offline.data, r#"{"online":false}"#);
+
+    redis.restart().await;
+    await_online(&a.state, true).await;
+    assert_eq!(sse.next_event().await.unwrap().data, r#"{"online":true}"#);
+    let id = publish_ok(a.addr, "blue", "on time").await;
+    assert_eq!(next(&mut sse).await.0, id);
+    a.shutdown().await;
+}

@@ -258,14 +258,18 @@ impl RedisServer {
     /// Starts Redis with an append-only file synced on every write, so a `kill -9` loses
     /// nothing it acknowledged (as a production Redis that keeps the feed's log would be set).
     pub async fn start(name: &str) -> RedisServer {
-        let port = free_port();
-        let mut redis = RedisServer {
-            port,
-            dir: scratch(&format!("redis-{name}")),
-            child: None,
-        };
+        let mut redis = Self::not_started(name);
         redis.restart().await;
         redis
+    }
+
+    /// A Redis on a free port that is not running yet (`restart` starts it).
+    pub fn not_started(name: &str) -> RedisServer {
+        RedisServer {
+            port: free_port(),
+            dir: scratch(&format!("redis-{name}")),
+            child: None,
+        }
     }
 
     pub fn url(&self) -> String {
