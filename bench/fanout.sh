@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Short fan-out regression run (issue 5; about a minute): a fresh release server per
+# configuration, `ringback bench` against it, and each figure printed beside the one recorded in
+# bench/fanout-baseline.json as a ratio (now ÷ recorded). Machines are noisy: read the ratios,
+# and re-run before believing a change under ~20%.
+# Needs the release build (cargo leptos build --release). Usage: bench/fanout.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
+cd "$ROOT"
+bin=target/release/ringback
+port=3390
+export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
+pid=""
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
+results=$(mktemp)
+
+for run in 1000x10 10000x10 1000x100; do
+  subscribers=${run%x*}; rate=${run#*x}
+  "$bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data &
+  pid=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  echo "== $subscribers subscribers x $rate msg/s for 10 s" >&2
+  out=$("$bin" bench --url "http://127.0.0.1:$port" --subscribers "$subscribers" --rate "$rate" --duration 10s --drain 5s)
+  echo "$out" | grep -v '^json ' >&2
+  echo "$run $(echo "$out" | sed -n 's/^json //p')" >>"$results"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+done
+
+node - "$results" bench/fanout-baseline.json <<'JS'
+const fs = require("fs");
+const [results, baselineFile] = process.argv.slice(2);
+const baseline = JSON.parse(fs.readFileSync(baselineFile, "utf8")).runs;
+console.log("\nfigure                        now      recorded   ratio (now / recorded)");
+for (const line of fs.readFileSync(results, "utf8").trim().split("\n")) {
+  const [run, json] = [line.slice(0, line.indexOf(" ")), line.slice(line.indexOf(" ") + 1)];
+  const now = JSON.parse(json);
+  for (const key of ["deliveries_per_s", "p50_ms", "p99_ms", "idle_kib_per_subscriber", "lost"]) {
+    const was = baseline[run]?.[key];
+    const ratio = was ? (now[key] / was).toFixed(2) : "-";
+    console.log(`${(run + " " + key).padEnd(30)}${String(+now[key].toFixed(1)).padStart(8)}${String(was ?? "-").padStart(11)}   ${ratio}`);
+  }
+}
+JS
