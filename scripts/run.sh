@@ -15,8 +15,8 @@ done
 
 scripts/setup.sh
 
-step "building the site and the server (cargo leptos build --release; minutes the first time)"
-cargo leptos build --release
+step "building the site and the server (cargo leptos build --release --precompress; minutes the first time)"
+cargo leptos build --release --precompress
 
 step "starting Ringback"
 export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg \

@@ -9,8 +9,8 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 scripts/setup.sh --test
 
-step "building the site and the server (cargo leptos build --release)"
-cargo leptos build --release
+step "building the site and the server (cargo leptos build --release --precompress)"
+cargo leptos build --release --precompress
 
 step "format and lints (rustfmt, clippy with the workspace lints)"
 cargo fmt --all --check

@@ -54,3 +54,16 @@ test("the live feed works over HTTPS with HTTP/2", async ({ page, request }, tes
     for (const a of assets.filter((a) => !a.name.endsWith(".css"))) expect(a.initiatorType).toBe("early-hints");
   }
 });
+
+test("hashed assets are served precompressed to browsers that accept it", async ({ page }) => {
+  // The browser's own fetches: the page hydrates from the brotli variants (a wrong encoding
+  // would break the WASM), and each response says how it was encoded.
+  const encodings = new Map<string, string>();
+  page.on("response", async (r) => {
+    if (r.url().includes("/pkg/")) encodings.set(r.url().split("/").pop()!, (await r.allHeaders())["content-encoding"] ?? "identity");
+  });
+  await page.goto(`${httpsURL}/`);
+  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
+  const kinds = [...encodings.entries()].map(([name, enc]) => `${name.split(".").pop()}:${enc}`).sort();
+  expect(kinds).toEqual(["css:br", "js:br", "wasm:br"]);
+});

@@ -6,7 +6,10 @@
 //! `103 Early Hints` and `Link` headers, so a pushed asset is byte-identical to a fetched one.
 //!
 //! A hashed name never changes content, so these are served `immutable` for a year, with a
-//! strong ETag (the SHA-256 of the bytes). The manifest's digest (over every asset's ETag) names
+//! strong ETag (the SHA-256 of the bytes). When cargo-leptos precompressed the site
+//! (`--precompress`: `<file>.br`, `<file>.gz`), those variants are loaded too and served to
+//! clients that accept them (`Content-Encoding`, `Vary: Accept-Encoding`, an ETag per variant);
+//! pushes carry the page request's `Accept-Encoding`, so pushed and fetched bytes are alike. The manifest's digest (over every asset's ETag) names
 //! a build: a browser that has it in its cookie already holds every asset and is not pushed them.
 
 use axum::body::Body;
@@ -60,6 +63,9 @@ pub struct Asset {
     pub body: Bytes,
     /// Strong ETag: the SHA-256 of `body`, quoted.
     pub etag: HeaderValue,
+    /// Brotli and gzip variants of `body`, when the build has them.
+    pub br: Option<Bytes>,
+    pub gzip: Option<Bytes>,
     /// `<path>; rel=preload; as=...`
     pub link: HeaderValue,
 }
@@ -143,6 +149,12 @@ impl AssetManifest {
                 source,
             })?;
             let path = format!("/{}/{name}", url_dir.trim_matches('/'));
+            let variant = |ext: &str| {
+                std::fs::read(pkg_dir.join(format!("{name}.{ext}")))
+                    .ok()
+                    .map(Bytes::from)
+            };
+            let (br, gzip) = (variant("br"), variant("gz"));
             let etag = format!("\"{}\"", hex(&sha256(&body)[..16]));
             let link = format!("<{path}>; {}", kind.link_params());
             assets.push(Asset {
@@ -152,6 +164,8 @@ impl AssetManifest {
                 kind,
                 content_type,
                 body: Bytes::from(body),
+                br,
+                gzip,
             });
         }
         let mut all = Vec::new();
@@ -182,7 +196,13 @@ impl AssetManifest {
     /// Logs what was loaded.
     pub fn log(&self) {
         for a in &self.assets {
-            tracing::info!(path = %a.path, bytes = a.body.len(), "asset");
+            tracing::info!(
+                path = %a.path,
+                bytes = a.body.len(),
+                br = a.br.as_ref().map(Bytes::len),
+                gzip = a.gzip.as_ref().map(Bytes::len),
+                "asset"
+            );
         }
     }
 }
@@ -201,19 +221,25 @@ pub async fn serve(
     let Some(asset) = manifest.get(req.uri().path()) else {
         return next.run(req).await;
     };
+    let (encoding, bytes) = pick_encoding(asset, req.headers().get(header::ACCEPT_ENCODING));
+    // A strong ETag names one representation: each encoding gets its own.
+    let etag = match encoding {
+        None => asset.etag.clone(),
+        Some(e) => {
+            let tag = asset.etag.to_str().unwrap_or("\"\"").trim_end_matches('"');
+            HeaderValue::from_str(&format!("{tag}-{e}\"")).unwrap_or(asset.etag.clone())
+        }
+    };
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == asset.etag || t.trim() == "*")
-        });
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let body = if is_get {
-            Body::from(asset.body.clone())
+            Body::from(bytes.clone())
         } else {
             Body::empty()
         };
@@ -223,13 +249,47 @@ pub async fn serve(
             HeaderValue::from_static(asset.content_type),
         );
         r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        if let Some(e) = encoding {
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(e));
+        }
         r
     };
     let h = response.headers_mut();
-    h.insert(header::ETAG, asset.etag.clone());
+    h.insert(header::ETAG, etag);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if asset.br.is_some() || asset.gzip.is_some() {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
     response
+}
+
+/// The best variant `accept` allows: brotli, then gzip, else the identity bytes. A coding
+/// listed with `q=0` is refused.
+fn pick_encoding<'a>(
+    asset: &'a Asset,
+    accept: Option<&HeaderValue>,
+) -> (Option<&'static str>, &'a Bytes) {
+    let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accepts = |coding: &str| {
+        accept.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            name.eq_ignore_ascii_case(coding) && !refused
+        })
+    };
+    match (&asset.br, &asset.gzip) {
+        (Some(br), _) if accepts("br") => (Some("br"), br),
+        (_, Some(gz)) if accepts("gzip") => (Some("gzip"), gz),
+        _ => (None, &asset.body),
+    }
 }
 
 pub(crate) fn sha256(data: &[u8]) -> Vec<u8> {
@@ -297,6 +357,33 @@ mod tests {
         assert_eq!(wasm.etag.len(), 34);
         assert_eq!(m.digest().len(), 24);
         assert!(m.get("/pkg/other.js").is_none());
+    }
+
+    #[test]
+    fn precompressed_variants_are_chosen_by_accept_encoding() {
+        let dir = temp_dir("encodings");
+        let (hash, pkg) = write_test_build(&dir).unwrap();
+        std::fs::write(pkg.join("ringback.WWW.wasm.br"), b"BR").unwrap();
+        std::fs::write(pkg.join("ringback.WWW.wasm.gz"), b"GZ").unwrap();
+        let m = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
+        let wasm = m.get("/pkg/ringback.WWW.wasm").unwrap();
+        let pick = |accept: &str| {
+            let v = HeaderValue::from_str(accept).unwrap();
+            let (e, b) = pick_encoding(wasm, Some(&v));
+            (e, b.to_vec())
+        };
+        assert_eq!(
+            pick("gzip, deflate, br, zstd"),
+            (Some("br"), b"BR".to_vec())
+        );
+        assert_eq!(pick("gzip"), (Some("gzip"), b"GZ".to_vec()));
+        assert_eq!(pick("br;q=0, gzip;q=0.5"), (Some("gzip"), b"GZ".to_vec()));
+        assert_eq!(pick("identity").0, None);
+        assert_eq!(pick_encoding(wasm, None).1.len(), 8);
+        // Without variants on disk, identity whatever the client accepts.
+        let js = m.get("/pkg/ringback.JJJ.js").unwrap();
+        let v = HeaderValue::from_static("br");
+        assert_eq!(pick_encoding(js, Some(&v)).0, None);
     }
 
     #[test]

@@ -172,7 +172,8 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
                     .map(str::to_owned)
             });
         if let Some(authority) = authority {
-            announce_assets(&conn, &mut respond, plan, &authority);
+            let accept = parts.headers.get(header::ACCEPT_ENCODING).cloned();
+            announce_assets(&conn, &mut respond, plan, &authority, accept);
         }
     }
 
@@ -198,6 +199,7 @@ fn announce_assets(
     respond: &mut SendResponse<Bytes>,
     plan: PagePlan,
     authority: &str,
+    accept_encoding: Option<HeaderValue>,
 ) {
     let policy = &conn.state.push;
     let metrics = &conn.state.metrics;
@@ -205,7 +207,13 @@ fn announce_assets(
         let mut promised = 0;
         for asset in policy.manifest.assets() {
             let uri = format!("{}://{authority}{}", conn.scheme.as_str(), asset.path);
-            let Ok(promise) = Request::get(uri).body(()) else {
+            // The promised request carries the page's Accept-Encoding, so the pushed response
+            // is the variant the browser would have fetched.
+            let mut promise = Request::get(uri);
+            if let Some(accept) = &accept_encoding {
+                promise = promise.header(header::ACCEPT_ENCODING, accept.clone());
+            }
+            let Ok(promise) = promise.body(()) else {
                 continue;
             };
             match respond.push_request(promise) {
@@ -215,7 +223,8 @@ fn announce_assets(
                     let router = conn.router.clone();
                     let path = asset.path.clone();
                     let host = authority.to_owned();
-                    tokio::spawn(push_one(router, pushed, path, host));
+                    let accept = accept_encoding.clone();
+                    tokio::spawn(push_one(router, pushed, path, host, accept));
                 }
                 // The client refuses push (SETTINGS_ENABLE_PUSH=0) or cannot take more.
                 Err(_) => break,
@@ -245,11 +254,13 @@ async fn push_one(
     mut pushed: SendPushedResponse<Bytes>,
     path: String,
     host: String,
+    accept_encoding: Option<HeaderValue>,
 ) {
-    let Ok(req) = Request::get(path)
-        .header(header::HOST, host)
-        .body(Body::empty())
-    else {
+    let mut req = Request::get(path).header(header::HOST, host);
+    if let Some(accept) = accept_encoding {
+        req = req.header(header::ACCEPT_ENCODING, accept);
+    }
+    let Ok(req) = req.body(Body::empty()) else {
         return;
     };
     let response = tokio::select! {

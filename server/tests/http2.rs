@@ -112,10 +112,23 @@ async fn get_page(
     via: Via,
     cookie: Option<&str>,
 ) -> Page {
+    get_page_with(client, addr, via, cookie, &[]).await
+}
+
+async fn get_page_with(
+    client: &mut SendRequest<Bytes>,
+    addr: SocketAddr,
+    via: Via,
+    cookie: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Page {
     let scheme = if via == Via::Tls { "https" } else { "http" };
     let mut req = Request::get(format!("{scheme}://localhost:{}/", addr.port()));
     if let Some(c) = cookie {
         req = req.header(header::COOKIE, c);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
     }
     let client = client.clone().ready().await.unwrap();
     let mut client = client;
@@ -426,6 +439,62 @@ async fn shutdown_sends_goaway_and_ends_http2_streams() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// With a precompressed build, a push is the variant the page request's `Accept-Encoding` asks
+/// for, exactly as a fetch of the same asset with that header would be.
+#[tokio::test]
+async fn pushes_follow_the_page_accept_encoding() {
+    let dir = scratch("push-encoding");
+    let (hash, pkg) = write_test_build(&dir).unwrap();
+    std::fs::write(pkg.join("ringback.WWW.wasm.br"), b"brotli bytes").unwrap();
+    std::fs::write(pkg.join("ringback.WWW.wasm.gz"), b"gzip bytes").unwrap();
+    let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
+    let server = TestServer::start_state(state(config()).with_assets(manifest)).await;
+    let mut client = connect(server.addr, Via::H2c, Path::new(""), true).await;
+    let page = get_page_with(
+        &mut client,
+        server.addr,
+        Via::H2c,
+        None,
+        &[("accept-encoding", "gzip, deflate, br")],
+    )
+    .await;
+    let (_, status, headers, body) = page
+        .pushed
+        .iter()
+        .find(|(path, ..)| path.ends_with(".wasm"))
+        .expect("the wasm is pushed");
+    assert_eq!(*status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_ENCODING], "br");
+    assert_eq!(headers[header::VARY], "accept-encoding");
+    assert_eq!(&body[..], b"brotli bytes");
+    // A fetch with the same header gets the same bytes; one without gets the identity file.
+    let (status, headers, body) = common::request(
+        server.addr,
+        "GET",
+        "/pkg/ringback.WWW.wasm",
+        &[("accept-encoding", "gzip, deflate, br")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_ENCODING], "br");
+    assert_eq!(
+        &body.collect().await.unwrap().to_bytes()[..],
+        b"brotli bytes"
+    );
+    let (_, headers, body) = common::request(
+        server.addr,
+        "GET",
+        "/pkg/ringback.WWW.wasm",
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert!(headers.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(body.collect().await.unwrap().to_bytes().len(), 8);
+    server.shutdown().await;
 }
 
 /// The frames as a real peer sees them: `nghttp -v` lists PUSH_PROMISE frames for the hashed
