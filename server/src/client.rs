@@ -35,9 +35,13 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let path = format!("{}/messages", base.path().trim_end_matches('/'));
-    let request = Request::post(path)
+    let mut request = Request::post(path)
         .header(header::HOST, authority.as_str())
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = &args.token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = sender

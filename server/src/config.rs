@@ -236,9 +236,18 @@ pub struct ServeArgs {
     /// `hyper` (hyper's own, without them; kept to benchmark the driver against).
     #[arg(long, env = "RINGBACK_HTTP2_DRIVER", value_enum, default_value_t = Http2Driver::Ringback)]
     pub http2_driver: Http2Driver,
+    /// Bearer token(s) required to publish through `POST /messages`, comma-separated; none:
+    /// publishing is open (set this in production).
+    #[arg(
+        long,
+        env = "RINGBACK_PUBLISH_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub publish_token: Vec<String>,
     /// Follow this Redis (`redis://host:port/db`) instead of the in-process bus; several servers
     /// on one Redis serve one feed. Also read from `REDIS_URL`.
-    #[arg(long, env = "RINGBACK_REDIS_URL")]
+    #[arg(long, env = "RINGBACK_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis Pub/Sub channels to ingest, comma-separated.
     #[arg(long, env = "RINGBACK_REDIS_CHANNELS", value_delimiter = ',', default_value = defaults::REDIS_CHANNELS)]
@@ -277,6 +286,9 @@ pub struct PublishArgs {
     /// Base URL of the server.
     #[arg(long, env = "RINGBACK_URL", default_value = defaults::PUBLISH_URL)]
     pub url: String,
+    /// Bearer token, when the server requires one (`--publish-token` there).
+    #[arg(long, env = "RINGBACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl ServeArgs {
@@ -331,6 +343,7 @@ impl Default for ServeArgs {
             h2_max_pending_accept_resets: defaults::H2_MAX_PENDING_ACCEPT_RESETS,
             h2_max_local_error_resets: defaults::H2_MAX_LOCAL_ERROR_RESETS,
             http2_driver: Http2Driver::Ringback,
+            publish_token: Vec::new(),
             redis_url: None,
             redis_channels: vec![defaults::REDIS_CHANNELS.to_owned()],
             redis_prefix: defaults::REDIS_PREFIX.to_owned(),

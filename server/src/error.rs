@@ -2,6 +2,7 @@
 //!
 //! Handlers return `Result<_, AppError>`; nothing a client sends can panic the server.
 
+use crate::auth::AuthError;
 use crate::broadcast::Rejected;
 use crate::redis_ingest::PublishError;
 use axum::http::StatusCode;
@@ -19,6 +20,9 @@ pub enum AppError {
     /// The request is well formed but the feed refused it.
     #[error(transparent)]
     Rejected(#[from] Rejected),
+    /// Missing or wrong publish credentials.
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
     /// The feed's source (Redis) cannot take the message now; nothing was published.
     #[error("{0}")]
     Unavailable(String),
@@ -43,6 +47,7 @@ impl AppError {
             AppError::Rejected(Rejected::Channel(_)) => StatusCode::BAD_REQUEST,
             AppError::Rejected(Rejected::TooManyChannels(_)) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -50,6 +55,13 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.to_string() }));
-        (self.status(), body).into_response()
+        let mut response = (self.status(), body).into_response();
+        if matches!(self, AppError::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

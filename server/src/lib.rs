@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: flags, environment variables and every default.
 //! - [`publish`]: `POST /messages`, the HTTP way in (the in-process bus of the embedded default).
+//! - [`auth`]: who may publish (bearer tokens).
 //! - [`source`]: where publishers append: the in-process bus or Redis.
 //! - [`redis_ingest`]: following Redis: the shared log, Pub/Sub input, reconnection.
 //! - [`demo`]: the demo source that keeps a fresh page alive.
@@ -24,6 +25,7 @@
 //! - [`load`]: `ringback bench`, the load tool.
 
 pub mod assets;
+pub mod auth;
 pub mod broadcast;
 pub mod client;
 pub mod config;

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub rejected_bad_type: AtomicU64,
     pub rejected_too_large: AtomicU64,
     pub rejected_too_many_channels: AtomicU64,
+    pub rejected_unauthorized: AtomicU64,
     /// Subscribers cut off for falling behind the history.
     pub lagged_disconnects: AtomicU64,
     /// Subscriptions that asked to resume, and those told of a gap.
@@ -44,6 +45,7 @@ impl Metrics {
             "bad_json" => &self.rejected_bad_json,
             "bad_type" => &self.rejected_bad_type,
             "too_large" => &self.rejected_too_large,
+            "unauthorized" => &self.rejected_unauthorized,
             _ => &self.rejected_too_many_channels,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +91,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 "reason=\"too_many_channels\"",
                 get(&m.rejected_too_many_channels),
             ),
+            ("reason=\"unauthorized\"", get(&m.rejected_unauthorized)),
         ],
     );
     let lagged = get(&m.lagged_disconnects);

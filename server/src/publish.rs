@@ -9,7 +9,7 @@ use crate::redis_ingest::PublishError;
 use crate::server::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
@@ -23,14 +23,21 @@ pub struct PublishRequest {
     pub data: serde_json::Value,
 }
 
-/// `POST /messages` → `202 {"id": N}`; `503` while Redis (when configured) is unreachable.
+/// `POST /messages` → `202 {"id": N}`; `401` without a valid token when tokens are configured;
+/// `503` while Redis (when configured) is unreachable.
 ///
 /// The body arrives as `Bytes` under a `DefaultBodyLimit` of the configured size (set on the
 /// route in `server.rs`), so an oversized body is refused with `413` before it is buffered.
 pub async fn publish(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    // Credentials first: a stranger learns nothing about the body rules.
+    state.auth.check(&headers).map_err(|e| {
+        state.metrics.reject("unauthorized");
+        AppError::from(e)
+    })?;
     let limit = state.config.max_message_bytes;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -7,6 +7,7 @@
 //! last connection task to drop its clone of the drain sender.
 
 use crate::assets::{self, AssetManifest};
+use crate::auth::PublishAuth;
 use crate::broadcast::{BroadcastList, Limits};
 use crate::config::ServeArgs;
 use crate::metrics::Metrics;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub feed: BroadcastList,
     /// Where publishers append: the list itself, or the Redis log it follows.
     pub source: Source,
+    /// Who may publish over HTTP.
+    pub auth: Arc<PublishAuth>,
     pub config: Arc<ServeArgs>,
     pub metrics: Arc<Metrics>,
     /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
@@ -103,6 +106,7 @@ impl AppState {
         Ok(AppState {
             feed,
             source,
+            auth: Arc::new(PublishAuth::new(&config.publish_token)),
             config: Arc::new(config),
             metrics,
             shutdown: CancellationToken::new(),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, publish, publish_ok, SseClient, TestServer, PATIENCE};
+use common::{config, publish, publish_ok, request, SseClient, TestServer, PATIENCE};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
@@ -362,6 +362,7 @@ async fn the_publish_command_reaches_subscribers() {
         data: "from the command".into(),
         json: false,
         url: format!("http://{}", server.addr),
+        token: None,
     };
     let id = server::client::publish(&args).await.unwrap();
     let e = a.next_message().await.unwrap();
@@ -373,5 +374,59 @@ async fn the_publish_command_reaches_subscribers() {
     };
     let err = server::client::publish(&bad).await.unwrap_err();
     assert!(err.contains("400"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn publishing_requires_a_valid_token_when_tokens_are_set() {
+    let server = TestServer::start(server::config::ServeArgs {
+        publish_token: vec!["s3cret".into(), "other".into()],
+        ..config()
+    })
+    .await;
+    let mut sse = SseClient::connect(server.addr, "/messages", &[]).await;
+    let body = r#"{"type":"red","data":"refused"}"#;
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(auth.map(|a| ("authorization", a)));
+        let (status, h, answer) = request(server.addr, "POST", "/messages", &headers, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(h["www-authenticate"], "Bearer");
+        let answer = answer.collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert!(json["error"].as_str().unwrap().contains("token"), "{json}");
+    }
+    // Refused before the body is looked at: a bad body without a token is a 401, not a 400.
+    let (status, _, _) = request(server.addr, "POST", "/messages", &[], "not json").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let mut args = server::config::PublishArgs {
+        channel: "red".into(),
+        data: "with the token".into(),
+        json: false,
+        url: format!("http://{}", server.addr),
+        token: Some("other".into()),
+    };
+    let id = server::client::publish(&args).await.unwrap();
+    // The first message the subscriber sees is the authorised one: nothing refused got through.
+    let e = sse.next_message().await.unwrap();
+    assert_eq!(e.id, Some(id.to_string()));
+    assert_eq!(e.json()["data"], "with the token");
+    args.token = None;
+    let err = server::client::publish(&args).await.unwrap_err();
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .rejected_unauthorized
+            .load(Ordering::Relaxed),
+        6
+    );
     server.shutdown().await;
 }
