@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// Reconnect delay announced to EventSource (`retry:`), e.g. `2s`.
     #[arg(long, env = "RINGBACK_RETRY", value_parser = parse_duration, default_value = "2s")]
     pub retry: Duration,
+    /// Longest life of one SSE stream, e.g. `30m`; each stream ends after 80–100% of it (at
+    /// random), so clients reconnect, and rebalance, a few at a time. `0`: no limit.
+    #[arg(long, env = "RINGBACK_MAX_STREAM_AGE", value_parser = parse_duration, default_value = "0s")]
+    pub max_stream_age: Duration,
     /// Messages each channel's box keeps on the page.
     #[arg(long, env = "RINGBACK_UI_MESSAGES", default_value_t = defaults::UI_MESSAGES)]
     pub ui_messages: usize,
@@ -325,6 +329,7 @@ impl Default for ServeArgs {
             max_connections: defaults::MAX_CONNECTIONS,
             heartbeat: defaults::HEARTBEAT,
             retry: defaults::RETRY,
+            max_stream_age: Duration::ZERO,
             ui_messages: defaults::UI_MESSAGES,
             demo: false,
             demo_interval: defaults::DEMO_INTERVAL,

@@ -17,6 +17,7 @@
 //! - [`http2`]: the HTTP/2 driver on the `h2` crate: dispatch, push, 103 Early Hints.
 //! - [`push`]: which requests are pages and what they bring; `Link` headers and the cookie.
 //! - [`assets`]: the cargo-leptos asset manifest, served from memory.
+//! - [`jitter`]: randomness that spreads reconnection herds.
 //! - [`shutdown`]: the signals (SIGINT, SIGTERM) that start a graceful shutdown.
 //! - [`error`]: client errors with their status codes.
 //! - [`metrics`]: counters and `GET /metrics`.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod http2;
+pub mod jitter;
 pub mod listener;
 pub mod load;
 pub mod metrics;

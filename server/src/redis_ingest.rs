@@ -36,7 +36,6 @@ use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Script, Value};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -583,10 +582,7 @@ fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     let full = min
         .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
         .min(max);
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    full.mul_f64(0.5 + (random % 1000) as f64 / 2000.0)
+    crate::jitter::between(full / 2, full)
 }
 
 /// The URL without its password, for logs.

@@ -11,6 +11,7 @@
 
 use crate::broadcast::{Start, Subscription};
 use crate::error::AppError;
+use crate::jitter;
 use crate::server::{AppState, ConnectionCut, StreamCut};
 use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 use axum::body::Body;
@@ -190,6 +191,9 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         cut,
         shutdown: state.shutdown.clone(),
         source,
+        retry: state.config.retry,
+        ends_at: ends_at(state.config.max_stream_age),
+        ended: false,
     };
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
@@ -213,6 +217,26 @@ struct EventStream {
     shutdown: CancellationToken,
     /// The source's online state, behind Redis; each change is sent as a `ringback.source`.
     source: Option<watch::Receiver<bool>>,
+    /// The `retry:` announced at the start; the last words of a stream scale it.
+    retry: Duration,
+    /// When this stream ends by itself (`--max-stream-age`, with jitter).
+    ends_at: Option<tokio::time::Instant>,
+    /// The parting `retry:` has been sent; the next step ends the stream.
+    ended: bool,
+}
+
+/// When a stream opened now ends by itself: after 80–100% of `max_age`, or never for zero.
+fn ends_at(max_age: Duration) -> Option<tokio::time::Instant> {
+    (!max_age.is_zero())
+        .then(|| tokio::time::Instant::now() + jitter::between(max_age.mul_f64(0.8), max_age))
+}
+
+/// Waits until `at`; never, without a deadline.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits for the source's next change; never, without a source that can change.
@@ -230,9 +254,16 @@ impl EventStream {
         if let Some(first) = self.first.take() {
             return Some((Ok(first), self));
         }
+        if self.ended {
+            return None;
+        }
         let bytes = tokio::select! {
             biased;
-            _ = self.shutdown.cancelled() => return None,
+            // Shutting down, or at the end of its age: the stream's last words are a `retry:`
+            // drawn between 1× and 3× the usual one, so the clients of a whole server do not
+            // all reconnect (elsewhere) in the same instant.
+            _ = self.shutdown.cancelled() => self.parting_words(),
+            _ = until(self.ends_at) => self.parting_words(),
             _ = self.cut.cancelled() => return None,
             online = source_changed(&mut self.source) => source_event(online),
             next = tokio::time::timeout(self.heartbeat, self.sub.next(MAX_BATCH_BYTES)) => match next {
@@ -242,6 +273,12 @@ impl EventStream {
             },
         };
         Some((Ok(bytes), self))
+    }
+
+    fn parting_words(&mut self) -> Bytes {
+        self.ended = true;
+        let retry = jitter::between(self.retry, self.retry * 3);
+        Bytes::from(format!("retry: {}\n\n", retry.as_millis()))
     }
 }
 
@@ -318,6 +355,9 @@ mod tests {
             cut: CancellationToken::new(),
             shutdown: CancellationToken::new(),
             source: None,
+            retry: Duration::from_secs(2),
+            ends_at: None,
+            ended: false,
         }
     }
 
@@ -352,6 +392,33 @@ mod tests {
             "a message comes at once"
         );
         s.shutdown.cancel();
+        let (last, s) = s.step().await.unwrap();
+        assert_retry_between(&last.unwrap(), 2000, 6000);
+        assert!(s.step().await.is_none());
+    }
+
+    fn assert_retry_between(frame: &Bytes, lo: u128, hi: u128) {
+        let text = std::str::from_utf8(frame).unwrap();
+        let ms: u128 = text
+            .strip_prefix("retry: ")
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a retry frame: {text:?}"));
+        assert!((lo..=hi).contains(&ms), "{ms}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_within_80_to_100_percent_of_its_max_age() {
+        let feed = feed();
+        let age = Duration::from_secs(100);
+        let mut s = stream(&feed);
+        s.first = None;
+        s.heartbeat = Duration::from_secs(3600);
+        let started = tokio::time::Instant::now();
+        s.ends_at = ends_at(age);
+        let (last, s) = s.step().await.unwrap();
+        let lived = started.elapsed();
+        assert!(lived >= age.mul_f64(0.8) && lived <= age, "{lived:?}");
+        assert_retry_between(&last.unwrap(), 2000, 6000);
         assert!(s.step().await.is_none());
     }
 

@@ -306,6 +306,9 @@ async fn shutdown_ends_open_streams_and_returns() {
         None,
         "the stream ends so EventSource reconnects elsewhere"
     );
+    // Its last words: a `retry:` of 1–3× the usual 2 s, so clients do not return as one herd.
+    let retry = a.retry.unwrap();
+    assert!((2000..=6000).contains(&retry), "{retry}");
     tokio::time::timeout(PATIENCE, stopping)
         .await
         .unwrap()
