@@ -1,39 +1,18 @@
 import { test, expect } from "@playwright/test";
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
-import * as path from "node:path";
+import { startRingback, stop } from "./ringback";
 
 // This test owns its server: it stops it and starts it again under the open page.
 const port = 3101;
 const base = `http://127.0.0.1:${port}`;
-const root = path.resolve(__dirname, "../..");
 
-function startServer(): ChildProcess {
-  return spawn(path.join(root, "target/release/ringback"), ["--addr", `127.0.0.1:${port}`, "--retry", "500ms"], {
-    cwd: root,
-    stdio: "ignore",
-    env: {
-      ...process.env,
-      LEPTOS_OUTPUT_NAME: "ringback",
-      LEPTOS_SITE_ROOT: "target/site",
-      LEPTOS_SITE_PKG_DIR: "pkg",
-      LEPTOS_HASH_FILES: "true",
-      RINGBACK_LOG: "warn",
-    },
-  });
+function startServer() {
+  return startRingback(["--addr", `127.0.0.1:${port}`, "--retry", "500ms"]);
 }
 
 async function ready(): Promise<void> {
   await expect
     .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
     .toBe(200);
-}
-
-async function stopServer(server: ChildProcess): Promise<void> {
-  if (server.exitCode !== null) return;
-  const exited = once(server, "exit");
-  server.kill("SIGTERM");
-  await exited;
 }
 
 test("the page shows reconnecting while the server is gone, and recovers on its own", async ({ page }) => {
@@ -44,7 +23,7 @@ test("the page shows reconnecting while the server is gone, and recovers on its 
     const state = page.locator(".state");
     await expect(state).toHaveAttribute("data-state", "live");
 
-    await stopServer(server);
+    await stop(server);
     await expect(state).toHaveAttribute("data-state", "reconnecting");
 
     server = startServer();
@@ -61,6 +40,6 @@ test("the page shows reconnecting while the server is gone, and recovers on its 
     const { id } = await res.json();
     await expect(page.locator(`.channel[data-channel="red"] li[data-id="${id}"]`)).toHaveText("after the restart");
   } finally {
-    await stopServer(server);
+    await stop(server);
   }
 });

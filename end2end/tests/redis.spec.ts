@@ -1,5 +1,6 @@
 import { test, expect, type Page } from "@playwright/test";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { startRingback, stop } from "./ringback";
 import { once } from "node:events";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -8,7 +9,6 @@ import * as path from "node:path";
 
 // Two servers on one Redis, all three owned by this test: Redis on a free port (never the
 // machine's default instance), servers A and B on their own ports.
-const root = path.resolve(__dirname, "../..");
 const portA = 3102;
 const portB = 3103;
 const baseA = `http://127.0.0.1:${portA}`;
@@ -31,29 +31,7 @@ function startRedis(port: number, dir: string): ChildProcess {
 }
 
 function startServer(port: number, redisPort: number): ChildProcess {
-  return spawn(
-    path.join(root, "target/release/ringback"),
-    ["--addr", `127.0.0.1:${port}`, "--retry", "500ms", "--redis-url", `redis://127.0.0.1:${redisPort}/`],
-    {
-      cwd: root,
-      stdio: "ignore",
-      env: {
-        ...process.env,
-        LEPTOS_OUTPUT_NAME: "ringback",
-        LEPTOS_SITE_ROOT: "target/site",
-        LEPTOS_SITE_PKG_DIR: "pkg",
-        LEPTOS_HASH_FILES: "true",
-        RINGBACK_LOG: "warn",
-      },
-    },
-  );
-}
-
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, "exit");
-  child.kill("SIGTERM");
-  await exited;
+  return startRingback(["--addr", `127.0.0.1:${port}`, "--retry", "500ms", "--redis-url", `redis://127.0.0.1:${redisPort}/`]);
 }
 
 /// Ready means connected to Redis and following the log.

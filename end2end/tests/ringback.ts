@@ -1,0 +1,29 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import * as path from "node:path";
+
+// Shared by the specs that own their servers: the release binary, started with the LEPTOS_*
+// layout cargo-leptos gives it, and stopped with SIGTERM (a graceful shutdown).
+export const root = path.resolve(__dirname, "../..");
+
+export function startRingback(args: string[]): ChildProcess {
+  return spawn(path.join(root, "target/release/ringback"), args, {
+    cwd: root,
+    stdio: "ignore",
+    env: {
+      ...process.env,
+      LEPTOS_OUTPUT_NAME: "ringback",
+      LEPTOS_SITE_ROOT: "target/site",
+      LEPTOS_SITE_PKG_DIR: "pkg",
+      LEPTOS_HASH_FILES: "true",
+      RINGBACK_LOG: "warn",
+    },
+  });
+}
+
+export async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill("SIGTERM");
+  await exited;
+}
