@@ -4,8 +4,30 @@ use crate::config::PublishArgs;
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// An HTTP/1.1 connection to `base`'s host (keep-alive, `TCP_NODELAY`), and the authority to
+/// send as `Host`. Shared by `ringback publish` and `ringback bench`.
+pub async fn connect(
+    base: &Uri,
+) -> Result<(SendRequest<Full<Bytes>>, http::uri::Authority), String> {
+    let authority = base
+        .authority()
+        .ok_or_else(|| format!("{base} has no host"))?
+        .clone();
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
+        .await
+        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok((sender, authority))
+}
 
 /// Sends the message; returns the id the server assigned, or the server's error.
 pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
@@ -23,17 +45,7 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     if base.scheme_str().is_some_and(|s| s != "http") {
         return Err(format!("--url {:?}: only http:// is supported", args.url));
     }
-    let authority = base
-        .authority()
-        .ok_or_else(|| format!("--url {:?} has no host", args.url))?;
-    let port = authority.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let (mut sender, authority) = connect(&base).await?;
     let path = format!("{}/messages", base.path().trim_end_matches('/'));
     let mut request = Request::post(path)
         .header(header::HOST, authority.as_str())

@@ -16,7 +16,6 @@ use crate::config::LoadArgs;
 use bytes::Bytes;
 use http::{header, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -280,18 +279,7 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
         }
         return Ok(count);
     }
-    let authority = base.authority().ok_or("no host in --url")?.clone();
-    let stream = TcpStream::connect((
-        authority.host().trim_matches(['[', ']']),
-        authority.port_u16().unwrap_or(80),
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let (mut sender, authority) = crate::client::connect(base).await?;
     for n in 1..=count {
         tick.tick().await;
         let body = format!(
@@ -318,17 +306,7 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
 
 /// The server's resident memory (bytes) and CPU time (seconds) from its `/metrics`.
 async fn server_process(base: &Uri) -> Option<(f64, f64)> {
-    let authority = base.authority()?.clone();
-    let stream = TcpStream::connect((
-        authority.host().trim_matches(['[', ']']),
-        authority.port_u16().unwrap_or(80),
-    ))
-    .await
-    .ok()?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .ok()?;
-    tokio::spawn(conn);
+    let (mut sender, authority) = crate::client::connect(base).await.ok()?;
     let request = Request::get("/metrics")
         .header(header::HOST, authority.as_str())
         .body(Full::new(Bytes::new()))
