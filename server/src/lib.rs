@@ -21,6 +21,7 @@
 //! - [`shutdown`]: the signals (SIGINT, SIGTERM) that start a graceful shutdown.
 //! - [`error`]: client errors with their status codes.
 //! - [`metrics`]: counters and `GET /metrics`.
+//! - [`trace`]: request ids and their log spans.
 //! - [`client`]: `ringback publish`.
 //! - [`pageload`]: `ringback pageload`, the push benchmark.
 //! - [`load`]: `ringback bench`, the load tool.
@@ -46,3 +47,4 @@ pub mod shutdown;
 pub mod source;
 pub mod sse;
 pub mod tls;
+pub mod trace;

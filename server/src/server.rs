@@ -148,8 +148,9 @@ pub struct ConnectionCut(pub CancellationToken);
 #[derive(Clone, Debug)]
 pub struct StreamCut(pub CancellationToken);
 
-/// The one Router, for every protocol: hashed assets from memory (outermost), `Link` headers and
-/// the cache cookie on pages, the API routes, the Leptos pages, then static files.
+/// The one Router, for every protocol: a request id and its span (outermost), hashed assets from
+/// memory, `Link` headers and the cache cookie on pages, the API routes, the Leptos pages, then
+/// static files.
 pub fn router(state: AppState) -> Router {
     let routes = leptos_axum::generate_route_list(App);
     let source = SnapshotSource(Arc::new({
@@ -183,6 +184,7 @@ pub fn router(state: AppState) -> Router {
             state.push.manifest.clone(),
             assets::serve,
         ))
+        .layer(middleware::from_fn(crate::trace::request_id))
         .with_state(state)
 }
 

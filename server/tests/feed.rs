@@ -433,3 +433,35 @@ async fn publishing_requires_a_valid_token_when_tokens_are_set() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_response_names_its_request_id() {
+    let server = TestServer::start(config()).await;
+    let (_, a, _) = request(server.addr, "GET", "/healthz", &[], "").await;
+    let (_, b, _) = request(server.addr, "GET", "/healthz", &[], "").await;
+    assert_ne!(a["x-request-id"], b["x-request-id"]);
+    let (_, kept, _) = request(
+        server.addr,
+        "GET",
+        "/healthz",
+        &[("x-request-id", "proxy-42")],
+        "",
+    )
+    .await;
+    assert_eq!(kept["x-request-id"], "proxy-42");
+    let forged = "x".repeat(65);
+    let (_, replaced, _) = request(
+        server.addr,
+        "GET",
+        "/healthz",
+        &[("x-request-id", &forged)],
+        "",
+    )
+    .await;
+    assert_ne!(replaced["x-request-id"], forged.as_str());
+    // Errors and streams carry it too.
+    let (status, h, _) = request(server.addr, "POST", "/messages", &[], "nope").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(h.contains_key("x-request-id"));
+    server.shutdown().await;
+}
