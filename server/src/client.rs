@@ -29,6 +29,36 @@ pub async fn connect(
     Ok((sender, authority))
 }
 
+/// `POST`s a JSON `body` to `path` (with a bearer `token` if given) on a connection from
+/// [`connect`]; returns the status and the whole answer.
+pub async fn post_json(
+    sender: &mut SendRequest<Full<Bytes>>,
+    authority: &http::uri::Authority,
+    path: &str,
+    body: Bytes,
+    token: Option<&str>,
+) -> Result<(StatusCode, Bytes), String> {
+    let mut request = Request::post(path)
+        .header(header::HOST, authority.as_str())
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
 /// Sends the message; returns the id the server assigned, or the server's error.
 pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     let data = if args.json {
@@ -47,26 +77,14 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     }
     let (mut sender, authority) = connect(&base).await?;
     let path = format!("{}/messages", base.path().trim_end_matches('/'));
-    let mut request = Request::post(path)
-        .header(header::HOST, authority.as_str())
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(token) = &args.token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let (status, bytes) = post_json(
+        &mut sender,
+        &authority,
+        &path,
+        Bytes::from(body),
+        args.token.as_deref(),
+    )
+    .await?;
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if status == StatusCode::ACCEPTED {
         json.get("id")

@@ -252,6 +252,14 @@ async fn subscriber(
     }
 }
 
+/// Message `n`, stamped with the time it is published, in microseconds.
+fn load_message(n: u64, pad: &str) -> String {
+    format!(
+        r#"{{"type":"load","data":{{"t":{},"n":{n},"pad":"{pad}"}}}}"#,
+        now_us()
+    )
+}
+
 /// Publishes `count` messages at `rate` per second over one keep-alive connection (or Redis).
 async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, String> {
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
@@ -266,13 +274,9 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
             .map_err(|e| e.to_string())?;
         for n in 1..=count {
             tick.tick().await;
-            let body = format!(
-                r#"{{"type":"load","data":{{"t":{},"n":{n},"pad":"{pad}"}}}}"#,
-                now_us()
-            );
             let _: i64 = redis::cmd("PUBLISH")
                 .arg(&args.redis_channel)
-                .arg(body)
+                .arg(load_message(n, &pad))
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -282,21 +286,9 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
     let (mut sender, authority) = crate::client::connect(base).await?;
     for n in 1..=count {
         tick.tick().await;
-        let body = format!(
-            r#"{{"type":"load","data":{{"t":{},"n":{n},"pad":"{pad}"}}}}"#,
-            now_us()
-        );
-        let request = Request::post("/messages")
-            .header(header::HOST, authority.as_str())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let _ = response.into_body().collect().await;
+        let body = Bytes::from(load_message(n, &pad));
+        let (status, _) =
+            crate::client::post_json(&mut sender, &authority, "/messages", body, None).await?;
         if status.as_u16() != 202 {
             return Err(format!("publish {n} refused: {status}"));
         }

@@ -239,9 +239,11 @@ impl RedisIngest {
         channel: &str,
         data: &serde_json::Value,
     ) -> Result<u64, PublishError> {
-        let msg = serde_json::json!({ "type": channel, "data": data }).to_string();
-        let data_len = serde_json::to_vec(data).map_or(0, |d| d.len());
-        self.inner.feed.check(channel, data_len)?;
+        // Serialised once: its length is checked, then it is embedded in the log's message.
+        let data_json = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
+        self.inner.feed.check(channel, data_json.len())?;
+        // `check` validated the channel as a token: it needs no JSON escaping.
+        let msg = format!(r#"{{"type":"{channel}","data":{data_json}}}"#);
         let conn = self
             .inner
             .commands
@@ -363,14 +365,7 @@ impl RedisIngest {
             .arg(&self.inner.last_key)
             .query_async(&mut commands)
             .await?;
-        let tail: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(&self.inner.log_key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut commands)
-            .await?;
+        let tail = self.tail(&mut commands, 1).await?;
         let cursor = counter
             .and_then(|c| c.parse().ok())
             .unwrap_or(0)
@@ -400,15 +395,7 @@ impl RedisIngest {
     /// for messages it never saw live); returns the newest id.
     async fn backfill(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<u64> {
         let limit = self.inner.feed.limits().history.max(1);
-        let tail: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(&self.inner.log_key)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit + 1)
-            .query_async(conn)
-            .await?;
-        let mut ids = tail.ids;
+        let mut ids = self.tail(conn, limit + 1).await?.ids;
         // One entry more than the history: the newest one this server will not hold.
         let evicted_through = if ids.len() > limit {
             ids.pop().and_then(|e| feed_id(&e.id)).unwrap_or(0)
@@ -426,6 +413,22 @@ impl RedisIngest {
             "history loaded from the Redis log"
         );
         Ok(newest)
+    }
+
+    /// The log's newest `count` entries, newest first.
+    async fn tail(
+        &self,
+        conn: &mut MultiplexedConnection,
+        count: usize,
+    ) -> redis::RedisResult<StreamRangeReply> {
+        redis::cmd("XREVRANGE")
+            .arg(&self.inner.log_key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(conn)
+            .await
     }
 
     /// The newest id Redis has trimmed from the log (`XINFO STREAM`'s `max-deleted-entry-id`).

@@ -89,19 +89,16 @@ fn preamble(retry: Duration, gap: Option<&Gap>, online: Option<bool>) -> Bytes {
         let json = serde_json::to_string(gap).unwrap_or_else(|_| "{}".to_owned());
         out.push_str(&format!("event: {EVENT_GAP}\ndata: {json}\n\n"));
     }
-    let mut out = BytesMut::from(out.as_bytes());
     if let Some(online) = online {
-        out.extend_from_slice(&source_event(online));
+        out.push_str(&source_event(online));
     }
-    out.freeze()
+    Bytes::from(out)
 }
 
 /// The `ringback.source` event: whether this server reaches its source (Redis) now. It carries
 /// no `id:`, so it never moves the client's `Last-Event-ID`.
-fn source_event(online: bool) -> Bytes {
-    Bytes::from(format!(
-        "event: {EVENT_SOURCE}\ndata: {{\"online\":{online}}}\n\n"
-    ))
+fn source_event(online: bool) -> String {
+    format!("event: {EVENT_SOURCE}\ndata: {{\"online\":{online}}}\n\n")
 }
 
 /// What a subscriber asked for, parsed from the query and headers.
@@ -265,7 +262,7 @@ impl EventStream {
             _ = self.shutdown.cancelled() => self.parting_words(),
             _ = until(self.ends_at) => self.parting_words(),
             _ = self.cut.cancelled() => return None,
-            online = source_changed(&mut self.source) => source_event(online),
+            online = source_changed(&mut self.source) => Bytes::from(source_event(online)),
             next = tokio::time::timeout(self.heartbeat, self.sub.next(MAX_BATCH_BYTES)) => match next {
                 Ok(Ok(bytes)) => bytes,
                 Ok(Err(_lagged)) => return None,
