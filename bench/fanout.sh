@@ -16,7 +16,7 @@ results=$(mktemp)
 
 for run in 1000x10 10000x10 1000x100; do
   subscribers=${run%x*}; rate=${run#*x}
-  "$bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data &
+  "$bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data --max-subscribers-per-ip 0 &
   pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   echo "== $subscribers subscribers x $rate msg/s for 10 s" >&2

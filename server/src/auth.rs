@@ -1,78 +1,341 @@
-//! Who may publish: bearer tokens.
+//! Who may publish, and who may read private channels: bearer tokens and JWTs.
 //!
-//! With `--publish-token` set (one or more, comma-separated), `POST /messages` requires
-//! `Authorization: Bearer <token>` naming one of them; without it, publishing is open (the
-//! embedded default on a developer's machine: the README's production section says to set it).
-//! Redis `PUBLISH` is not checked here: access to Redis is that publisher's credential.
+//! **Publishing.** With `--publish-token` (one or more) or a JWT key (`--jwt-secret` for HS256,
+//! `--jwt-public-key` for RS256) configured, `POST /messages` requires `Authorization: Bearer
+//! <credential>`: one of the tokens (any channel), or a JWT whose `ringback.publish` claim lists
+//! the channel. Without any, publishing is open (the embedded default on a developer's machine;
+//! the README's production section says to configure them). A missing or bad credential is a
+//! `401`; a valid JWT that does not list the channel is a `403`. Redis `PUBLISH` is not checked
+//! here: access to Redis is that publisher's credential.
+//!
+//! **Reading.** Channels matching `--private-channels` are private: a subscriber reads one only
+//! with a JWT whose `ringback.subscribe` claim lists it, carried in the `ringback_token` cookie
+//! (EventSource cannot set headers), a `token` query parameter, or `Authorization: Bearer`.
+//! Public channels need nothing. A credential that is present but bad is a `401`, so an expired
+//! token is told, not silently downgraded to the public feed.
+//!
+//! ```json
+//! {"sub": "alice", "exp": 1790000000, "ringback": {"publish": ["blue"], "subscribe": ["team-*"]}}
+//! ```
+//!
+//! Channel lists are patterns: a name, a prefix ending in `*` (`team-*`), or `*` for all.
+//! `exp` is required (a token that never expires cannot be taken back); `nbf` and `aud` (with
+//! `--jwt-audience`) are checked when present. The algorithm is fixed by the key that is
+//! configured, never chosen by the token (no `alg: none`, no HS256-with-the-public-key).
 //!
 //! Tokens are compared by their SHA-256 digests in constant time, so neither a token's bytes nor
-//! its length leak through timing. No token is ever logged.
+//! its length leak through timing. No credential is ever logged.
 
+use app::message::validate_channel;
 use axum::http::{header, HeaderMap};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 
-/// The configured publish tokens, kept as digests.
-#[derive(Clone, Default)]
-pub struct PublishAuth {
-    digests: Vec<Vec<u8>>,
+/// The cookie a browser carries its subscriber JWT in.
+pub const TOKEN_COOKIE: &str = "ringback_token";
+
+/// A set of channels given as patterns: `name`, `prefix*`, or `*`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelSet {
+    any: bool,
+    exact: Vec<Box<str>>,
+    prefixes: Vec<Box<str>>,
 }
 
-impl std::fmt::Debug for PublishAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PublishAuth({} tokens)", self.digests.len())
+impl ChannelSet {
+    /// Every channel.
+    pub fn all() -> Self {
+        ChannelSet {
+            any: true,
+            ..ChannelSet::default()
+        }
+    }
+
+    /// Parses patterns; each must be a channel name, optionally ending in `*`.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
+        let mut set = ChannelSet::default();
+        for pattern in patterns.iter().map(|p| p.as_ref().trim()) {
+            if pattern == "*" {
+                set.any = true;
+            } else if let Some(prefix) = pattern.strip_suffix('*') {
+                validate_channel(prefix)
+                    .map_err(|e| format!("bad channel pattern {pattern:?}: {e}"))?;
+                set.prefixes.push(prefix.into());
+            } else {
+                validate_channel(pattern)
+                    .map_err(|e| format!("bad channel pattern {pattern:?}: {e}"))?;
+                set.exact.push(pattern.into());
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn contains(&self, channel: &str) -> bool {
+        self.any
+            || self.exact.iter().any(|c| &**c == channel)
+            || self.prefixes.iter().any(|p| channel.starts_with(&**p))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.any && self.exact.is_empty() && self.prefixes.is_empty()
     }
 }
 
-/// Why a publish was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// What configures [`Auth`]: the serve flags, read once.
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    pub publish_tokens: Vec<String>,
+    /// HS256 key.
+    pub jwt_secret: Option<String>,
+    /// RS256 public key, PEM.
+    pub jwt_public_key: Option<Vec<u8>>,
+    /// Required `aud`, if any.
+    pub jwt_audience: Option<String>,
+    pub private_channels: Vec<String>,
+}
+
+/// The configured credentials and the private channels.
+#[derive(Clone, Default)]
+pub struct Auth {
+    digests: Vec<Vec<u8>>,
+    hs256: Option<DecodingKey>,
+    rs256: Option<DecodingKey>,
+    audience: Option<String>,
+    private: ChannelSet,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Auth({} tokens, hs256: {}, rs256: {}, private: {:?})",
+            self.digests.len(),
+            self.hs256.is_some(),
+            self.rs256.is_some(),
+            self.private
+        )
+    }
+}
+
+/// Why a request was refused. `Forbidden` is a `403`, the others `401`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("publishing requires `Authorization: Bearer <token>`")]
     Missing,
-    #[error("the publish token is not valid")]
-    Invalid,
+    #[error("the credential is not valid: {0}")]
+    Invalid(&'static str),
+    #[error("the credential does not allow {action} channel `{channel}`")]
+    Forbidden {
+        action: &'static str,
+        channel: String,
+    },
 }
 
-impl PublishAuth {
-    /// Open publishing when `tokens` is empty (empty strings are ignored).
-    pub fn new<S: AsRef<str>>(tokens: &[S]) -> Self {
-        PublishAuth {
-            digests: tokens
+/// A publisher who passed [`Auth::publisher`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    /// Names the credential for the publish rate limit: a token's index, a JWT's `sub` (or its
+    /// digest), or `None` when publishing is open (the client's address is used then).
+    pub credential: Option<String>,
+    channels: ChannelSet,
+}
+
+impl Publisher {
+    /// `Ok` when this publisher may publish to `channel`.
+    pub fn check(&self, channel: &str) -> Result<(), AuthError> {
+        if self.channels.contains(channel) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                action: "publishing to",
+                channel: channel.to_owned(),
+            })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    #[serde(default)]
+    ringback: Grants,
+}
+
+#[derive(Deserialize, Default)]
+struct Grants {
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    subscribe: Vec<String>,
+}
+
+impl Auth {
+    pub fn new(settings: &AuthSettings) -> Result<Self, String> {
+        let hs256 = settings
+            .jwt_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| DecodingKey::from_secret(s.as_bytes()));
+        let rs256 = settings
+            .jwt_public_key
+            .as_deref()
+            .map(|pem| {
+                DecodingKey::from_rsa_pem(pem)
+                    .map_err(|e| format!("--jwt-public-key is not an RSA public key (PEM): {e}"))
+            })
+            .transpose()?;
+        let private = ChannelSet::parse(&settings.private_channels)
+            .map_err(|e| format!("--private-channels: {e}"))?;
+        if !private.is_empty() && hs256.is_none() && rs256.is_none() {
+            return Err(
+                "--private-channels needs a JWT key (--jwt-secret or --jwt-public-key): \
+                 without one, nobody could read them"
+                    .into(),
+            );
+        }
+        Ok(Auth {
+            digests: settings
+                .publish_tokens
                 .iter()
-                .map(AsRef::as_ref)
                 .filter(|t| !t.is_empty())
                 .map(|t| crate::assets::sha256(t.as_bytes()))
                 .collect(),
-        }
+            hs256,
+            rs256,
+            audience: settings.jwt_audience.clone(),
+            private,
+        })
     }
 
+    /// Open publishing: no token and no JWT key configured.
     pub fn is_open(&self) -> bool {
-        self.digests.is_empty()
+        self.digests.is_empty() && self.hs256.is_none() && self.rs256.is_none()
     }
 
-    /// Checks a request's `Authorization` header.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+    /// The private channels.
+    pub fn private(&self) -> &ChannelSet {
+        &self.private
+    }
+
+    /// Checks a publish request's `Authorization` header (before its body is read).
+    pub fn publisher(&self, headers: &HeaderMap) -> Result<Publisher, AuthError> {
         if self.is_open() {
-            return Ok(());
+            return Ok(Publisher {
+                credential: None,
+                channels: ChannelSet::all(),
+            });
         }
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(AuthError::Missing)?;
+        let token = bearer(headers).ok_or(AuthError::Missing)?;
         let digest = crate::assets::sha256(token.as_bytes());
         // Every configured token is compared, whichever matches, in constant time.
-        let matched = self
-            .digests
-            .iter()
-            .fold(false, |any, d| any | constant_time_eq(d, &digest));
-        if matched {
-            Ok(())
-        } else {
-            Err(AuthError::Invalid)
+        let matched = self.digests.iter().enumerate().fold(None, |found, (i, d)| {
+            if constant_time_eq(d, &digest) {
+                Some(i)
+            } else {
+                found
+            }
+        });
+        if let Some(i) = matched {
+            return Ok(Publisher {
+                credential: Some(format!("token#{i}")),
+                channels: ChannelSet::all(),
+            });
         }
+        if !looks_like_jwt(token) {
+            return Err(AuthError::Invalid("unknown token"));
+        }
+        let claims = self.decode(token)?;
+        let channels = ChannelSet::parse(&claims.ringback.publish)
+            .map_err(|_| AuthError::Invalid("bad channel pattern in the `ringback` claim"))?;
+        let credential = match claims.sub {
+            Some(sub) => format!("sub:{sub}"),
+            None => format!("jwt:{}", hex8(&digest)),
+        };
+        Ok(Publisher {
+            credential: Some(credential),
+            channels,
+        })
     }
+
+    /// The private channels a subscriber may read: from its JWT (the `token` query parameter,
+    /// then `Authorization: Bearer`, then the cookie), or none without one.
+    pub fn reader(
+        &self,
+        query_token: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<ChannelSet, AuthError> {
+        let token = query_token
+            .or_else(|| bearer(headers))
+            .or_else(|| cookie(headers, TOKEN_COOKIE));
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Ok(ChannelSet::default());
+        };
+        let claims = self.decode(token)?;
+        ChannelSet::parse(&claims.ringback.subscribe)
+            .map_err(|_| AuthError::Invalid("bad channel pattern in the `ringback` claim"))
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, AuthError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed JWT"))?;
+        // The key decides the algorithm; the token's `alg` only selects among configured keys.
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or(AuthError::Invalid("JWT algorithm not accepted"))?;
+        let mut validation = Validation::new(header.alg);
+        validation.validate_nbf = true;
+        match &self.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                AuthError::Invalid(match e.kind() {
+                    ErrorKind::ExpiredSignature => "JWT expired",
+                    ErrorKind::ImmatureSignature => "JWT not yet valid",
+                    ErrorKind::InvalidSignature => "JWT signature does not verify",
+                    ErrorKind::InvalidAudience => "JWT audience not accepted",
+                    ErrorKind::MissingRequiredClaim(_) => "JWT has no `exp`",
+                    _ => "malformed JWT",
+                })
+            })
+    }
+}
+
+/// `Authorization: Bearer <token>`'s token.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+}
+
+/// A cookie's value, from any `Cookie` header.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+fn hex8(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -83,30 +346,219 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
 
-    fn with(auth: &str) -> HeaderMap {
+    const SECRET: &str = "test-secret-of-some-length";
+
+    fn with(name: header::HeaderName, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h.insert(name, HeaderValue::from_str(value).unwrap());
         h
     }
 
+    fn auth(settings: AuthSettings) -> Auth {
+        Auth::new(&settings).unwrap()
+    }
+
+    fn hs256(claims: serde_json::Value, secret: &str) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn in_an_hour() -> u64 {
+        jsonwebtoken::get_current_timestamp() + 3600
+    }
+
     #[test]
-    fn open_without_tokens() {
-        let auth = PublishAuth::new::<&str>(&[]);
-        assert!(auth.is_open());
-        assert_eq!(auth.check(&HeaderMap::new()), Ok(()));
-        assert!(PublishAuth::new(&[""]).is_open());
+    fn channel_patterns() {
+        let set = ChannelSet::parse(&["blue", "team-*"]).unwrap();
+        assert!(set.contains("blue"));
+        assert!(set.contains("team-a"));
+        assert!(set.contains("team-"));
+        assert!(!set.contains("blue2"));
+        assert!(!set.contains("red"));
+        assert!(ChannelSet::parse(&["*"]).unwrap().contains("anything"));
+        assert!(ChannelSet::parse(&["a b"]).is_err());
+        assert!(ChannelSet::parse(&["a*b"]).is_err());
+        assert!(ChannelSet::parse::<&str>(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn open_without_credentials() {
+        let open = auth(AuthSettings::default());
+        assert!(open.is_open());
+        let p = open.publisher(&HeaderMap::new()).unwrap();
+        assert_eq!(p.credential, None);
+        assert_eq!(p.check("anything"), Ok(()));
+        assert!(auth(AuthSettings {
+            publish_tokens: vec![String::new()],
+            ..Default::default()
+        })
+        .is_open());
     }
 
     #[test]
     fn bearer_tokens() {
-        let auth = PublishAuth::new(&["s3cret", "other"]);
-        assert_eq!(auth.check(&HeaderMap::new()), Err(AuthError::Missing));
-        assert_eq!(auth.check(&with("Basic s3cret")), Err(AuthError::Missing));
-        assert_eq!(auth.check(&with("Bearer nope")), Err(AuthError::Invalid));
-        assert_eq!(auth.check(&with("Bearer s3cre")), Err(AuthError::Invalid));
-        assert_eq!(auth.check(&with("Bearer s3cret")), Ok(()));
-        assert_eq!(auth.check(&with("bearer  other ")), Ok(()));
+        let auth = auth(AuthSettings {
+            publish_tokens: vec!["s3cret".into(), "other".into()],
+            ..Default::default()
+        });
+        let check = |v: &str| auth.publisher(&with(header::AUTHORIZATION, v));
+        assert_eq!(auth.publisher(&HeaderMap::new()), Err(AuthError::Missing));
+        assert_eq!(check("Basic s3cret"), Err(AuthError::Missing));
+        assert!(matches!(check("Bearer nope"), Err(AuthError::Invalid(_))));
+        assert!(matches!(check("Bearer s3cre"), Err(AuthError::Invalid(_))));
+        assert_eq!(
+            check("Bearer s3cret").unwrap().credential.as_deref(),
+            Some("token#0")
+        );
+        assert_eq!(
+            check("bearer  other ").unwrap().credential.as_deref(),
+            Some("token#1")
+        );
         assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn jwt_publish_claims() {
+        let auth = auth(AuthSettings {
+            jwt_secret: Some(SECRET.into()),
+            ..Default::default()
+        });
+        assert!(!auth.is_open());
+        let token = hs256(
+            json!({"sub": "alice", "exp": in_an_hour(), "ringback": {"publish": ["blue", "team-*"]}}),
+            SECRET,
+        );
+        let p = auth
+            .publisher(&with(header::AUTHORIZATION, &format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!(p.credential.as_deref(), Some("sub:alice"));
+        assert_eq!(p.check("blue"), Ok(()));
+        assert_eq!(p.check("team-x"), Ok(()));
+        assert!(matches!(p.check("red"), Err(AuthError::Forbidden { .. })));
+
+        let refused = |token: String| {
+            auth.publisher(&with(header::AUTHORIZATION, &format!("Bearer {token}")))
+                .unwrap_err()
+        };
+        let claims = json!({"exp": in_an_hour(), "ringback": {"publish": ["*"]}});
+        assert_eq!(
+            refused(hs256(claims.clone(), "another-secret")),
+            AuthError::Invalid("JWT signature does not verify")
+        );
+        assert_eq!(
+            refused(hs256(
+                json!({"exp": 1000, "ringback": {"publish": ["*"]}}),
+                SECRET
+            )),
+            AuthError::Invalid("JWT expired")
+        );
+        assert_eq!(
+            refused(hs256(json!({"ringback": {"publish": ["*"]}}), SECRET)),
+            AuthError::Invalid("JWT has no `exp`")
+        );
+        assert_eq!(
+            refused(hs256(
+                json!({"exp": in_an_hour(), "nbf": in_an_hour(), "ringback": {"publish": ["*"]}}),
+                SECRET
+            )),
+            AuthError::Invalid("JWT not yet valid")
+        );
+        // `alg: none` and algorithms without a configured key are refused.
+        let none = format!(
+            "{}.{}.",
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
+            "eyJleHAiOjQwMDAwMDAwMDAsInJpbmdiYWNrIjp7InB1Ymxpc2giOlsiKiJdfX0"
+        );
+        assert!(matches!(refused(none), AuthError::Invalid(_)));
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            refused(hs384),
+            AuthError::Invalid("JWT algorithm not accepted")
+        );
+    }
+
+    #[test]
+    fn readers_carry_jwts_three_ways() {
+        let auth = auth(AuthSettings {
+            jwt_secret: Some(SECRET.into()),
+            private_channels: vec!["secret-*".into()],
+            ..Default::default()
+        });
+        assert!(auth.private().contains("secret-a"));
+        let token = hs256(
+            json!({"exp": in_an_hour(), "ringback": {"subscribe": ["secret-a"]}}),
+            SECRET,
+        );
+        let none = auth.reader(None, &HeaderMap::new()).unwrap();
+        assert!(none.is_empty());
+        for grants in [
+            auth.reader(Some(&token), &HeaderMap::new()).unwrap(),
+            auth.reader(
+                None,
+                &with(header::AUTHORIZATION, &format!("Bearer {token}")),
+            )
+            .unwrap(),
+            auth.reader(
+                None,
+                &with(
+                    header::COOKIE,
+                    &format!("theme=dark; {TOKEN_COOKIE}={token}"),
+                ),
+            )
+            .unwrap(),
+        ] {
+            assert!(grants.contains("secret-a"));
+            assert!(!grants.contains("secret-b"));
+        }
+        assert!(auth.reader(Some("garbage"), &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn rs256_with_a_public_key() {
+        let auth = auth(AuthSettings {
+            jwt_public_key: Some(include_bytes!("../tests/fixtures/jwt-rs256.pub").to_vec()),
+            ..Default::default()
+        });
+        let private =
+            EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/jwt-rs256.key")).unwrap();
+        let claims = json!({"exp": in_an_hour(), "ringback": {"publish": ["blue"]}});
+        let token = encode(&Header::new(Algorithm::RS256), &claims, &private).unwrap();
+        let p = auth
+            .publisher(&with(header::AUTHORIZATION, &format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!(p.check("blue"), Ok(()));
+        // An HS256 token "signed" with the public key's text is not accepted (alg confusion).
+        let forged = hs256(claims, include_str!("../tests/fixtures/jwt-rs256.pub"));
+        assert_eq!(
+            auth.publisher(&with(header::AUTHORIZATION, &format!("Bearer {forged}")))
+                .unwrap_err(),
+            AuthError::Invalid("JWT algorithm not accepted")
+        );
+    }
+
+    #[test]
+    fn private_channels_need_a_key() {
+        assert!(Auth::new(&AuthSettings {
+            private_channels: vec!["x".into()],
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Auth::new(&AuthSettings {
+            jwt_public_key: Some(b"not a key".to_vec()),
+            ..Default::default()
+        })
+        .is_err());
     }
 }

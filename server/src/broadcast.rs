@@ -17,6 +17,7 @@
 //! Why `std::sync` locks: critical sections are short (a push, a binary search, cloning a few
 //! `Bytes`), and none holds a lock across an `.await`.
 
+use crate::auth::ChannelSet;
 use crate::metrics::Metrics;
 use app::message::{validate_channel, ChannelError, Gap, Message};
 use bytes::{Bytes, BytesMut};
@@ -74,6 +75,9 @@ pub struct Entry {
     pub frame: Bytes,
     /// The message's JSON, a slice of `frame` (no copy), for snapshots.
     pub json: Bytes,
+    /// On a private channel: only subscribers granted it read this entry, and snapshots
+    /// (served to anyone) leave it out. Decided once, on append.
+    pub private: bool,
 }
 
 /// Where a new subscriber starts.
@@ -134,6 +138,8 @@ struct Ring {
     scan_at: u64,
     /// Ids come from a shared log (see [`BroadcastList::follow_log`]).
     follows_log: bool,
+    /// The private channels (see [`BroadcastList::set_private`]).
+    private: ChannelSet,
 }
 
 impl BroadcastList {
@@ -153,6 +159,7 @@ impl BroadcastList {
             evictions: 0,
             scan_at: 1,
             follows_log: false,
+            private: ChannelSet::default(),
         };
         let (head, _) = watch::channel(first_id - 1);
         let (subscribers, _) = watch::channel(0);
@@ -170,6 +177,17 @@ impl BroadcastList {
 
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
+    }
+
+    /// Marks the channels in `private` private from now on: their entries reach only the
+    /// subscribers granted them (see [`BroadcastList::subscribe`]) and no snapshot. Set once,
+    /// at start-up, before the first append.
+    pub fn set_private(&self, private: ChannelSet) {
+        self.shared
+            .ring
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .private = private;
     }
 
     /// Validates, encodes once, and appends a message under the next id; returns the id.
@@ -248,14 +266,23 @@ impl BroadcastList {
                 }
             };
             ring.newest = id;
-            let (frame, json) =
-                crate::sse::encode_message(id, &channel, data_json, extra_json, announce);
+            let private = ring.private.contains(&channel);
+            // A private channel's name is in no snapshot, so a page granted it learns the name
+            // from the announcement that every one of its frames carries.
+            let (frame, json) = crate::sse::encode_message(
+                id,
+                &channel,
+                data_json,
+                extra_json,
+                announce || private,
+            );
             ring.bytes += frame.len() + ENTRY_OVERHEAD;
             ring.entries.push_back(Entry {
                 id,
                 channel,
                 frame,
                 json,
+                private,
             });
             let scan = self.evict(&mut ring);
             (id, scan)
@@ -333,7 +360,8 @@ impl BroadcastList {
         }
     }
 
-    /// Registers a subscriber starting at `start`, reading only `filter`'s channels if given.
+    /// Registers a subscriber starting at `start`, reading only `filter`'s channels if given,
+    /// and of the private channels only those in `grants` (none without).
     ///
     /// `cut` is cancelled if the subscriber falls behind the history: the server passes its
     /// connection's token, so a stalled connection is closed even though nothing polls it.
@@ -342,6 +370,7 @@ impl BroadcastList {
         &self,
         start: Start,
         filter: Option<Vec<String>>,
+        grants: Option<Arc<ChannelSet>>,
         cut: CancellationToken,
     ) -> (Subscription, Option<Gap>) {
         // Read `head` before the ring: an append in between is then replayed, not skipped.
@@ -397,6 +426,7 @@ impl BroadcastList {
                 cursor,
                 head,
                 filter,
+                grants,
             },
             gap,
         )
@@ -429,7 +459,7 @@ impl BroadcastList {
         let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
         let mut counts: HashMap<&str, usize> = HashMap::new();
         let mut picked: Vec<&Entry> = Vec::new();
-        for entry in ring.entries.iter().rev() {
+        for entry in ring.entries.iter().rev().filter(|e| !e.private) {
             let n = counts.entry(&entry.channel).or_default();
             if *n < per_channel {
                 *n += 1;
@@ -442,7 +472,12 @@ impl BroadcastList {
             .filter_map(|e| serde_json::from_slice::<Message>(&e.json).ok())
             .collect();
         app::message::Snapshot {
-            channels: ring.channels.iter().map(|c| c.to_string()).collect(),
+            channels: ring
+                .channels
+                .iter()
+                .filter(|c| !ring.private.contains(c))
+                .map(|c| c.to_string())
+                .collect(),
             messages,
             last_id: Some(ring.newest),
             per_channel,
@@ -465,6 +500,8 @@ pub struct Subscription {
     cursor: u64,
     head: watch::Receiver<u64>,
     filter: Option<Box<[Arc<str>]>>,
+    /// The private channels this subscriber may read; `None`: none.
+    grants: Option<Arc<ChannelSet>>,
 }
 
 /// The subscriber fell behind the history and has lost messages.
@@ -523,7 +560,7 @@ impl Subscription {
                 break;
             }
             self.cursor = entry.id;
-            if !self.wants(&entry.channel) {
+            if !self.wants(entry) {
                 continue;
             }
             match (&first, &mut more) {
@@ -542,10 +579,15 @@ impl Subscription {
         Ok(more.map(BytesMut::freeze).or(first))
     }
 
-    fn wants(&self, channel: &str) -> bool {
+    /// Whether this subscriber reads `entry`: its filter names the channel (or it has none),
+    /// and a private channel is among its grants. This is the one place that keeps a private
+    /// entry from a subscriber, live and on `Last-Event-ID` replay alike.
+    fn wants(&self, entry: &Entry) -> bool {
+        let channel = &*entry.channel;
         self.filter
             .as_ref()
             .is_none_or(|f| f.iter().any(|c| &**c == channel))
+            && (!entry.private || self.grants.as_ref().is_some_and(|g| g.contains(channel)))
     }
 
     /// The last id this subscriber has passed.
@@ -602,8 +644,8 @@ mod tests {
     #[test]
     fn ids_increase_and_frames_are_shared() {
         let list = list(8);
-        let (mut a, _) = list.subscribe(Start::Live, None, CancellationToken::new());
-        let (mut b, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        let (mut a, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
+        let (mut b, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
         assert_eq!(list.publish("blue", &json!("hi")).unwrap(), 1);
         assert_eq!(list.publish("blue", &json!("ho")).unwrap(), 2);
         let fa = a.try_next(1).unwrap().unwrap();
@@ -618,7 +660,7 @@ mod tests {
     #[test]
     fn ready_frames_are_coalesced() {
         let list = list(8);
-        let (mut a, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        let (mut a, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
         for i in 0..5 {
             list.publish("red", &json!(i)).unwrap();
         }
@@ -634,6 +676,7 @@ mod tests {
         let (mut a, _) = list.subscribe(
             Start::Live,
             Some(vec!["red".into()]),
+            None,
             CancellationToken::new(),
         );
         list.publish("blue", &json!(1)).unwrap();
@@ -645,23 +688,65 @@ mod tests {
     }
 
     #[test]
+    fn private_entries_reach_only_granted_subscribers_live_and_on_replay() {
+        let list = list(16);
+        list.set_private(ChannelSet::parse(&["secret-*"]).unwrap());
+        let grants = |p: &[&str]| Some(Arc::new(ChannelSet::parse(p).unwrap()));
+        let sub = |start, g| list.subscribe(start, None, g, CancellationToken::new()).0;
+        let (mut public, mut granted, mut other) = (
+            sub(Start::Live, None),
+            sub(Start::Live, grants(&["secret-a"])),
+            sub(Start::Live, grants(&["secret-b"])),
+        );
+        list.publish("blue", &json!(1)).unwrap();
+        list.publish("secret-a", &json!(2)).unwrap();
+        list.publish("secret-b", &json!(3)).unwrap();
+        list.publish("blue", &json!(4)).unwrap();
+        let read = |s: &mut Subscription| ids(&s.try_next(1 << 16).unwrap().unwrap());
+        assert_eq!(read(&mut public), vec![1, 4]);
+        assert_eq!(read(&mut granted), vec![1, 2, 4]);
+        assert_eq!(read(&mut other), vec![1, 3, 4]);
+        // Replay from Last-Event-ID applies the same rule, and a type filter cannot widen it.
+        assert_eq!(read(&mut sub(Start::After(0), None)), vec![1, 4]);
+        assert_eq!(
+            read(&mut sub(Start::After(1), grants(&["secret-*"]))),
+            vec![2, 3, 4]
+        );
+        let (mut filtered, _) = list.subscribe(
+            Start::After(0),
+            Some(vec!["secret-a".into()]),
+            None,
+            CancellationToken::new(),
+        );
+        assert_eq!(filtered.try_next(1 << 16).unwrap(), None);
+        assert_eq!(filtered.cursor(), 4);
+        // Snapshots are for anyone: no private message, no private channel name.
+        let snap = list.snapshot(10);
+        assert_eq!(
+            snap.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        assert!(snap.channels.iter().all(|c| !c.starts_with("secret")));
+    }
+
+    #[test]
     fn resume_replays_and_reports_gaps() {
         let list = list(4);
         for i in 0..6 {
             list.publish("red", &json!(i)).unwrap(); // ids 1..=6; 3..=6 kept
         }
-        let (mut a, gap) = list.subscribe(Start::After(4), None, CancellationToken::new());
+        let (mut a, gap) = list.subscribe(Start::After(4), None, None, CancellationToken::new());
         assert_eq!(gap, None);
         assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![5, 6]);
 
-        let (mut b, gap) = list.subscribe(Start::After(2), None, CancellationToken::new());
+        let (mut b, gap) = list.subscribe(Start::After(2), None, None, CancellationToken::new());
         assert_eq!(gap, None, "id 2 was evicted but nothing after it was");
         assert_eq!(
             ids(&b.try_next(1 << 16).unwrap().unwrap()),
             vec![3, 4, 5, 6]
         );
 
-        let (mut c, gap) = list.subscribe(Start::After(1), None, CancellationToken::new());
+        let (mut c, gap) = list.subscribe(Start::After(1), None, None, CancellationToken::new());
         assert_eq!(
             gap,
             Some(Gap {
@@ -675,7 +760,7 @@ mod tests {
         );
 
         // An id from the future (another server's, or before a restart) is a gap too.
-        let (_, gap) = list.subscribe(Start::After(99), None, CancellationToken::new());
+        let (_, gap) = list.subscribe(Start::After(99), None, None, CancellationToken::new());
         assert_eq!(
             gap,
             Some(Gap {
@@ -702,14 +787,15 @@ mod tests {
         assert_eq!(snap.messages[1].extra["source_id"], 1);
 
         // Another server's id, not received here yet: no gap, it waits and gets what follows.
-        let (mut ahead, gap) = list.subscribe(Start::After(3000), None, CancellationToken::new());
+        let (mut ahead, gap) =
+            list.subscribe(Start::After(3000), None, None, CancellationToken::new());
         assert_eq!(gap, None);
         assert_eq!(ahead.try_next(1 << 16).unwrap(), None);
         list.append(3001, "red", b"3", b"").unwrap();
         assert_eq!(ids(&ahead.try_next(1 << 16).unwrap().unwrap()), vec![3001]);
 
         // Older than the log holds: a gap.
-        let (_, gap) = list.subscribe(Start::After(99), None, CancellationToken::new());
+        let (_, gap) = list.subscribe(Start::After(99), None, None, CancellationToken::new());
         assert_eq!(
             gap,
             Some(Gap {
@@ -723,8 +809,8 @@ mod tests {
     fn a_subscriber_behind_the_history_is_cut_off() {
         let list = list(8);
         let slow_cut = CancellationToken::new();
-        let (mut slow, _) = list.subscribe(Start::Live, None, slow_cut.clone());
-        let (mut fast, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+        let (mut slow, _) = list.subscribe(Start::Live, None, None, slow_cut.clone());
+        let (mut fast, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
         for i in 0..8 {
             list.publish("red", &json!(i)).unwrap();
             assert!(fast.try_next(1 << 16).unwrap().is_some());
@@ -820,7 +906,7 @@ mod tests {
         let list = list(8);
         let subs: Vec<_> = (0..10)
             .map(|_| {
-                list.subscribe(Start::Live, None, CancellationToken::new())
+                list.subscribe(Start::Live, None, None, CancellationToken::new())
                     .0
             })
             .collect();
@@ -840,7 +926,7 @@ mod tests {
         let list = list(4096);
         let mut readers = Vec::new();
         for _ in 0..8 {
-            let (mut sub, _) = list.subscribe(Start::Live, None, CancellationToken::new());
+            let (mut sub, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
             readers.push(tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while seen.len() < (WRITERS * PER_WRITER) as usize {

@@ -76,6 +76,19 @@ pub mod defaults {
     pub const REDIS_BACKOFF_MAX: Duration = Duration::from_secs(5);
     /// How long a publish (or connecting) waits for Redis before answering `503`.
     pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+    /// SSE subscribers held at once; beyond it a subscription is answered `503`.
+    pub const MAX_SUBSCRIBERS: usize = 100_000;
+    /// SSE subscribers one client address may hold; beyond it, `429`. Generous, because many
+    /// users can share one address (a NAT, an office).
+    pub const MAX_SUBSCRIBERS_PER_IP: usize = 1024;
+    /// Messages per second one credential (or, with open publishing, one address) may publish
+    /// through `POST /messages`; beyond it, `429` with `Retry-After`.
+    pub const PUBLISH_RATE: f64 = 1000.0;
+    /// Messages one credential may publish in a burst above the rate.
+    pub const PUBLISH_BURST: u32 = 1000;
+    /// A write to a client that makes no progress for this long closes the connection: a
+    /// stalled socket is not held open forever.
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 #[derive(Debug, Parser)]
@@ -249,6 +262,44 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub publish_token: Vec<String>,
+    /// HS256 key for JWTs (publishers' and subscribers'); enables JWT credentials.
+    #[arg(long, env = "RINGBACK_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// RS256 public key (PEM file) for JWTs; enables JWT credentials.
+    #[arg(long, env = "RINGBACK_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Audience (`aud`) JWTs must name, if any.
+    #[arg(long, env = "RINGBACK_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Private channels (names, `prefix*`, or `*`), comma-separated: read only with a JWT whose
+    /// `ringback.subscribe` claim lists them. Needs a JWT key.
+    #[arg(long, env = "RINGBACK_PRIVATE_CHANNELS", value_delimiter = ',')]
+    pub private_channels: Vec<String>,
+    /// Origins allowed to use the API from other sites (CORS), comma-separated, e.g.
+    /// `https://app.example`; `*` allows any origin, but then without cookies or credentials.
+    #[arg(long, env = "RINGBACK_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// SSE subscribers held at once (0: no limit).
+    #[arg(long, env = "RINGBACK_MAX_SUBSCRIBERS", default_value_t = defaults::MAX_SUBSCRIBERS)]
+    pub max_subscribers: usize,
+    /// SSE subscribers per client address (0: no limit).
+    #[arg(long, env = "RINGBACK_MAX_SUBSCRIBERS_PER_IP", default_value_t = defaults::MAX_SUBSCRIBERS_PER_IP)]
+    pub max_subscribers_per_ip: usize,
+    /// Messages per second per publish credential (per address when publishing is open; 0: no
+    /// limit).
+    #[arg(long, env = "RINGBACK_PUBLISH_RATE", default_value_t = defaults::PUBLISH_RATE)]
+    pub publish_rate: f64,
+    /// Burst of messages per credential above `--publish-rate`.
+    #[arg(long, env = "RINGBACK_PUBLISH_BURST", default_value_t = defaults::PUBLISH_BURST)]
+    pub publish_burst: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that
+    /// sets it: otherwise clients could pick their own address).
+    #[arg(long, env = "RINGBACK_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub trust_forwarded_for: bool,
+    /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
+    #[arg(long, env = "RINGBACK_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub write_timeout: Duration,
     /// Follow this Redis (`redis://host:port/db`) instead of the in-process bus; several servers
     /// on one Redis serve one feed. Also read from `REDIS_URL`.
     #[arg(long, env = "RINGBACK_REDIS_URL", hide_env_values = true)]
@@ -355,6 +406,17 @@ impl Default for ServeArgs {
             history_age: defaults::HISTORY_AGE,
             redis_backoff_max: defaults::REDIS_BACKOFF_MAX,
             redis_timeout: defaults::REDIS_TIMEOUT,
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_audience: None,
+            private_channels: Vec::new(),
+            cors_origins: Vec::new(),
+            max_subscribers: defaults::MAX_SUBSCRIBERS,
+            max_subscribers_per_ip: defaults::MAX_SUBSCRIBERS_PER_IP,
+            publish_rate: defaults::PUBLISH_RATE,
+            publish_burst: defaults::PUBLISH_BURST,
+            trust_forwarded_for: false,
+            write_timeout: defaults::WRITE_TIMEOUT,
         }
     }
 }
@@ -416,6 +478,7 @@ mod tests {
         assert_eq!(parsed.history_age, named.history_age);
         assert_eq!(parsed.redis_backoff_max, named.redis_backoff_max);
         assert_eq!(parsed.redis_timeout, named.redis_timeout);
+        assert_eq!(parsed.write_timeout, named.write_timeout);
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod tests {
             max_channels: 8,
         };
         let feed = BroadcastList::new(limits, 1, &CHANNELS, metrics.clone());
-        let (mut sub, _) = feed.subscribe(Start::Live, None, CancellationToken::new());
+        let (mut sub, _) = feed.subscribe(Start::Live, None, None, CancellationToken::new());
         let shutdown = CancellationToken::new();
         let started = tokio::time::Instant::now();
         let task = tokio::spawn(run(

@@ -4,6 +4,7 @@
 
 use crate::auth::AuthError;
 use crate::broadcast::Rejected;
+use crate::limits::LimitError;
 use crate::redis_ingest::PublishError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -20,9 +21,12 @@ pub enum AppError {
     /// The request is well formed but the feed refused it.
     #[error(transparent)]
     Rejected(#[from] Rejected),
-    /// Missing or wrong publish credentials.
+    /// Missing or wrong credentials (`401`), or a credential without the right (`403`).
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    /// A limit on subscribers or on the publish rate (`429`, or `503` when the server is full).
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// The feed's source (Redis) cannot take the message now; nothing was published.
     #[error("{0}")]
     Unavailable(String),
@@ -47,7 +51,9 @@ impl AppError {
             AppError::Rejected(Rejected::Channel(_)) => StatusCode::BAD_REQUEST,
             AppError::Rejected(Rejected::TooManyChannels(_)) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unauthorized(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Limit(e) => e.status(),
         }
     }
 }
@@ -56,11 +62,19 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.to_string() }));
         let mut response = (self.status(), body).into_response();
-        if matches!(self, AppError::Unauthorized(_)) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        let headers = response.headers_mut();
+        match &self {
+            AppError::Unauthorized(AuthError::Forbidden { .. }) => {}
+            AppError::Unauthorized(_) => {
+                headers.insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            AppError::Limit(limit) => {
+                headers.insert(axum::http::header::RETRY_AFTER, limit.retry_after().into());
+            }
+            _ => {}
         }
         response
     }

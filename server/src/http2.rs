@@ -16,6 +16,7 @@
 //! run in their own tasks; connection-specific headers are stripped and `Date` added here; a
 //! client's RST_STREAM is watched with `poll_reset`, so even an idle SSE handler ends at once.
 
+use crate::limits::ClientAddr;
 use crate::push::PagePlan;
 use crate::server::{AppState, StreamCut};
 use axum::body::Body;
@@ -56,6 +57,8 @@ struct Conn {
     router: Router,
     state: AppState,
     scheme: Scheme,
+    /// The client's address, put in each request's extensions (per-address limits).
+    peer: Option<ClientAddr>,
     /// Set once this connection has been pushed the manifest: never push an asset twice.
     pushed: AtomicBool,
     /// Streams being handled, for the idle timeout.
@@ -63,8 +66,13 @@ struct Conn {
 }
 
 /// Serves one HTTP/2 connection until the client leaves, it idles out, or shutdown drains it.
-pub(crate) async fn serve<IO>(io: IO, router: Router, state: AppState, scheme: Scheme)
-where
+pub(crate) async fn serve<IO>(
+    io: IO,
+    router: Router,
+    state: AppState,
+    scheme: Scheme,
+    peer: Option<ClientAddr>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = state.config.clone();
@@ -90,6 +98,7 @@ where
         router,
         state: state.clone(),
         scheme,
+        peer,
         pushed: AtomicBool::new(false),
         active: AtomicUsize::new(0),
     });
@@ -177,7 +186,10 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
         }
     }
 
-    let req = Request::from_parts(parts, Body::new(RecvBody(recv)));
+    let mut req = Request::from_parts(parts, Body::new(RecvBody(recv)));
+    if let Some(peer) = conn.peer {
+        req.extensions_mut().insert(peer);
+    }
     let response = tokio::select! {
         r = conn.router.clone().oneshot(req) => match r {
             Ok(r) => r,

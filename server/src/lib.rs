@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: flags, environment variables and every default.
 //! - [`publish`]: `POST /messages`, the HTTP way in (the in-process bus of the embedded default).
-//! - [`auth`]: who may publish (bearer tokens).
+//! - [`auth`]: who may publish and who may read private channels (bearer tokens, JWTs).
+//! - [`limits`]: subscribers per address and in total, publish rate per credential.
 //! - [`source`]: where publishers append: the in-process bus or Redis.
 //! - [`redis_ingest`]: following Redis: the shared log, Pub/Sub input, reconnection.
 //! - [`demo`]: the demo source that keeps a fresh page alive.
@@ -13,6 +14,7 @@
 //! - [`sse`]: the one frame encoder, and `GET /messages`.
 //! - [`server`]: the Router, the accept loop, and notify-then-drain shutdown.
 //! - [`listener`]: one port for TLS, h2c and HTTP/1.1, told apart by their first bytes.
+//! - [`write_deadline`]: closes a connection whose writes make no progress.
 //! - [`tls`]: certificates (given, or self-signed and kept) and the rustls configuration.
 //! - [`http2`]: the HTTP/2 driver on the `h2` crate: dispatch, push, 103 Early Hints.
 //! - [`push`]: which requests are pages and what they bring; `Link` headers and the cookie.
@@ -35,6 +37,7 @@ pub mod demo;
 pub mod error;
 pub mod http2;
 pub mod jitter;
+pub mod limits;
 pub mod listener;
 pub mod load;
 pub mod metrics;
@@ -48,3 +51,4 @@ pub mod source;
 pub mod sse;
 pub mod tls;
 pub mod trace;
+pub mod write_deadline;

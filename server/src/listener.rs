@@ -11,7 +11,9 @@
 
 use crate::config::Http2Driver;
 use crate::http2;
+use crate::limits::ClientAddr;
 use crate::server::{AppState, ConnectionCut};
+use crate::write_deadline::WriteDeadline;
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
@@ -41,6 +43,8 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
         Ok(Ok(s)) => s,
         _ => return, // closed or silent: nothing to serve
     };
+    let peer = stream.peer_addr().ok().map(ClientAddr);
+    let stream = WriteDeadline::new(stream, state.config.write_timeout, state.metrics.clone());
     match sniffed {
         Sniffed::Tls => {
             let Some(tls) = state.tls.clone() else {
@@ -60,23 +64,28 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
                 }
             };
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                serve_http2(stream, router, state, http2::Scheme::Https).await;
+                serve_http2(stream, router, state, http2::Scheme::Https, peer).await;
             } else {
-                serve_hyper(stream, router, state, Proto::Http1).await;
+                serve_hyper(stream, router, state, Proto::Http1, peer).await;
             }
         }
-        Sniffed::H2c => serve_http2(stream, router, state, http2::Scheme::Http).await,
-        Sniffed::Http1 => serve_hyper(stream, router, state, Proto::Http1).await,
+        Sniffed::H2c => serve_http2(stream, router, state, http2::Scheme::Http, peer).await,
+        Sniffed::Http1 => serve_hyper(stream, router, state, Proto::Http1, peer).await,
     }
 }
 
-async fn serve_http2<IO>(io: IO, router: Router, state: AppState, scheme: http2::Scheme)
-where
+async fn serve_http2<IO>(
+    io: IO,
+    router: Router,
+    state: AppState,
+    scheme: http2::Scheme,
+    peer: Option<ClientAddr>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match state.config.http2_driver {
-        Http2Driver::Ringback => http2::serve(io, router, state, scheme).await,
-        Http2Driver::Hyper => serve_hyper(io, router, state, Proto::Http2).await,
+        Http2Driver::Ringback => http2::serve(io, router, state, scheme, peer).await,
+        Http2Driver::Hyper => serve_hyper(io, router, state, Proto::Http2, peer).await,
     }
 }
 
@@ -110,9 +119,14 @@ async fn sniff(stream: &TcpStream) -> std::io::Result<Sniffed> {
 }
 
 /// HTTP/1.1 on hyper (and, with `--http2-driver hyper`, HTTP/2 on hyper, without push), with
-/// the connection's cut-off switch in every request.
-async fn serve_hyper<IO>(io: IO, router: Router, state: AppState, proto: Proto)
-where
+/// the connection's cut-off switch and peer address in every request.
+async fn serve_hyper<IO>(
+    io: IO,
+    router: Router,
+    state: AppState,
+    proto: Proto,
+    peer: Option<ClientAddr>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cut = CancellationToken::new();
@@ -120,6 +134,9 @@ where
         let cut = cut.clone();
         move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectionCut(cut.clone()));
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
             router.clone().oneshot(req.map(Body::new))
         }
     });

@@ -26,6 +26,16 @@ pub struct Metrics {
     pub rejected_too_large: AtomicU64,
     pub rejected_too_many_channels: AtomicU64,
     pub rejected_unauthorized: AtomicU64,
+    pub rejected_forbidden: AtomicU64,
+    pub rejected_rate_limited: AtomicU64,
+    /// Subscriptions refused, by reason.
+    pub refused_subscribers: AtomicU64,
+    pub refused_subscribers_per_ip: AtomicU64,
+    pub refused_unauthorized: AtomicU64,
+    pub refused_forbidden: AtomicU64,
+    pub refused_bad_request: AtomicU64,
+    /// Connections closed because a write made no progress within `--write-timeout`.
+    pub write_timeouts: AtomicU64,
     /// Subscribers cut off for falling behind the history.
     pub lagged_disconnects: AtomicU64,
     /// Subscriptions that asked to resume, and those told of a gap.
@@ -46,7 +56,21 @@ impl Metrics {
             "bad_type" => &self.rejected_bad_type,
             "too_large" => &self.rejected_too_large,
             "unauthorized" => &self.rejected_unauthorized,
+            "forbidden" => &self.rejected_forbidden,
+            "rate_limited" => &self.rejected_rate_limited,
             _ => &self.rejected_too_many_channels,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one refused subscription under `reason`.
+    pub fn refuse(&self, reason: &str) {
+        let counter = match reason {
+            "subscribers" => &self.refused_subscribers,
+            "subscribers_per_ip" => &self.refused_subscribers_per_ip,
+            "unauthorized" => &self.refused_unauthorized,
+            "forbidden" => &self.refused_forbidden,
+            _ => &self.refused_bad_request,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -92,7 +116,28 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 get(&m.rejected_too_many_channels),
             ),
             ("reason=\"unauthorized\"", get(&m.rejected_unauthorized)),
+            ("reason=\"forbidden\"", get(&m.rejected_forbidden)),
+            ("reason=\"rate_limited\"", get(&m.rejected_rate_limited)),
         ],
+    );
+    out.family(
+        "ringback_subscriptions_refused_total",
+        "counter",
+        &[
+            ("reason=\"subscribers\"", get(&m.refused_subscribers)),
+            (
+                "reason=\"subscribers_per_ip\"",
+                get(&m.refused_subscribers_per_ip),
+            ),
+            ("reason=\"unauthorized\"", get(&m.refused_unauthorized)),
+            ("reason=\"forbidden\"", get(&m.refused_forbidden)),
+            ("reason=\"bad_request\"", get(&m.refused_bad_request)),
+        ],
+    );
+    out.family(
+        "ringback_write_timeouts_total",
+        "counter",
+        &[("", get(&m.write_timeouts))],
     );
     let lagged = get(&m.lagged_disconnects);
     out.family(

@@ -5,11 +5,13 @@
 //! publisher sends affects other publishers or subscribers.
 
 use crate::error::AppError;
+use crate::limits::{client_ip, ClientAddr};
 use crate::redis_ingest::PublishError;
 use crate::server::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
@@ -23,19 +25,30 @@ pub struct PublishRequest {
     pub data: serde_json::Value,
 }
 
-/// `POST /messages` → `202 {"id": N}`; `401` without a valid token when tokens are configured;
-/// `503` while Redis (when configured) is unreachable.
+/// `POST /messages` → `202 {"id": N}`; `401` without a valid credential when credentials are
+/// configured, `403` when the credential does not cover the channel; `429` beyond the
+/// credential's publish rate; `503` while Redis (when configured) is unreachable.
 ///
 /// The body arrives as `Bytes` under a `DefaultBodyLimit` of the configured size (set on the
 /// route in `server.rs`), so an oversized body is refused with `413` before it is buffered.
 pub async fn publish(
     State(state): State<AppState>,
+    peer: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     // Credentials first: a stranger learns nothing about the body rules.
-    state.auth.check(&headers).map_err(|e| {
+    let publisher = state.auth.publisher(&headers).map_err(|e| {
         state.metrics.reject("unauthorized");
+        AppError::from(e)
+    })?;
+    // Then the rate, before any work on the body; open publishing is limited per address.
+    let key = publisher.credential.clone().unwrap_or_else(|| {
+        let ip = client_ip(peer.as_deref(), &headers, state.config.trust_forwarded_for);
+        format!("ip:{ip}")
+    });
+    state.publish_rate.check(&key).map_err(|e| {
+        state.metrics.reject(e.reason());
         AppError::from(e)
     })?;
     let limit = state.config.max_message_bytes;
@@ -53,6 +66,10 @@ pub async fn publish(
         AppError::BadRequest(format!(
             "expected {{\"type\": \"...\", \"data\": ...}}: {e}"
         ))
+    })?;
+    publisher.check(&request.channel).map_err(|e| {
+        state.metrics.reject("forbidden");
+        AppError::from(e)
     })?;
     let id = state
         .source

@@ -7,9 +7,10 @@
 //! last connection task to drop its clone of the drain sender.
 
 use crate::assets::{self, AssetManifest};
-use crate::auth::PublishAuth;
+use crate::auth::{Auth, AuthSettings};
 use crate::broadcast::{BroadcastList, Limits};
 use crate::config::ServeArgs;
+use crate::limits::{PublishRate, SubscriberLimits};
 use crate::metrics::Metrics;
 use crate::push::{self, PushPolicy};
 use crate::redis_ingest::{RedisIngest, RedisSettings};
@@ -32,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
 
 /// Everything a handler needs, cloned into each request (all fields are shared handles).
 #[derive(Clone)]
@@ -40,8 +42,12 @@ pub struct AppState {
     pub feed: BroadcastList,
     /// Where publishers append: the list itself, or the Redis log it follows.
     pub source: Source,
-    /// Who may publish over HTTP.
-    pub auth: Arc<PublishAuth>,
+    /// Who may publish over HTTP, and who may read private channels.
+    pub auth: Arc<Auth>,
+    /// Subscribers held, in total and per address.
+    pub subscribers: Arc<SubscriberLimits>,
+    /// Publish rate per credential.
+    pub publish_rate: Arc<PublishRate>,
     pub config: Arc<ServeArgs>,
     pub metrics: Arc<Metrics>,
     /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
@@ -52,6 +58,8 @@ pub struct AppState {
     pub push: Arc<PushPolicy>,
     /// TLS for connections that start with a ClientHello; `None` serves cleartext only.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Cross-origin access to the API, when origins are configured.
+    pub cors: Option<CorsLayer>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -61,10 +69,27 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
-    /// Fails only on a configuration it cannot use (a malformed Redis URL). Redis itself need
-    /// not be up: the server starts, serves, and connects when it can.
+    /// Fails only on a configuration it cannot use (a malformed Redis URL, an unreadable JWT
+    /// key, a bad channel pattern). Redis itself need not be up: the server starts, serves, and
+    /// connects when it can.
     pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Result<Self, String> {
         let metrics = Arc::new(Metrics::default());
+        let jwt_public_key = config
+            .jwt_public_key
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))
+            })
+            .transpose()?;
+        let auth = Auth::new(&AuthSettings {
+            publish_tokens: config.publish_token.clone(),
+            jwt_secret: config.jwt_secret.clone(),
+            jwt_public_key,
+            jwt_audience: config.jwt_audience.clone(),
+            private_channels: config.private_channels.clone(),
+        })?;
+        let cors = cors(&config.cors_origins)?;
         let limits = Limits {
             history: config.history,
             history_bytes: config.history_bytes,
@@ -81,6 +106,7 @@ impl AppState {
                 .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)),
         };
         let feed = BroadcastList::new(limits, first_id, &DEFAULT_CHANNELS, metrics.clone());
+        feed.set_private(auth.private().clone());
         if redis_url.is_some() {
             // Before Redis is first reached, a resume waits for the log instead of being told
             // of a gap.
@@ -106,7 +132,13 @@ impl AppState {
         Ok(AppState {
             feed,
             source,
-            auth: Arc::new(PublishAuth::new(&config.publish_token)),
+            auth: Arc::new(auth),
+            subscribers: SubscriberLimits::new(
+                config.max_subscribers,
+                config.max_subscribers_per_ip,
+            ),
+            publish_rate: Arc::new(PublishRate::new(config.publish_rate, config.publish_burst)),
+            cors,
             config: Arc::new(config),
             metrics,
             shutdown: CancellationToken::new(),
@@ -184,8 +216,60 @@ pub fn router(state: AppState) -> Router {
             state.push.manifest.clone(),
             assets::serve,
         ))
+        .layer(tower::util::option_layer(state.cors.clone()))
         .layer(middleware::from_fn(crate::trace::request_id))
         .with_state(state)
+}
+
+/// CORS for `--cors-origins`: the listed origins may call the API with credentials (the cookie
+/// that carries a subscriber's JWT, `Authorization`). `*` lets any origin read the public API,
+/// and then never with credentials: a credentialed wildcard would let every site act with a
+/// visitor's cookie (browsers refuse it too).
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::AllowOrigin;
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([HeaderName::from_static(crate::trace::REQUEST_ID)])
+        .max_age(Duration::from_secs(600));
+    if origins.contains(&"*") {
+        if origins.len() > 1 {
+            return Err("--cors-origins: `*` stands alone (it allows every origin)".into());
+        }
+        return Ok(Some(layer.allow_origin(AllowOrigin::any())));
+    }
+    let mut list = Vec::new();
+    for origin in origins {
+        let uri: axum::http::Uri = origin
+            .parse()
+            .map_err(|_| format!("--cors-origins: {origin:?} is not an origin"))?;
+        let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+        if uri.scheme().is_none() || uri.host().is_none() || !bare {
+            return Err(format!(
+                "--cors-origins: {origin:?} is not an origin (scheme://host[:port], no path)"
+            ));
+        }
+        let origin = origin.trim_end_matches('/');
+        list.push(HeaderValue::from_str(origin).map_err(|e| format!("--cors-origins: {e}"))?);
+    }
+    Ok(Some(
+        layer
+            .allow_origin(AllowOrigin::list(list))
+            .allow_credentials(true),
+    ))
 }
 
 /// `GET /readyz`: `200` while the server can serve the whole feed, `503` while its source

@@ -9,9 +9,11 @@
 //! a `retry:` and heartbeats of its own, and stops on shutdown, on a cut-off, or when the client
 //! goes away (hyper drops the body, which drops the subscription).
 
+use crate::auth::AuthError;
 use crate::broadcast::{Start, Subscription};
 use crate::error::AppError;
 use crate::jitter;
+use crate::limits::{self, ClientAddr, SubscriberPermit};
 use crate::server::{AppState, ConnectionCut, StreamCut};
 use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 use axum::body::Body;
@@ -20,6 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -106,6 +109,9 @@ fn source_event(online: bool) -> String {
 pub struct SubscribeParams {
     pub start: Option<u64>,
     pub types: Vec<String>,
+    /// A subscriber JWT given as `?token=` (for clients that can send neither a cookie nor a
+    /// header).
+    pub token: Option<String>,
 }
 
 impl SubscribeParams {
@@ -132,6 +138,7 @@ impl SubscribeParams {
                     }
                 }
                 "lastEventId" => query_last = Some(value.into_owned()),
+                "token" => params.token = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -158,12 +165,49 @@ pub fn parse_last_event_id(raw: &str) -> Result<u64, AppError> {
 }
 
 /// `GET /messages`: the event stream.
+///
+/// Refusals, each counted by reason: `400` for a malformed query or `Last-Event-ID`, `401` for
+/// a bad credential, `403` for a `type` filter naming a private channel the credential does not
+/// grant, `429` beyond the subscribers per address, `503` beyond the subscribers in total.
 pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+    let refused = |reason: &'static str| {
+        let metrics = state.metrics.clone();
+        move |e| {
+            metrics.refuse(reason);
+            e
+        }
+    };
     let params = SubscribeParams::parse(
         req.uri().query(),
         req.headers(),
         state.config.max_filter_channels,
-    )?;
+    )
+    .map_err(refused("bad_request"))?;
+    let grants = state
+        .auth
+        .reader(params.token.as_deref(), req.headers())
+        .map_err(AppError::from)
+        .map_err(refused("unauthorized"))?;
+    if let Some(channel) = params
+        .types
+        .iter()
+        .find(|t| state.auth.private().contains(t) && !grants.contains(t))
+    {
+        let e = AuthError::Forbidden {
+            action: "reading",
+            channel: channel.clone(),
+        };
+        return Err(refused("forbidden")(AppError::from(e)));
+    }
+    let ip = limits::client_ip(
+        req.extensions().get::<ClientAddr>(),
+        req.headers(),
+        state.config.trust_forwarded_for,
+    );
+    let permit = state
+        .subscribers
+        .admit(ip)
+        .map_err(|e| refused(e.reason())(AppError::from(e)))?;
     // An HTTP/1.1 connection's own token, so a cut-off closes the socket even if hyper has
     // stopped polling this body; otherwise a fresh one, handed to the HTTP/2 driver with the
     // response (`StreamCut`) so it resets this stream.
@@ -174,7 +218,8 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         .unwrap_or_default();
     let start = params.start.map_or(Start::Live, Start::After);
     let filter = (!params.types.is_empty()).then_some(params.types);
-    let (sub, gap) = state.feed.subscribe(start, filter, cut.clone());
+    let grants = (!grants.is_empty()).then(|| Arc::new(grants));
+    let (sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
     if let Some(gap) = &gap {
         tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
     }
@@ -191,6 +236,7 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         retry: state.config.retry,
         ends_at: ends_at(state.config.max_stream_age),
         ended: false,
+        _permit: permit,
     };
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
@@ -220,6 +266,8 @@ struct EventStream {
     ends_at: Option<tokio::time::Instant>,
     /// The parting `retry:` has been sent; the next step ends the stream.
     ended: bool,
+    /// This subscriber's place under the subscriber limits, given back when the stream ends.
+    _permit: SubscriberPermit,
 }
 
 /// When a stream opened now ends by itself: after 80–100% of `max_age`, or never for zero.
@@ -344,7 +392,7 @@ mod tests {
     }
 
     fn stream(feed: &crate::broadcast::BroadcastList) -> EventStream {
-        let (sub, _) = feed.subscribe(Start::Live, None, CancellationToken::new());
+        let (sub, _) = feed.subscribe(Start::Live, None, None, CancellationToken::new());
         EventStream {
             sub,
             first: Some(preamble(Duration::from_secs(2), None, None)),
@@ -355,6 +403,9 @@ mod tests {
             retry: Duration::from_secs(2),
             ends_at: None,
             ended: false,
+            _permit: crate::limits::SubscriberLimits::new(0, 0)
+                .admit([127, 0, 0, 1].into())
+                .unwrap(),
         }
     }
 
@@ -484,7 +535,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("last-event-id", HeaderValue::from_static("9"));
         let p = SubscribeParams::parse(
-            Some("lastEventId=3&type=red&type=blue&type=red"),
+            Some("lastEventId=3&type=red&type=blue&type=red&token=a.b.c"),
             &headers,
             8,
         )
@@ -493,7 +544,8 @@ mod tests {
             p,
             SubscribeParams {
                 start: Some(9),
-                types: vec!["red".into(), "blue".into()]
+                types: vec!["red".into(), "blue".into()],
+                token: Some("a.b.c".into()),
             }
         );
         let p = SubscribeParams::parse(Some("lastEventId=3"), &HeaderMap::new(), 8).unwrap();

@@ -1,0 +1,285 @@
+//! Limits on what one client can take: subscribers in total and per client address, and the
+//! publish rate per credential.
+//!
+//! The other limits live where their input is read: message size and channels (the broadcast
+//! list and `POST /messages`), `type` filters per subscription (`sse.rs`), connections (the
+//! accept loop), HTTP/2 streams and header sizes (`http2.rs`).
+//!
+//! Why a `std::sync::Mutex` around plain maps: each critical section is a lookup and an
+//! increment, with no `.await` inside; subscriptions and publishes are rare next to deliveries.
+
+use axum::http::{HeaderMap, StatusCode};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The peer address of a request's connection, put in every request's extensions by the
+/// listener (both HTTP/1.1 and HTTP/2).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The client's address: the connection's peer, or, behind a trusted proxy
+/// (`--trust-forwarded-for`), the address that proxy appended last to `X-Forwarded-For`.
+pub fn client_ip(peer: Option<&ClientAddr>, headers: &HeaderMap, trust_forwarded: bool) -> IpAddr {
+    let forwarded = trust_forwarded
+        .then(|| {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+        })
+        .flatten();
+    forwarded
+        .or(peer.map(|p| p.0.ip()))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Why a subscription was refused: the server is full (`503`), or this address holds its
+/// share (`429`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("the server holds its limit of {0} subscribers; retry later")]
+    Subscribers(usize),
+    #[error("this address holds its limit of {0} subscribers")]
+    SubscribersPerIp(usize),
+    #[error("publish rate limit reached; retry in {} ms", .0.as_millis())]
+    PublishRate(Duration),
+}
+
+impl LimitError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            LimitError::Subscribers(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LimitError::SubscribersPerIp(_) | LimitError::PublishRate(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+        }
+    }
+
+    /// The `Retry-After` to send, in whole seconds.
+    pub fn retry_after(&self) -> u64 {
+        match self {
+            LimitError::PublishRate(d) => d.as_secs_f64().ceil().max(1.0) as u64,
+            _ => 1,
+        }
+    }
+
+    /// The metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LimitError::Subscribers(_) => "subscribers",
+            LimitError::SubscribersPerIp(_) => "subscribers_per_ip",
+            LimitError::PublishRate(_) => "rate_limited",
+        }
+    }
+}
+
+/// Subscribers in total and per address; `0` means no limit.
+#[derive(Debug)]
+pub struct SubscriberLimits {
+    total: usize,
+    per_ip: usize,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted subscriber; dropping it gives the place back.
+#[derive(Debug)]
+pub struct SubscriberPermit {
+    limits: Arc<SubscriberLimits>,
+    ip: IpAddr,
+}
+
+impl SubscriberLimits {
+    pub fn new(total: usize, per_ip: usize) -> Arc<Self> {
+        Arc::new(SubscriberLimits {
+            total,
+            per_ip,
+            held: Mutex::default(),
+        })
+    }
+
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SubscriberPermit, LimitError> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if self.total > 0 && held.total >= self.total {
+            return Err(LimitError::Subscribers(self.total));
+        }
+        let mine = held.by_ip.get(&ip).copied().unwrap_or(0);
+        if self.per_ip > 0 && mine >= self.per_ip {
+            return Err(LimitError::SubscribersPerIp(self.per_ip));
+        }
+        held.total += 1;
+        held.by_ip.insert(ip, mine + 1);
+        Ok(SubscriberPermit {
+            limits: self.clone(),
+            ip,
+        })
+    }
+
+    /// Addresses holding at least one subscriber (bounded by the subscribers themselves).
+    pub fn addresses(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_ip
+            .len()
+    }
+}
+
+impl Drop for SubscriberPermit {
+    fn drop(&mut self) {
+        let mut held = self.limits.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.total = held.total.saturating_sub(1);
+        if let Some(n) = held.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Buckets tracked at most; beyond it, the full (idle) ones are forgotten. A full bucket and a
+/// forgotten one behave alike, so forgetting never lets anyone publish faster.
+const MAX_BUCKETS: usize = 10_000;
+
+/// A token bucket per credential: `rate` messages per second, bursts of up to `burst`.
+#[derive(Debug)]
+pub struct PublishRate {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl PublishRate {
+    /// `rate` of `0` means no limit.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        PublishRate {
+            rate,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one message's token from `key`'s bucket, or says how long until there is one.
+    pub fn check(&self, key: &str) -> Result<(), LimitError> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let refilled = bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * self.rate;
+        bucket.tokens = refilled.min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - bucket.tokens) / self.rate;
+            Err(LimitError::PublishRate(Duration::from_secs_f64(wait)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn subscribers_in_total_and_per_address() {
+        let limits = SubscriberLimits::new(3, 2);
+        let a = IpAddr::from([10, 0, 0, 1]);
+        let b = IpAddr::from([10, 0, 0, 2]);
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert_eq!(
+            limits.admit(a).unwrap_err(),
+            LimitError::SubscribersPerIp(2)
+        );
+        let _b1 = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).unwrap_err(), LimitError::Subscribers(3));
+        drop(a1);
+        let _a3 = limits.admit(a).unwrap();
+        assert_eq!(limits.addresses(), 2);
+        let unlimited = SubscriberLimits::new(0, 0);
+        let held: Vec<_> = (0..100).map(|_| unlimited.admit(a).unwrap()).collect();
+        drop(held);
+        assert_eq!(unlimited.addresses(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn publish_rate_per_credential() {
+        let rate = PublishRate::new(2.0, 3);
+        for _ in 0..3 {
+            rate.check("alice").unwrap();
+        }
+        let Err(LimitError::PublishRate(wait)) = rate.check("alice") else {
+            panic!("a fourth message within the burst must be refused");
+        };
+        assert_eq!(wait, Duration::from_millis(500));
+        // Another credential has its own bucket.
+        rate.check("bob").unwrap();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        rate.check("alice").unwrap();
+        assert!(rate.check("alice").is_err());
+        // A long pause refills up to the burst, not beyond it.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..3 {
+            rate.check("alice").unwrap();
+        }
+        assert!(rate.check("alice").is_err());
+        assert!(PublishRate::new(0.0, 1).check("x").is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_buckets_are_forgotten_beyond_the_bound() {
+        let rate = PublishRate::new(1.0, 1);
+        for i in 0..MAX_BUCKETS {
+            rate.check(&i.to_string()).unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        rate.check("new").unwrap();
+        assert_eq!(rate.buckets.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_only_when_trusted() {
+        let peer = ClientAddr(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 203.0.113.7"),
+        );
+        assert_eq!(client_ip(Some(&peer), &headers, false), peer.0.ip());
+        assert_eq!(
+            client_ip(Some(&peer), &headers, true),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        assert_eq!(client_ip(Some(&peer), &HeaderMap::new(), true), peer.0.ip());
+    }
+}

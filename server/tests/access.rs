@@ -1,0 +1,485 @@
+//! Access and limits over real HTTP: JWT publishers, private channels (live and on replay),
+//! CORS, subscriber limits, the publish rate, and the write deadline.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{config, request, SseClient, TestServer, PATIENCE};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::json;
+use server::config::ServeArgs;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "integration-test-secret";
+
+fn hs256(claims: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn later() -> u64 {
+    jsonwebtoken::get_current_timestamp() + 3600
+}
+
+fn private_config() -> ServeArgs {
+    ServeArgs {
+        jwt_secret: Some(SECRET.into()),
+        jwt_public_key: Some(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt-rs256.pub").into(),
+        ),
+        private_channels: vec!["secret-*".into()],
+        ..config()
+    }
+}
+
+/// `POST /messages` with a bearer credential; the status and the JSON answer.
+async fn post(
+    addr: SocketAddr,
+    token: Option<&str>,
+    channel: &str,
+    data: &str,
+) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(auth.as_deref().map(|a| ("authorization", a)));
+    let body = json!({ "type": channel, "data": data }).to_string();
+    let (status, h, answer) = request(addr, "POST", "/messages", &headers, body).await;
+    let answer = answer.collect().await.unwrap().to_bytes();
+    (
+        status,
+        h,
+        serde_json::from_slice(&answer).unwrap_or_default(),
+    )
+}
+
+/// Reads the stream's messages until one carries `last`; returns their channel/data pairs.
+async fn read_until(sse: &mut SseClient, last: &str) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    loop {
+        let e = sse.next_message().await.expect("stream open");
+        let m = e.json();
+        let data = m["data"].as_str().unwrap().to_owned();
+        assert_eq!(e.event.as_deref(), m["type"].as_str());
+        seen.push((m["type"].as_str().unwrap().to_owned(), data.clone()));
+        if data == last {
+            return seen;
+        }
+    }
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(c, d)| (c.to_string(), d.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn jwt_publishers_publish_only_to_their_channels() {
+    let server = TestServer::start(private_config()).await;
+    let mut sse = SseClient::connect(server.addr, "/messages", &[]).await;
+    let blue_only = hs256(json!({"sub": "svc", "exp": later(), "ringback": {"publish": ["blue"]}}));
+
+    let (status, _, _) = post(server.addr, Some(&blue_only), "blue", "allowed").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, h, answer) = post(server.addr, Some(&blue_only), "red", "forbidden").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("`red`"),
+        "{answer}"
+    );
+    assert!(h.get("www-authenticate").is_none());
+
+    let expired = hs256(json!({"exp": 1_000_000, "ringback": {"publish": ["*"]}}));
+    let (status, h, answer) = post(server.addr, Some(&expired), "blue", "expired").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h["www-authenticate"], "Bearer");
+    assert!(
+        answer["error"].as_str().unwrap().contains("expired"),
+        "{answer}"
+    );
+    let (status, _, _) = post(server.addr, None, "blue", "anonymous").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // RS256, signed with the private half of the configured public key.
+    let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt-rs256.key")).unwrap();
+    let claims = json!({"exp": later(), "ringback": {"publish": ["yellow"]}});
+    let rs = encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
+    let (status, _, _) = post(server.addr, Some(&rs), "yellow", "rs256").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Exactly the two allowed messages reached the subscriber.
+    assert_eq!(
+        read_until(&mut sse, "rs256").await,
+        pairs(&[("blue", "allowed"), ("yellow", "rs256")])
+    );
+    let m = &server.state.metrics;
+    assert_eq!(m.rejected_forbidden.load(Ordering::Relaxed), 1);
+    assert_eq!(m.rejected_unauthorized.load(Ordering::Relaxed), 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn private_channels_reach_only_granted_subscribers_live_and_on_replay() {
+    let server = TestServer::start(private_config()).await;
+    let publisher = hs256(json!({"exp": later(), "ringback": {"publish": ["*"]}}));
+    let a_reader = hs256(json!({"exp": later(), "ringback": {"subscribe": ["secret-a"]}}));
+    let all_reader = hs256(json!({"exp": later(), "ringback": {"subscribe": ["secret-*"]}}));
+    let cookie = format!("theme=dark; ringback_token={a_reader}");
+
+    let mut public = SseClient::connect(server.addr, "/messages", &[]).await;
+    let mut by_cookie = SseClient::connect(server.addr, "/messages", &[("cookie", &cookie)]).await;
+    let by_query_path = format!("/messages?token={all_reader}");
+    let mut by_query = SseClient::connect(server.addr, &by_query_path, &[]).await;
+    assert_eq!(by_cookie.status, StatusCode::OK);
+    assert_eq!(by_query.status, StatusCode::OK);
+
+    let first = post(server.addr, Some(&publisher), "blue", "public 1")
+        .await
+        .2["id"]
+        .as_u64()
+        .unwrap();
+    for (channel, data) in [
+        ("secret-a", "for a"),
+        ("secret-b", "for b"),
+        ("blue", "public 2"),
+    ] {
+        let (status, _, _) = post(server.addr, Some(&publisher), channel, data).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let everything = [
+        ("blue", "public 1"),
+        ("secret-a", "for a"),
+        ("secret-b", "for b"),
+        ("blue", "public 2"),
+    ];
+    assert_eq!(
+        read_until(&mut public, "public 2").await,
+        pairs(&[everything[0], everything[3]])
+    );
+    assert_eq!(
+        read_until(&mut by_cookie, "public 2").await,
+        pairs(&[everything[0], everything[1], everything[3]])
+    );
+    assert_eq!(
+        read_until(&mut by_query, "public 2").await,
+        pairs(&everything)
+    );
+
+    // Replay from Last-Event-ID follows the same rule.
+    let before = (first - 1).to_string();
+    let mut replay =
+        SseClient::connect(server.addr, "/messages", &[("last-event-id", &before)]).await;
+    assert_eq!(
+        read_until(&mut replay, "public 2").await,
+        pairs(&[everything[0], everything[3]])
+    );
+    let mut replay = SseClient::connect(
+        server.addr,
+        "/messages",
+        &[("last-event-id", &before), ("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(
+        read_until(&mut replay, "public 2").await,
+        pairs(&[everything[0], everything[1], everything[3]])
+    );
+
+    // Asking for a private channel without the right is a 403; a bad credential is a 401.
+    let denied = SseClient::connect(server.addr, "/messages?type=secret-a", &[]).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let denied = SseClient::connect(
+        server.addr,
+        "/messages?type=secret-b",
+        &[("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let bad = SseClient::connect(server.addr, "/messages?token=not.a.jwt", &[]).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let m = &server.state.metrics;
+    assert_eq!(m.refused_forbidden.load(Ordering::Relaxed), 2);
+    assert_eq!(m.refused_unauthorized.load(Ordering::Relaxed), 1);
+
+    // The page (first paint, served to anyone) shows neither private messages nor their names.
+    let (status, _, page) = request(server.addr, "GET", "/", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = String::from_utf8(page.collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(page.contains("public 2"));
+    assert!(
+        !page.contains("for a") && !page.contains("secret-"),
+        "{page}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn cors_allows_the_listed_origins_with_credentials_and_no_others() {
+    let server = TestServer::start(ServeArgs {
+        cors_origins: vec!["https://app.example".into()],
+        ..config()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        let addr = server.addr;
+        async move {
+            request(
+                addr,
+                "OPTIONS",
+                "/messages",
+                &[
+                    ("origin", origin),
+                    ("access-control-request-method", "POST"),
+                    (
+                        "access-control-request-headers",
+                        "authorization,content-type",
+                    ),
+                ],
+                "",
+            )
+            .await
+        }
+    };
+    let (status, h, _) = preflight("https://app.example").await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(h["access-control-allow-origin"], "https://app.example");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let (_, h, _) = preflight("https://evil.example").await;
+    assert!(h.get("access-control-allow-origin").is_none());
+    let sse = SseClient::connect(
+        server.addr,
+        "/messages",
+        &[("origin", "https://app.example")],
+    )
+    .await;
+    assert_eq!(
+        sse.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    server.shutdown().await;
+
+    let any = TestServer::start(ServeArgs {
+        cors_origins: vec!["*".into()],
+        ..config()
+    })
+    .await;
+    let sse = SseClient::connect(any.addr, "/messages", &[("origin", "https://x.example")]).await;
+    assert_eq!(sse.headers["access-control-allow-origin"], "*");
+    assert!(sse
+        .headers
+        .get("access-control-allow-credentials")
+        .is_none());
+    any.shutdown().await;
+
+    let leptos = leptos::config::LeptosOptions::builder()
+        .output_name("ringback")
+        .build();
+    for bad in [
+        vec!["*", "https://a.example"],
+        vec!["https://a.example/path"],
+        vec!["a.example"],
+    ] {
+        let cfg = ServeArgs {
+            cors_origins: bad.iter().map(|s| s.to_string()).collect(),
+            ..config()
+        };
+        assert!(
+            server::server::AppState::new(cfg, leptos.clone()).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+/// Opens `GET /messages` from `source` (a loopback address) and returns the status and the
+/// open socket.
+async fn subscribe_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    headers: &str,
+) -> (u16, tokio::net::TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((source, 0))).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET /messages HTTP/1.1\r\nhost: t\r\n{headers}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(PATIENCE, stream.read_exact(&mut byte))
+            .await
+            .expect("a response head in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+    (status, stream)
+}
+
+#[tokio::test]
+async fn subscribers_are_limited_per_address_and_in_total() {
+    let server = TestServer::start(ServeArgs {
+        max_subscribers: 3,
+        max_subscribers_per_ip: 2,
+        ..config()
+    })
+    .await;
+    let addr = server.addr;
+    let (s1, a1) = subscribe_from([127, 0, 0, 1], addr, "").await;
+    let (s2, _a2) = subscribe_from([127, 0, 0, 1], addr, "").await;
+    let (s3, _) = subscribe_from([127, 0, 0, 1], addr, "").await;
+    assert_eq!((s1, s2, s3), (200, 200, 429));
+    let (s4, _b1) = subscribe_from([127, 0, 0, 2], addr, "").await;
+    let (s5, _) = subscribe_from([127, 0, 0, 3], addr, "").await;
+    assert_eq!((s4, s5), (200, 503));
+    // A subscriber leaves: its place is free again.
+    drop(a1);
+    let mut subs = server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == 2).await.unwrap();
+    let (s6, _a3) = subscribe_from([127, 0, 0, 1], addr, "").await;
+    assert_eq!(s6, 200);
+    let m = &server.state.metrics;
+    assert_eq!(m.refused_subscribers_per_ip.load(Ordering::Relaxed), 1);
+    assert_eq!(m.refused_subscribers.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+
+    // Behind a trusted proxy, the address is the one the proxy appended to X-Forwarded-For.
+    let server = TestServer::start(ServeArgs {
+        max_subscribers_per_ip: 1,
+        trust_forwarded_for: true,
+        ..config()
+    })
+    .await;
+    let via = |ip: &str| format!("x-forwarded-for: 10.9.9.9, {ip}\r\n");
+    let (a, _a) = subscribe_from([127, 0, 0, 1], server.addr, &via("198.51.100.1")).await;
+    let (b, _b) = subscribe_from([127, 0, 0, 1], server.addr, &via("198.51.100.2")).await;
+    let (c, _c) = subscribe_from([127, 0, 0, 1], server.addr, &via("198.51.100.1")).await;
+    assert_eq!((a, b, c), (200, 200, 429));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_publish_rate_is_limited_per_credential() {
+    let server = TestServer::start(ServeArgs {
+        publish_token: vec!["alice".into(), "bob".into()],
+        publish_rate: 0.01,
+        publish_burst: 2,
+        ..config()
+    })
+    .await;
+    let mut sse = SseClient::connect(server.addr, "/messages", &[]).await;
+    assert_eq!(
+        post(server.addr, Some("alice"), "blue", "a1").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(server.addr, Some("alice"), "blue", "a2").await.0,
+        StatusCode::ACCEPTED
+    );
+    let (status, h, answer) = post(server.addr, Some("alice"), "blue", "a3").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=100).contains(&retry), "{retry}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("rate"),
+        "{answer}"
+    );
+    // Another credential has its own allowance.
+    assert_eq!(
+        post(server.addr, Some("bob"), "blue", "b1").await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        read_until(&mut sse, "b1").await,
+        pairs(&[("blue", "a1"), ("blue", "a2"), ("blue", "b1")])
+    );
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .rejected_rate_limited
+            .load(Ordering::Relaxed),
+        1
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn channel_names_and_filters_are_bounded() {
+    let server = TestServer::start(ServeArgs {
+        max_filter_channels: 2,
+        ..config()
+    })
+    .await;
+    let long = "x".repeat(65);
+    let (status, _, answer) = post(server.addr, None, &long, "too long").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().unwrap().contains("64"), "{answer}");
+    let three = SseClient::connect(server.addr, "/messages?type=a&type=b&type=c", &[]).await;
+    assert_eq!(three.status, StatusCode::BAD_REQUEST);
+    let bad = SseClient::connect(server.addr, "/messages?type=a.b", &[]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let resume = SseClient::connect(server.addr, "/messages", &[("last-event-id", "12ab")]).await;
+    assert_eq!(resume.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .refused_bad_request
+            .load(Ordering::Relaxed),
+        3
+    );
+    server.shutdown().await;
+}
+
+/// A subscriber whose socket stops taking bytes is closed at the write deadline, well before it
+/// would fall behind the history.
+#[tokio::test]
+async fn a_stalled_socket_is_closed_at_the_write_deadline() {
+    const SIZE: usize = 60 * 1024;
+    let server = TestServer::start(ServeArgs {
+        write_timeout: Duration::from_millis(500),
+        max_message_bytes: 2 * SIZE,
+        history_bytes: 64 << 20,
+        ..config()
+    })
+    .await;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut stalled = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    stalled
+        .write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut subs = server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == 1).await.unwrap();
+    // More than the socket buffers hold (loopback's send buffer grows to a few MiB), less than
+    // the history (1,024 messages, 64 MiB).
+    let payload = serde_json::Value::String("x".repeat(SIZE));
+    for _ in 0..300 {
+        server.state.feed.publish("blue", &payload).unwrap();
+    }
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0))
+        .await
+        .expect("the stalled subscriber was dropped")
+        .unwrap();
+    let m = &server.state.metrics;
+    assert_eq!(m.write_timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(m.lagged_disconnects.load(Ordering::Relaxed), 0);
+    server.shutdown().await;
+}
