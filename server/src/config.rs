@@ -89,6 +89,10 @@ pub mod defaults {
     /// A write to a client that makes no progress for this long closes the connection: a
     /// stalled socket is not held open forever.
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Bytes of response an HTTP/1.1 connection buffers beyond the socket's own buffer (at
+    /// least 8 KiB). What a client that stops reading can pin in the server, besides one SSE
+    /// batch (64 KiB at most), until it is cut off or its write deadline passes.
+    pub const MAX_WRITE_BUFFER: usize = 64 * 1024;
 }
 
 #[derive(Debug, Parser)]
@@ -149,6 +153,10 @@ pub struct LoadArgs {
     /// The Pub/Sub channel for `--redis-url`.
     #[arg(long, default_value = defaults::REDIS_CHANNELS)]
     pub redis_channel: String,
+    /// Also hold this many subscribers that never read (small receive buffers), to measure
+    /// what slow clients cost the others.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -297,6 +305,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGBACK_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub trust_forwarded_for: bool,
+    /// HTTP/1.1: bytes of response buffered per connection beyond the socket (min 8 KiB).
+    #[arg(long, env = "RINGBACK_MAX_WRITE_BUFFER", default_value_t = defaults::MAX_WRITE_BUFFER)]
+    pub max_write_buffer: usize,
     /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
     #[arg(long, env = "RINGBACK_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub write_timeout: Duration,
@@ -417,6 +428,7 @@ impl Default for ServeArgs {
             publish_burst: defaults::PUBLISH_BURST,
             trust_forwarded_for: false,
             write_timeout: defaults::WRITE_TIMEOUT,
+            max_write_buffer: defaults::MAX_WRITE_BUFFER,
         }
     }
 }

@@ -145,7 +145,9 @@ async fn serve_hyper<IO>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.idle_timeout);
+        .header_read_timeout(cfg.idle_timeout)
+        // hyper's default (~400 KiB) would let each client that stops reading pin that much.
+        .max_buf_size(cfg.max_write_buffer.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -329,6 +329,32 @@ fn own_cpu_seconds() -> f64 {
 }
 
 /// Runs the benchmark and returns its report.
+/// Opens `n` subscribers that never read, with small receive buffers, from 127.0.0.250: the
+/// slow clients a healthy subscriber's latency must not suffer from (`--stalled`).
+async fn open_stalled(server: SocketAddr, authority: &str, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+            continue;
+        };
+        let _ = socket.set_recv_buffer_size(4096);
+        if socket
+            .bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 250), 0)))
+            .is_err()
+        {
+            continue;
+        }
+        let Ok(mut stream) = socket.connect(server).await else {
+            continue;
+        };
+        let request = format!("GET /messages HTTP/1.1\r\nhost: {authority}\r\n\r\n");
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            held.push(stream);
+        }
+    }
+    held
+}
+
 pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let raised = crate::metrics::raise_open_files_limit();
     let base: Uri = args
@@ -395,6 +421,7 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = server_process(&base).await;
     let connected = shared.connected.load(Ordering::Relaxed);
+    let stalled = open_stalled(server, authority.as_ref(), args.stalled).await;
 
     let count = (args.rate * args.duration.as_secs_f64()).round().max(1.0) as u64;
     let own_cpu0 = own_cpu_seconds();
@@ -414,6 +441,7 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     for t in tasks {
         let _ = t.await;
     }
+    drop(stalled);
     let received = shared
         .received
         .lock()
@@ -472,6 +500,13 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             "server        {:.0}% CPU while publishing (of one core), {:.1} MiB after",
             100.0 * (cpu1 - cpu0) / wall.as_secs_f64(),
             rss2 / 1048576.0
+        );
+    }
+    if args.stalled > 0 {
+        let _ = writeln!(
+            out,
+            "stalled       {} subscribers that never read (4 KiB receive buffers) held open beside them",
+            args.stalled
         );
     }
     let _ = writeln!(

@@ -179,7 +179,7 @@ pub fn normalise(payload: &[u8], max_bytes: usize) -> Result<(String, String), &
 
 /// Splits a log entry's message JSON into what the broadcast list encodes: channel, data JSON
 /// and the further members (without braces).
-fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
+pub fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
     let serde_json::Value::Object(mut fields) = serde_json::from_slice(msg).ok()? else {
         return None;
     };

@@ -331,12 +331,12 @@ impl EventStream {
 mod tests {
     use super::*;
 
-    /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's field rules):
-    /// returns (id, event, data) per dispatched event.
+    /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's line and field
+    /// rules: a line ends at CRLF, CR or LF): returns (id, event, data) per dispatched event.
     fn parse_events(text: &str) -> Vec<(Option<String>, Option<String>, String)> {
         let mut out = Vec::new();
         let (mut id, mut event, mut data) = (None, None, Vec::new());
-        for line in text.split('\n') {
+        for line in text.split("\r\n").flat_map(|l| l.split(['\r', '\n'])) {
             if line.is_empty() {
                 if !data.is_empty() {
                     out.push((id.take(), event.take(), data.join("\n")));
@@ -358,6 +358,66 @@ mod tests {
             }
         }
         out
+    }
+
+    proptest::proptest! {
+        /// Whatever the data and the publisher's extra fields hold (line breaks of every kind,
+        /// NUL, `data:` look-alikes, any Unicode), and whatever channel passes validation, the
+        /// frame is exactly the one event it stands for, as an independent parser reads it.
+        #[test]
+        fn no_input_can_inject_a_line(
+            id in proptest::num::u64::ANY,
+            channel in "[A-Za-z0-9_-]{1,64}",
+            data in proptest::string::string_regex("(.|\r|\n|\u{2028}|\u{0}|data: |id: |event: )*").unwrap(),
+            extra in proptest::collection::btree_map("[a-z\r\n:]{1,8}", "(.|\r|\n)*", 0..3),
+            announce in proptest::bool::ANY,
+        ) {
+            let value = serde_json::Value::String(data);
+            let data_json = serde_json::to_vec(&value).unwrap();
+            let extra: serde_json::Map<String, serde_json::Value> = extra
+                .into_iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data"))
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            let extra_json = if extra.is_empty() {
+                Vec::new()
+            } else {
+                let all = serde_json::to_vec(&extra).unwrap();
+                all[1..all.len() - 1].to_vec()
+            };
+            let (frame, json) = encode_message(id, &channel, &data_json, &extra_json, announce);
+            let events = parse_events(std::str::from_utf8(&frame).unwrap());
+            proptest::prop_assert_eq!(events.len(), 1 + usize::from(announce));
+            let (got_id, event, data) = events.last().unwrap();
+            let id_text = id.to_string();
+            proptest::prop_assert_eq!(got_id.as_deref(), Some(id_text.as_str()));
+            proptest::prop_assert_eq!(event.as_deref(), Some(channel.as_str()));
+            proptest::prop_assert_eq!(data.as_bytes(), &json[..]);
+            let m: app::message::Message = serde_json::from_str(data).unwrap();
+            proptest::prop_assert_eq!(m.id, id);
+            proptest::prop_assert_eq!(&m.channel, &channel);
+            proptest::prop_assert_eq!(&m.data, &value);
+            proptest::prop_assert_eq!(&m.extra, &extra);
+        }
+
+        /// Any text as a channel: refused, or a token no SSE line break or field can hide in.
+        #[test]
+        fn channel_validation_admits_only_tokens(name in "(.|\r|\n|:){0,70}") {
+            if validate_channel(&name).is_ok() {
+                proptest::prop_assert!(!name.is_empty() && name.len() <= 64);
+                proptest::prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            }
+        }
+
+        /// `Last-Event-ID`: accepted exactly when it is a decimal u64, as that number.
+        #[test]
+        fn last_event_ids_parse_only_as_numbers(raw in "( |[0-9]|[a-z]|\r|-|[+]){0,24}") {
+            let trimmed = raw.trim();
+            let expected = (!trimmed.is_empty() && trimmed.len() <= 20 && trimmed.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| trimmed.parse::<u64>().ok())
+                .flatten();
+            proptest::prop_assert_eq!(parse_last_event_id(&raw).ok(), expected);
+        }
     }
 
     #[test]

@@ -1,0 +1,157 @@
+//! Fault tests on the real binary: SIGTERM with 1,000 open streams, and `kill -9` of one
+//! server mid-stream behind a shared Redis. (`kill -9` of Redis itself is in `redis.rs`.)
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{free_port, scratch, RedisServer, SseClient, TestServer, PATIENCE};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// The `ringback` binary serving on a free port, started and awaited by its "live" line.
+async fn spawn_server(name: &str, extra: &[&str]) -> (Child, SocketAddr) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let data = scratch(name);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringback"))
+        .args(["--addr", &addr.to_string(), "--log", "warn"])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(extra)
+        .env("LEPTOS_OUTPUT_NAME", "ringback")
+        .env_remove("LEPTOS_HASH_FILES")
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Ringback is live") {
+                return;
+            }
+        }
+        panic!("the server exited before serving");
+    })
+    .await
+    .expect("the server started");
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+fn signal(child: &Child, sig: &str) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Opens an SSE stream over raw HTTP/1.1 and reads up to its `retry:` preamble.
+async fn open(addr: SocketAddr) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(6).any(|w| w == b"retry:") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "stream closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    (s, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_1000_open_streams_cleanly_within_the_grace_period() {
+    const STREAMS: usize = 1000;
+    let (mut child, addr) = spawn_server("sigterm", &["--shutdown-grace", "10s"]).await;
+    let mut streams = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        streams.push(open(addr).await);
+    }
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|(mut s, mut got)| {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) => return Ok(got),
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+        })
+        .collect();
+    signal(&child, "-TERM");
+    // Every stream ends with its parting `retry:` and the chunked body's last chunk: a clean end
+    // EventSource reconnects from, not a reset.
+    let all = tokio::time::timeout(PATIENCE, futures::future::join_all(readers))
+        .await
+        .expect("every stream closed in time");
+    for (i, got) in all.into_iter().enumerate() {
+        let got = got
+            .unwrap()
+            .unwrap_or_else(|e| panic!("stream {i} was reset: {e}"));
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.ends_with("\n\n\r\n0\r\n\r\n"),
+            "stream {i} did not end cleanly: {text:?}"
+        );
+        assert_eq!(text.matches("retry:").count(), 2, "stream {i}: {text:?}");
+    }
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("the server exited")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn kill_9_of_one_server_mid_stream_loses_nothing() {
+    let redis = RedisServer::start("faults-kill").await;
+    let url = redis.url();
+    let (mut a, a_addr) = spawn_server("kill-a", &["--redis-url", &url]).await;
+    let b = TestServer::start(common::redis_config(&redis)).await;
+    common::await_online(&b.state, true).await;
+
+    let mut sse = SseClient::connect(a_addr, "/messages", &[]).await;
+    let mut last = None;
+    for n in 0..3 {
+        common::publish_ok(b.addr, "blue", &format!("before {n}")).await;
+        let e = sse.next_message().await.unwrap();
+        assert_eq!(e.json()["data"], format!("before {n}"));
+        last = e.id;
+    }
+    signal(&a, "-KILL");
+    assert_eq!(sse.next_event().await, None, "A's stream broke off");
+    let status = a.wait().await.unwrap();
+    assert!(!status.success());
+
+    // While the browser waits to reconnect, the feed goes on on B.
+    for n in 0..3 {
+        common::publish_ok(b.addr, "blue", &format!("during {n}")).await;
+    }
+    let last = last.unwrap();
+    let mut resumed = SseClient::connect(b.addr, "/messages", &[("last-event-id", &last)]).await;
+    for n in 0..3 {
+        let e = resumed.next_message().await.unwrap();
+        assert_eq!(
+            e.json()["data"],
+            format!("during {n}"),
+            "missed ones, in order, once"
+        );
+    }
+    common::publish_ok(b.addr, "blue", "after").await;
+    let e = resumed.next_message().await.unwrap();
+    assert_eq!(e.json()["data"], "after");
+    b.shutdown().await;
+}
