@@ -1,0 +1,68 @@
+import { test, expect, type Page } from "@playwright/test";
+import { createHmac } from "node:crypto";
+import { startRingback, stop } from "./ringback";
+
+// This spec owns a server with credentials: a JWT key, and private channels `secret-*`.
+const port = 3103;
+const base = `http://127.0.0.1:${port}`;
+const secret = "e2e-jwt-secret";
+
+function jwt(claims: object): string {
+  const b64 = (v: object) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+async function publish(type: string, data: string): Promise<number> {
+  const token = jwt({ ringback: { publish: ["*"] } });
+  const res = await fetch(`${base}/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ type, data }),
+  });
+  expect(res.status).toBe(202);
+  return (await res.json()).id;
+}
+
+async function openLive(page: Page) {
+  await page.goto(base);
+  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
+}
+
+test("a private channel shows only on the page whose cookie grants it", async ({ browser }) => {
+  const server = startRingback(["--addr", `127.0.0.1:${port}`, "--jwt-secret", secret, "--private-channels", "secret-*"]);
+  try {
+    await expect
+      .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
+      .toBe(200);
+    const granted = await browser.newContext();
+    await granted.addCookies([
+      { name: "ringback_token", value: jwt({ ringback: { subscribe: ["secret-a"] } }), url: base },
+    ]);
+    const stranger = await browser.newContext();
+    const mine = await granted.newPage();
+    const theirs = await stranger.newPage();
+    await openLive(mine);
+    await openLive(theirs);
+
+    const hidden = await publish("secret-a", "for the granted page only");
+    const shown = await publish("blue", "for everyone");
+    // The granted page learns the private channel from the stream and shows its message.
+    await expect(mine.locator(`.channel[data-channel="secret-a"] li[data-id="${hidden}"]`)).toHaveText(
+      "for the granted page only",
+    );
+    await expect(mine.locator(`.channel[data-channel="blue"] li[data-id="${shown}"]`)).toHaveText("for everyone");
+    // The other page gets the public message, and after it nothing of the private one.
+    await expect(theirs.locator(`.channel[data-channel="blue"] li[data-id="${shown}"]`)).toHaveText("for everyone");
+    await expect(theirs.locator(`.channel[data-channel="secret-a"]`)).toHaveCount(0);
+    await expect(theirs.locator("body")).not.toContainText("for the granted page only");
+    // A reload (first paint, then resume) keeps it private.
+    await theirs.reload();
+    await expect(theirs.locator(".state")).toHaveAttribute("data-state", "live");
+    await expect(theirs.locator("body")).not.toContainText("for the granted page only");
+    await granted.close();
+    await stranger.close();
+  } finally {
+    await stop(server);
+  }
+});
