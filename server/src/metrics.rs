@@ -16,6 +16,8 @@ pub struct Metrics {
     pub published_demo: AtomicU64,
     /// Pub/Sub messages received from Redis (before validation).
     pub published_redis: AtomicU64,
+    /// Messages handed to subscribers' streams (one per message per subscriber).
+    pub messages_out: AtomicU64,
     /// 1 while the Redis ingest is connected, 0 otherwise (always 0 without Redis).
     pub redis_up: AtomicU64,
     /// Sessions established with Redis (the first, then every reconnection).
@@ -97,6 +99,11 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             ("source=\"demo\"", get(&m.published_demo)),
             ("source=\"redis\"", get(&m.published_redis)),
         ],
+    );
+    out.family(
+        "ringback_messages_out_total",
+        "counter",
+        &[("", get(&m.messages_out))],
     );
     out.family("ringback_redis_up", "gauge", &[("", get(&m.redis_up))]);
     out.family(

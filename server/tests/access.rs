@@ -483,3 +483,35 @@ async fn a_stalled_socket_is_closed_at_the_write_deadline() {
     assert_eq!(m.lagged_disconnects.load(Ordering::Relaxed), 0);
     server.shutdown().await;
 }
+
+/// `--max-connections`: beyond it, a new connection waits in the kernel's backlog (it is not
+/// refused) and is served as soon as another closes.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let server = TestServer::start(ServeArgs {
+        max_connections: 1,
+        ..config()
+    })
+    .await;
+    let first = SseClient::connect(server.addr, "/messages", &[]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let waiting = tokio::spawn(request(server.addr, "GET", "/healthz", &[], ""));
+    // A negative check needs a bound: in 300 ms the waiting connection is not served.
+    let early = tokio::time::timeout(Duration::from_millis(300), async {
+        while server.state.metrics.connections.load(Ordering::Relaxed) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "a second connection was accepted beyond the limit"
+    );
+    drop(first);
+    let (status, _, _) = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .expect("served once the first closed")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    server.shutdown().await;
+}

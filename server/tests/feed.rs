@@ -343,7 +343,12 @@ async fn the_page_is_server_rendered_with_the_latest_messages() {
 #[tokio::test]
 async fn healthz_and_metrics_answer() {
     let server = TestServer::start(config()).await;
+    let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
+    let mut b = SseClient::connect(server.addr, "/messages?type=red", &[]).await;
+    let _c = SseClient::connect(server.addr, "/messages?type=blue", &[]).await;
     publish_ok(server.addr, "red", "x").await;
+    a.next_message().await.unwrap();
+    b.next_message().await.unwrap();
     let (status, _, _) = common::request(server.addr, "GET", "/healthz", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, body) = common::request(server.addr, "GET", "/metrics", &[], "").await;
@@ -353,6 +358,19 @@ async fn healthz_and_metrics_answer() {
         text.contains("ringback_messages_in_total{source=\"http\"} 1"),
         "{text}"
     );
+    // Two of the three subscribers take the message; the third's filter skips it.
+    assert!(text.contains("ringback_messages_out_total 2\n"), "{text}");
+    for family in [
+        "ringback_subscribers 3",
+        "ringback_rejected_total{reason=\"rate_limited\"} 0",
+        "ringback_subscriptions_refused_total{reason=\"subscribers_per_ip\"} 0",
+        "ringback_write_timeouts_total 0",
+        "ringback_lagged_disconnects_total 0",
+        "ringback_early_hints_total 0",
+        "ringback_redis_up 0",
+    ] {
+        assert!(text.contains(family), "{family} in {text}");
+    }
     server.shutdown().await;
 }
 

@@ -27,12 +27,16 @@ struct Fixture {
 }
 
 async fn fixture(name: &str) -> Fixture {
+    fixture_with(name, config()).await
+}
+
+async fn fixture_with(name: &str, cfg: server::config::ServeArgs) -> Fixture {
     let dir = scratch(name);
     let (hash, pkg) = write_test_build(&dir).unwrap();
     let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
     let tls = server::tls::server_config(None, None, &dir).unwrap();
     let (cert, _) = server::tls::self_signed_paths(&dir);
-    let state = state(config()).with_assets(manifest).with_tls(tls);
+    let state = state(cfg).with_assets(manifest).with_tls(tls);
     Fixture {
         server: TestServer::start_state(state).await,
         pkg,
@@ -725,4 +729,55 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     subs.wait_for(|n| *n == 0).await.unwrap();
     drop(client);
     server.shutdown().await;
+}
+
+/// `--h2-max-concurrent-streams` is announced in the server's SETTINGS, and a client that
+/// respects it (as the h2 crate does) opens a further stream only once one ends.
+#[tokio::test]
+async fn http2_streams_per_connection_are_limited() {
+    let f = fixture_with(
+        "h2-streams",
+        server::config::ServeArgs {
+            h2_max_concurrent_streams: 2,
+            ..config()
+        },
+    )
+    .await;
+    let addr = f.server.addr;
+    let mut client = connect(addr, Via::H2c, &f.cert, false).await;
+    let sse = || {
+        Request::get(format!("http://localhost:{}/messages", addr.port()))
+            .body(())
+            .unwrap()
+    };
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        client = client.ready().await.unwrap();
+        let (fut, _) = client.send_request(sse(), true).unwrap();
+        let response = fut.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response.into_body());
+    }
+    assert_eq!(client.current_max_send_streams(), 2);
+    let (third, _) = client
+        .ready()
+        .await
+        .unwrap()
+        .send_request(sse(), true)
+        .unwrap();
+    // A negative check needs a bound: in 300 ms no third subscriber appears.
+    let mut subs = f.server.state.feed.watch_subscribers();
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        subs.wait_for(|n| *n > 2),
+    )
+    .await;
+    assert!(early.is_err(), "a third stream was served beyond the limit");
+    drop(open.pop());
+    let response = tokio::time::timeout(PATIENCE, third)
+        .await
+        .expect("a slot frees when a stream ends")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    f.server.shutdown().await;
 }
