@@ -10,12 +10,18 @@ fuzz_target!(|input: (&str, &str)| {
         Ok(id) => {
             let digits = header.trim();
             assert!(digits.bytes().all(|b| b.is_ascii_digit()));
-            assert_eq!(digits.trim_start_matches('0').parse::<u64>().unwrap_or(0), id);
+            assert_eq!(
+                digits.trim_start_matches('0').parse::<u64>().unwrap_or(0),
+                id
+            );
         }
         Err(_) => {
             let t = header.trim();
             assert!(
-                t.is_empty() || t.len() > 20 || !t.bytes().all(|b| b.is_ascii_digit()) || t.parse::<u64>().is_err()
+                t.is_empty()
+                    || t.len() > 20
+                    || !t.bytes().all(|b| b.is_ascii_digit())
+                    || t.parse::<u64>().is_err()
             );
         }
     }

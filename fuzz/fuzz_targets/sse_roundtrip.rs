@@ -9,7 +9,9 @@ fuzz_target!(|input: (u64, &str, &str, bool, Vec<(String, String)>)| {
     let (id, channel, data, announce, extra) = input;
     if app::message::validate_channel(channel).is_err() {
         assert!(
-            channel.is_empty() || channel.len() > 64 || channel.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            channel.is_empty()
+                || channel.len() > 64
+                || channel.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         );
         return;
     }
@@ -26,8 +28,7 @@ fuzz_target!(|input: (u64, &str, &str, bool, Vec<(String, String)>)| {
         let all = serde_json::to_vec(&extra).unwrap();
         all[1..all.len() - 1].to_vec()
     };
-    let (frame, json) =
-        server::sse::encode_message(id, channel, &data_json, &extra_json, announce);
+    let (frame, json) = server::sse::encode_message(id, channel, &data_json, &extra_json, announce);
     ringback_fuzz::check_frame(&frame, id, channel, &data);
     let message: app::message::Message = serde_json::from_slice(&json).unwrap();
     assert_eq!(message.extra, extra);

@@ -1,5 +1,10 @@
 //! What the fuzz targets share: an SSE parser written from the WHATWG algorithm, independent of
-//! the server's encoder and of its test helpers, and the round-trip check every target ends in.
+//! the server's encoder and of its test helpers, the round-trip check every target ends in, and
+//! the decoder check itself, which `server/tests/fuzz_corpus.rs` also runs over the kept corpus
+//! on stable Rust (this file is included there by path).
+
+use server::broadcast::{BroadcastList, Limits, Start};
+use std::sync::Arc;
 
 /// One dispatched event: its `id` (the last-event-id buffer after it), `event` and `data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +33,11 @@ pub fn parse(stream: &str) -> Vec<Event> {
             if let Some(d) = data.take() {
                 events.push(Event {
                     id: id.clone(),
-                    event: if event.is_empty() { "message".into() } else { event.clone() },
+                    event: if event.is_empty() {
+                        "message".into()
+                    } else {
+                        event.clone()
+                    },
                     data: d,
                 });
             }
@@ -83,4 +92,47 @@ pub fn check_frame(frame: &[u8], id: u64, channel: &str, data: &serde_json::Valu
     assert_eq!(parsed.id, id);
     assert_eq!(parsed.channel, channel);
     assert_eq!(&parsed.data, data);
+}
+
+const MAX: usize = 64 * 1024;
+
+fn list() -> BroadcastList {
+    let limits = Limits {
+        history: 4,
+        history_bytes: 1 << 20,
+        max_message_bytes: MAX,
+        max_channels: 16,
+    };
+    BroadcastList::new(limits, 1, &[], Arc::default())
+}
+
+fn last_frame(list: &BroadcastList) -> bytes::Bytes {
+    let cut = tokio_util::sync::CancellationToken::new();
+    let (mut sub, _) = list.subscribe(Start::After(0), None, None, cut);
+    sub.try_next(usize::MAX)
+        .expect("not lagging")
+        .expect("one frame")
+}
+
+/// The message decoders, fed any bytes: a Redis Pub/Sub payload (`normalise`, then the split
+/// of the log entry that the broadcast list appends) and a `POST /messages` body. Whatever is
+/// accepted becomes one well-formed frame with the same channel and data; the rest is refused
+/// without a panic.
+pub fn message_decoder(payload: &[u8]) {
+    if let Ok((channel, message)) = server::redis_ingest::normalise(payload, MAX) {
+        let (split_channel, data_json, extra_json) =
+            server::redis_ingest::split_message(message.as_bytes()).expect("normalised splits");
+        assert_eq!(split_channel, channel);
+        let data: serde_json::Value = serde_json::from_slice(&data_json).expect("data is JSON");
+        let list = list();
+        if list.append(7000, &channel, &data_json, &extra_json).is_ok() {
+            check_frame(&last_frame(&list), 7000, &channel, &data);
+        }
+    }
+    if let Ok(request) = serde_json::from_slice::<server::publish::PublishRequest>(payload) {
+        let list = list();
+        if let Ok(id) = list.publish(&request.channel, &request.data) {
+            check_frame(&last_frame(&list), id, &request.channel, &request.data);
+        }
+    }
 }

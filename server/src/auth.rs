@@ -259,17 +259,31 @@ impl Auth {
 
     /// The private channels a subscriber may read: from its JWT (the `token` query parameter,
     /// then `Authorization: Bearer`, then the cookie), or none without one.
+    ///
+    /// A bad token given on purpose (query or header) is refused. A bad *cookie* reads as no
+    /// credential: a browser sends its cookie on its own, often after it expired, and the
+    /// public feed must not break for it (an EventSource refused once never retries).
     pub fn reader(
         &self,
         query_token: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<ChannelSet, AuthError> {
-        let token = query_token
+        let explicit = query_token
             .or_else(|| bearer(headers))
-            .or_else(|| cookie(headers, TOKEN_COOKIE));
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Ok(ChannelSet::default());
-        };
+            .filter(|t| !t.is_empty());
+        if let Some(token) = explicit {
+            return self.grants(token);
+        }
+        match cookie(headers, TOKEN_COOKIE).filter(|t| !t.is_empty()) {
+            Some(token) => Ok(self.grants(token).unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "subscriber cookie not accepted; public channels only");
+                ChannelSet::default()
+            })),
+            None => Ok(ChannelSet::default()),
+        }
+    }
+
+    fn grants(&self, token: &str) -> Result<ChannelSet, AuthError> {
         let claims = self.decode(token)?;
         ChannelSet::parse(&claims.ringback.subscribe)
             .map_err(|_| AuthError::Invalid("bad channel pattern in the `ringback` claim"))
@@ -523,6 +537,17 @@ mod tests {
             assert!(!grants.contains("secret-b"));
         }
         assert!(auth.reader(Some("garbage"), &HeaderMap::new()).is_err());
+        let expired = hs256(
+            json!({"exp": 1000, "ringback": {"subscribe": ["*"]}}),
+            SECRET,
+        );
+        let bearer = format!("Bearer {expired}");
+        assert!(auth
+            .reader(None, &with(header::AUTHORIZATION, &bearer))
+            .is_err());
+        // A stale cookie falls back to the public channels rather than refusing the stream.
+        let stale = with(header::COOKIE, &format!("{TOKEN_COOKIE}={expired}"));
+        assert!(auth.reader(None, &stale).unwrap().is_empty());
     }
 
     #[test]

@@ -205,6 +205,14 @@ async fn private_channels_reach_only_granted_subscribers_live_and_on_replay() {
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     let bad = SseClient::connect(server.addr, "/messages?token=not.a.jwt", &[]).await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    // A stale cookie is sent by the browser on its own: the public feed still opens.
+    let stale = SseClient::connect(
+        server.addr,
+        "/messages",
+        &[("cookie", "ringback_token=not.a.jwt")],
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::OK);
     let m = &server.state.metrics;
     assert_eq!(m.refused_forbidden.load(Ordering::Relaxed), 2);
     assert_eq!(m.refused_unauthorized.load(Ordering::Relaxed), 1);
