@@ -47,7 +47,12 @@ fn fail(message: &str) -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colours for a terminal only: piped into a file or a log collector, escape codes are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
     // Every connection is a file: take all the hard limit allows.
     let files = server::metrics::raise_open_files_limit();
     tracing::debug!(files, "open-file limit");

@@ -45,7 +45,10 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         method = %req.method(),
         path = req.uri().path(),
     );
-    let mut response = next.run(req).instrument(span).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
+    // The access log, at debug level: one line per request with its id, method, path (never
+    // the query string, which may carry a subscriber's token) and status.
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
     response.headers_mut().insert(REQUEST_ID, id);
     response
 }

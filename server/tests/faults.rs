@@ -1,5 +1,6 @@
-//! Fault tests on the real binary: SIGTERM with 1,000 open streams, and `kill -9` of one
-//! server mid-stream behind a shared Redis. (`kill -9` of Redis itself is in `redis.rs`.)
+//! Tests on the real binary: SIGTERM with 1,000 open streams, `kill -9` of one server
+//! mid-stream behind a shared Redis (`kill -9` of Redis itself is in `redis.rs`), and logs that
+//! never show a credential.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -7,16 +8,29 @@ mod common;
 use common::{free_port, scratch, RedisServer, SseClient, TestServer, PATIENCE};
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// The `ringback` binary serving on a free port, started and awaited by its "live" line.
 async fn spawn_server(name: &str, extra: &[&str]) -> (Child, SocketAddr) {
+    let (child, addr, _) = spawn_logged(name, extra).await;
+    (child, addr)
+}
+
+/// The same, keeping every line it writes (its logs go to stdout).
+async fn spawn_logged(name: &str, extra: &[&str]) -> (Child, SocketAddr, Arc<Mutex<String>>) {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let data = scratch(name);
+    let log_level = if extra.contains(&"--log") {
+        &[][..]
+    } else {
+        &["--log", "warn"][..]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringback"))
-        .args(["--addr", &addr.to_string(), "--log", "warn"])
+        .args(["--addr", &addr.to_string()])
+        .args(log_level)
         .arg("--data-dir")
         .arg(&data)
         .args(extra)
@@ -39,8 +53,18 @@ async fn spawn_server(name: &str, extra: &[&str]) -> (Child, SocketAddr) {
     .await
     .expect("the server started");
     // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let log = Arc::new(Mutex::new(String::new()));
+    tokio::spawn({
+        let log = log.clone();
+        async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    (child, addr, log)
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -154,4 +178,63 @@ async fn kill_9_of_one_server_mid_stream_loses_nothing() {
     let e = resumed.next_message().await.unwrap();
     assert_eq!(e.json()["data"], "after");
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_credential_reaches_the_logs() {
+    const SECRET: &str = "log-test-jwt-secret";
+    const TOKEN: &str = "static-publish-token-0123456789";
+    let (mut child, addr, log) = spawn_logged(
+        "logs",
+        &[
+            "--log",
+            "debug",
+            "--publish-token",
+            TOKEN,
+            "--jwt-secret",
+            SECRET,
+            "--private-channels",
+            "secret-*",
+        ],
+    )
+    .await;
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"exp": 4_000_000_000u64, "ringback": {"subscribe": ["*"]}}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let body = r#"{"type":"blue","data":"x"}"#;
+    let bearer = format!("Bearer {TOKEN}");
+    let wrong = format!("Bearer {TOKEN}-wrong");
+    for auth in [&bearer, &wrong] {
+        let headers = [
+            ("content-type", "application/json"),
+            ("authorization", auth),
+        ];
+        let (status, _, _) = common::request(addr, "POST", "/messages", &headers, body).await;
+        assert!(status == 202 || status == 401, "{status}");
+    }
+    let cookie = format!("ringback_token={jwt}-stale");
+    let query = format!("/messages?token={jwt}");
+    drop(SseClient::connect(addr, &query, &[]).await);
+    drop(SseClient::connect(addr, "/messages?token=bad.jwt.value", &[]).await);
+    drop(SseClient::connect(addr, "/messages", &[("cookie", &cookie)]).await);
+    // The server has handled all of it once it answers the next request.
+    let (status, _, _) = common::request(addr, "GET", "/healthz", &[], "").await;
+    assert_eq!(status, http::StatusCode::OK);
+    signal(&child, "-TERM");
+    child.wait().await.unwrap();
+    let log = log.lock().unwrap().clone();
+    // Every request's access line was written (the 401 for the bad query token among them).
+    assert!(
+        log.matches("answered").count() >= 6 && log.contains("status=401"),
+        "debug logs were written: {log}"
+    );
+    for secret in [TOKEN, SECRET, &jwt, "bad.jwt.value"] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} appears in the log:\n{log}"
+        );
+    }
 }
