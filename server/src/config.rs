@@ -157,6 +157,10 @@ pub struct LoadArgs {
     /// what slow clients cost the others.
     #[arg(long, default_value_t = 0)]
     pub stalled: usize,
+    /// Subscribe with HTTP/2 streams (h2c), this many to a connection, instead of one
+    /// HTTP/1.1 connection each. At most the server's `--h2-max-concurrent-streams`.
+    #[arg(long, default_value_t = 0)]
+    pub http2_streams: usize,
 }
 
 #[derive(Debug, Clone, Args)]

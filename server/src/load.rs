@@ -8,6 +8,9 @@
 //! per socket read rather than once per event, and latencies go into one shared log-linear
 //! histogram of atomic counters.
 //!
+//! With `--http2-streams M`, subscribers are HTTP/2 streams instead, M to a connection (h2c,
+//! prior knowledge, through the `h2` crate): the way past the process's 20,000 open files.
+//!
 //! Subscribers bind to several loopback source addresses (127.0.0.2, 127.0.0.3, …) so their
 //! count is not capped by one address's ephemeral ports; the tool raises its own open-file
 //! limit to the hard limit, and stops by itself after `--duration` plus `--drain`.
@@ -167,6 +170,40 @@ impl Dechunker {
     }
 }
 
+/// What one subscriber has received: counts, and the last sequence number for duplicates.
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    last_n: u64,
+}
+
+impl Tally {
+    /// Records the complete events in `buf` (read at `now`); returns the bytes consumed.
+    fn scan(&mut self, buf: &[u8], now: u64, shared: &Shared) -> usize {
+        let mut batch = 0u64;
+        let consumed = scan_events(buf, |t, seq| {
+            if seq <= self.last_n && self.received > 0 {
+                shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.last_n = seq;
+            self.received += 1;
+            batch += 1;
+            shared.record(now.saturating_sub(t), 1);
+        });
+        shared.deliveries.fetch_add(batch, Ordering::Relaxed);
+        consumed
+    }
+
+    fn finish(self, shared: &Shared) {
+        shared
+            .received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.received);
+    }
+}
+
 /// One subscriber: connects from `source`, reads until `stop`, records every message.
 async fn subscriber(
     server: SocketAddr,
@@ -201,8 +238,7 @@ async fn subscriber(
     let mut head: Vec<u8> = Vec::new();
     let mut chunks = Dechunker::default();
     let mut in_body = false;
-    let mut received = 0u64;
-    let mut last_n = 0u64;
+    let mut tally = Tally::default();
     loop {
         let n = tokio::select! {
             _ = stop.cancelled() => break,
@@ -227,29 +263,112 @@ async fn subscriber(
             input = &[];
         }
         chunks.feed(input, &mut events);
-        let mut batch = 0u64;
-        let consumed = scan_events(&events, |t, seq| {
-            if seq <= last_n && received > 0 {
-                shared.duplicates.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            last_n = seq;
-            received += 1;
-            batch += 1;
-            shared.record(now.saturating_sub(t), 1);
-        });
+        let consumed = tally.scan(&events, now, &shared);
         if consumed > 0 {
             events.drain(..consumed);
         }
-        shared.deliveries.fetch_add(batch, Ordering::Relaxed);
     }
     if in_body {
-        shared
-            .received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(received);
+        tally.finish(&shared);
     }
+}
+
+/// One HTTP/2 connection (h2c, prior knowledge) from `source` carrying `streams` subscribers.
+async fn h2_connection(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    host: String,
+    streams: usize,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let failed = |n: usize| {
+        shared.failed.fetch_add(n, Ordering::Relaxed);
+    };
+    let connect = async {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let tcp = socket.connect(server).await?;
+        tcp.set_nodelay(true)?;
+        Ok::<TcpStream, std::io::Error>(tcp)
+    };
+    let Ok(tcp) = connect.await else {
+        return failed(streams);
+    };
+    let mut builder = h2::client::Builder::new();
+    builder
+        .enable_push(false)
+        .initial_window_size(256 * 1024)
+        .initial_connection_window_size(1 << 30);
+    let Ok((client, connection)) = builder.handshake::<_, Bytes>(tcp).await else {
+        return failed(streams);
+    };
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut tasks = Vec::with_capacity(streams);
+    for _ in 0..streams {
+        let request = Request::get(format!("http://{host}/messages")).body(());
+        let sent = match (client.clone().ready().await, request) {
+            (Ok(mut c), Ok(request)) => c.send_request(request, true).ok(),
+            _ => None,
+        };
+        match sent {
+            Some((response, _)) => {
+                tasks.push(tokio::spawn(h2_stream(
+                    response,
+                    shared.clone(),
+                    stop.clone(),
+                )));
+            }
+            None => failed(1),
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(client);
+    driver.abort();
+}
+
+/// One HTTP/2 subscriber stream: reads until `stop`, records every message.
+async fn h2_stream(
+    response: h2::client::ResponseFuture,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let response = tokio::select! {
+        _ = stop.cancelled() => return,
+        r = response => r,
+    };
+    let mut body = match response {
+        Ok(r) if r.status() == http::StatusCode::OK => r.into_body(),
+        _ => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    shared.connected.fetch_add(1, Ordering::Relaxed);
+    let mut tally = Tally::default();
+    // Events usually arrive whole, one or more to a DATA frame; only a split one is copied.
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let data = tokio::select! {
+            _ = stop.cancelled() => break,
+            d = body.data() => match d { Some(Ok(d)) => d, _ => break },
+        };
+        let _ = body.flow_control().release_capacity(data.len());
+        let now = now_us();
+        if carry.is_empty() {
+            let used = tally.scan(&data, now, &shared);
+            carry.extend_from_slice(&data[used..]);
+        } else {
+            carry.extend_from_slice(&data);
+            let used = tally.scan(&carry, now, &shared);
+            carry.drain(..used);
+        }
+    }
+    tally.finish(&shared);
 }
 
 /// Message `n`, stamped with the time it is published, in microseconds.
@@ -388,7 +507,32 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let stop = CancellationToken::new();
     let connect_started = Instant::now();
     let mut tasks = Vec::with_capacity(args.subscribers);
-    for i in 0..args.subscribers {
+    if args.http2_streams > 0 {
+        let connections = args.subscribers.div_ceil(args.http2_streams);
+        for c in 0..connections {
+            let source = Ipv4Addr::new(127, 0, 0, 2 + (c % sources) as u8);
+            let streams = args
+                .http2_streams
+                .min(args.subscribers - c * args.http2_streams);
+            tasks.push(tokio::spawn(h2_connection(
+                server,
+                source,
+                authority.to_string(),
+                streams,
+                shared.clone(),
+                stop.clone(),
+            )));
+            // Let each connection open its streams before the next starts.
+            while c * args.http2_streams
+                > shared.connected.load(Ordering::Relaxed)
+                    + shared.failed.load(Ordering::Relaxed)
+                    + 2 * args.http2_streams
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    for i in 0..args.subscribers * usize::from(args.http2_streams == 0) {
         let source = Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8);
         tasks.push(tokio::spawn(subscriber(
             server,
@@ -457,7 +601,12 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut out = String::new();
     use std::fmt::Write;
-    let _ = writeln!(out, "subscribers   {connected} connected, {} failed ({} source addresses; connected in {:.1}s; open-file limit {raised})",
+    let transport = if args.http2_streams > 0 {
+        format!("HTTP/2 streams, {} to a connection", args.http2_streams)
+    } else {
+        "HTTP/1.1 connections".to_owned()
+    };
+    let _ = writeln!(out, "subscribers   {connected} connected, {} failed, as {transport} ({} source addresses; connected in {:.1}s; open-file limit {raised})",
         shared.failed.load(Ordering::Relaxed), sources, connect_time.as_secs_f64());
     let _ = writeln!(
         out,
