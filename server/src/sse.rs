@@ -22,10 +22,12 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The largest buffer one poll of a stream hands to the socket: ready frames beyond it wait for
 /// the next poll, so one subscriber's catch-up never builds an unbounded buffer.
@@ -226,18 +228,17 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
     let cut_for_driver = cut.clone();
     let mut source = state.source.watch_online();
     let online = source.as_mut().map(|s| *s.borrow_and_update());
-    let stream = EventStream {
+    let stream = EventStream::new(
         sub,
-        first: Some(preamble(state.config.retry, gap.as_ref(), online)),
-        heartbeat: state.config.heartbeat,
+        preamble(state.config.retry, gap.as_ref(), online),
+        state.config.heartbeat,
         cut,
-        shutdown: state.shutdown.clone(),
+        &state.shutdown,
         source,
-        retry: state.config.retry,
-        ends_at: ends_at(state.config.max_stream_age),
-        ended: false,
-        _permit: permit,
-    };
+        state.config.retry,
+        ends_at(state.config.max_stream_age),
+        permit,
+    );
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
     response.extensions_mut().insert(StreamCut(cut_for_driver));
@@ -252,18 +253,28 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
 }
 
 /// One subscriber's stream: the subscription plus what ends it.
+///
+/// Why the futures it waits on are kept rather than made per step: a step runs for every
+/// delivery to every subscriber, and making them anew would register with the shutdown token
+/// (one lock shared by all streams), the cut-off token and the timer wheel, and deregister,
+/// each time. Kept, they register once; the heartbeat timer is re-armed lazily (a delivery
+/// only notes the time), so a busy stream touches the timer once per heartbeat period.
 struct EventStream {
     sub: Subscription,
     first: Option<Bytes>,
     heartbeat: Duration,
-    cut: CancellationToken,
-    shutdown: CancellationToken,
+    /// When bytes were last handed to the socket: a heartbeat is due `heartbeat` after.
+    last_sent: Instant,
+    /// Fires no later than the next heartbeat is due (possibly earlier: then it re-arms).
+    idle: Pin<Box<Sleep>>,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The source's online state, behind Redis; each change is sent as a `ringback.source`.
     source: Option<watch::Receiver<bool>>,
     /// The `retry:` announced at the start; the last words of a stream scale it.
     retry: Duration,
     /// When this stream ends by itself (`--max-stream-age`, with jitter).
-    ends_at: Option<tokio::time::Instant>,
+    ends: Option<Pin<Box<Sleep>>>,
     /// The parting `retry:` has been sent; the next step ends the stream.
     ended: bool,
     /// This subscriber's place under the subscriber limits, given back when the stream ends.
@@ -271,15 +282,14 @@ struct EventStream {
 }
 
 /// When a stream opened now ends by itself: after 80–100% of `max_age`, or never for zero.
-fn ends_at(max_age: Duration) -> Option<tokio::time::Instant> {
-    (!max_age.is_zero())
-        .then(|| tokio::time::Instant::now() + jitter::between(max_age.mul_f64(0.8), max_age))
+fn ends_at(max_age: Duration) -> Option<Instant> {
+    (!max_age.is_zero()).then(|| Instant::now() + jitter::between(max_age.mul_f64(0.8), max_age))
 }
 
-/// Waits until `at`; never, without a deadline.
-async fn until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Waits for `timer`; never, without one.
+async fn until(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -295,6 +305,35 @@ async fn source_changed(source: &mut Option<watch::Receiver<bool>>) -> bool {
 }
 
 impl EventStream {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        sub: Subscription,
+        first: Bytes,
+        heartbeat: Duration,
+        cut: CancellationToken,
+        shutdown: &CancellationToken,
+        source: Option<watch::Receiver<bool>>,
+        retry: Duration,
+        ends_at: Option<Instant>,
+        permit: SubscriberPermit,
+    ) -> Self {
+        let now = Instant::now();
+        EventStream {
+            sub,
+            first: Some(first),
+            heartbeat,
+            last_sent: now,
+            idle: Box::pin(tokio::time::sleep_until(now + heartbeat)),
+            cut: Box::pin(cut.cancelled_owned()),
+            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
+            source,
+            retry,
+            ends: ends_at.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            ended: false,
+            _permit: permit,
+        }
+    }
+
     async fn step(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         if let Some(first) = self.first.take() {
             return Some((Ok(first), self));
@@ -302,22 +341,34 @@ impl EventStream {
         if self.ended {
             return None;
         }
-        let bytes = tokio::select! {
-            biased;
-            // Shutting down, or at the end of its age: the stream's last words are a `retry:`
-            // drawn between 1× and 3× the usual one, so the clients of a whole server do not
-            // all reconnect (elsewhere) in the same instant.
-            _ = self.shutdown.cancelled() => self.parting_words(),
-            _ = until(self.ends_at) => self.parting_words(),
-            _ = self.cut.cancelled() => return None,
-            online = source_changed(&mut self.source) => Bytes::from(source_event(online)),
-            next = tokio::time::timeout(self.heartbeat, self.sub.next(MAX_BATCH_BYTES)) => match next {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(_lagged)) => return None,
-                Err(_idle) => Bytes::from_static(HEARTBEAT),
-            },
-        };
-        Some((Ok(bytes), self))
+        loop {
+            let bytes = tokio::select! {
+                biased;
+                // Shutting down, or at the end of its age: the stream's last words are a
+                // `retry:` drawn between 1× and 3× the usual one, so the clients of a whole
+                // server do not all reconnect (elsewhere) in the same instant.
+                _ = &mut self.shutdown => self.parting_words(),
+                _ = until(&mut self.ends) => self.parting_words(),
+                _ = &mut self.cut => return None,
+                online = source_changed(&mut self.source) => Bytes::from(source_event(online)),
+                next = self.sub.next(MAX_BATCH_BYTES) => match next {
+                    Ok(bytes) => bytes,
+                    Err(_lagged) => return None,
+                },
+                _ = &mut self.idle => {
+                    let due = self.last_sent + self.heartbeat;
+                    if Instant::now() < due {
+                        // Something was sent since the timer was armed: not idle yet.
+                        self.idle.as_mut().reset(due);
+                        continue;
+                    }
+                    self.idle.as_mut().reset(Instant::now() + self.heartbeat);
+                    Bytes::from_static(HEARTBEAT)
+                }
+            };
+            self.last_sent = Instant::now();
+            return Some((Ok(bytes), self));
+        }
     }
 
     fn parting_words(&mut self) -> Bytes {
@@ -451,22 +502,31 @@ mod tests {
         assert_eq!(events[1].0.as_deref(), Some("7"));
     }
 
-    fn stream(feed: &crate::broadcast::BroadcastList) -> EventStream {
+    /// A stream as `subscribe` makes it (heartbeat 15 s, retry 2 s), and its cut-off and
+    /// shutdown switches.
+    fn stream_with(
+        feed: &crate::broadcast::BroadcastList,
+        heartbeat: Duration,
+        ends_at: Option<Instant>,
+        source: Option<watch::Receiver<bool>>,
+    ) -> (EventStream, CancellationToken, CancellationToken) {
         let (sub, _) = feed.subscribe(Start::Live, None, None, CancellationToken::new());
-        EventStream {
+        let (cut, shutdown) = (CancellationToken::new(), CancellationToken::new());
+        let online = source.as_ref().map(|s| *s.borrow());
+        let s = EventStream::new(
             sub,
-            first: Some(preamble(Duration::from_secs(2), None, None)),
-            heartbeat: Duration::from_secs(15),
-            cut: CancellationToken::new(),
-            shutdown: CancellationToken::new(),
-            source: None,
-            retry: Duration::from_secs(2),
-            ends_at: None,
-            ended: false,
-            _permit: crate::limits::SubscriberLimits::new(0, 0)
+            preamble(Duration::from_secs(2), None, online),
+            heartbeat,
+            cut.clone(),
+            &shutdown,
+            source,
+            Duration::from_secs(2),
+            ends_at,
+            crate::limits::SubscriberLimits::new(0, 0)
                 .admit([127, 0, 0, 1].into())
                 .unwrap(),
-        }
+        );
+        (s, cut, shutdown)
     }
 
     fn feed() -> crate::broadcast::BroadcastList {
@@ -482,7 +542,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_streams_send_heartbeats_and_end_on_shutdown() {
         let feed = feed();
-        let s = stream(&feed);
+        let (s, _cut, shutdown) = stream_with(&feed, Duration::from_secs(15), None, None);
         let (first, s) = s.step().await.unwrap();
         assert_eq!(first.unwrap(), Bytes::from_static(b"retry: 2000\n\n"));
         let started = tokio::time::Instant::now();
@@ -499,7 +559,14 @@ mod tests {
             Duration::from_secs(15),
             "a message comes at once"
         );
-        s.shutdown.cancel();
+        // The next heartbeat is due a period after the message, not after the last heartbeat.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        feed.publish("red", &serde_json::json!("y")).unwrap();
+        let (_, s) = s.step().await.unwrap();
+        let (beat, s) = s.step().await.unwrap();
+        assert_eq!(beat.unwrap(), Bytes::from_static(HEARTBEAT));
+        assert_eq!(started.elapsed(), Duration::from_secs(35));
+        shutdown.cancel();
         let (last, s) = s.step().await.unwrap();
         assert_retry_between(&last.unwrap(), 2000, 6000);
         assert!(s.step().await.is_none());
@@ -518,11 +585,9 @@ mod tests {
     async fn a_stream_ends_within_80_to_100_percent_of_its_max_age() {
         let feed = feed();
         let age = Duration::from_secs(100);
-        let mut s = stream(&feed);
-        s.first = None;
-        s.heartbeat = Duration::from_secs(3600);
         let started = tokio::time::Instant::now();
-        s.ends_at = ends_at(age);
+        let (mut s, _, _) = stream_with(&feed, Duration::from_secs(3600), ends_at(age), None);
+        s.first = None;
         let (last, s) = s.step().await.unwrap();
         let lived = started.elapsed();
         assert!(lived >= age.mul_f64(0.8) && lived <= age, "{lived:?}");
@@ -533,9 +598,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cut_ends_the_stream() {
         let feed = feed();
-        let mut s = stream(&feed);
+        let (mut s, cut, _) = stream_with(&feed, Duration::from_secs(15), None, None);
         s.first = None;
-        s.cut.cancel();
+        cut.cancel();
         assert!(s.step().await.is_none());
     }
 
@@ -559,9 +624,7 @@ mod tests {
     async fn source_changes_are_streamed_without_ids() {
         let feed = feed();
         let (tx, rx) = watch::channel(true);
-        let mut s = stream(&feed);
-        s.first = Some(preamble(Duration::from_secs(2), None, Some(true)));
-        s.source = Some(rx);
+        let (s, _, _) = stream_with(&feed, Duration::from_secs(15), None, Some(rx));
         let (first, s) = s.step().await.unwrap();
         let events = parse_events(std::str::from_utf8(&first.unwrap()).unwrap());
         assert_eq!(
