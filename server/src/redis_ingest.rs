@@ -188,13 +188,7 @@ pub fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
     };
     let data = serde_json::to_vec(&fields.remove("data")?).ok()?;
     fields.remove("id");
-    let extra = if fields.is_empty() {
-        Vec::new()
-    } else {
-        let all = serde_json::to_vec(&fields).ok()?;
-        all[1..all.len() - 1].to_vec()
-    };
-    Some((channel, data, extra))
+    Some((channel, data, crate::sse::object_members(&fields)))
 }
 
 impl RedisIngest {

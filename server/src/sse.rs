@@ -84,6 +84,17 @@ pub fn encode_message(
     (frame, json)
 }
 
+/// The members of a JSON object without its braces (`"k":v,...`, or nothing for an empty one):
+/// the form [`encode_message`] takes a publisher's further fields in.
+pub fn object_members(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    // A map of strings and values always serialises; `{}` is the fallback that cannot happen.
+    let all = serde_json::to_vec(fields).unwrap_or_else(|_| b"{}".to_vec());
+    all[1..all.len() - 1].to_vec()
+}
+
 /// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first bytes of a
 /// stream. Sent at once so the browser sees the stream open without waiting for a message.
 ///
@@ -430,12 +441,7 @@ mod tests {
                 .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data"))
                 .map(|(k, v)| (k, serde_json::Value::String(v)))
                 .collect();
-            let extra_json = if extra.is_empty() {
-                Vec::new()
-            } else {
-                let all = serde_json::to_vec(&extra).unwrap();
-                all[1..all.len() - 1].to_vec()
-            };
+            let extra_json = object_members(&extra);
             let (frame, json) = encode_message(id, &channel, &data_json, &extra_json, announce);
             let events = parse_events(std::str::from_utf8(&frame).unwrap());
             proptest::prop_assert_eq!(events.len(), 1 + usize::from(announce));
