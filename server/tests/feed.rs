@@ -222,36 +222,13 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
         .await
         .unwrap();
 
-    let mut reader = SseClient::connect(server.addr, "/messages", &[]).await;
+    let reader = SseClient::connect(server.addr, "/messages", &[]).await;
     let mut subs = server.state.feed.watch_subscribers();
     subs.wait_for(|n| *n == 2).await.unwrap();
 
-    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
-    let reading = tokio::spawn(async move {
-        let mut ids = Vec::new();
-        while ids.len() < MESSAGES {
-            let e = reader
-                .next_message()
-                .await
-                .expect("the reader's stream stays open");
-            ids.push(e.id.unwrap().parse::<u64>().unwrap());
-            progress_tx.send_replace(ids.len());
-        }
-        ids
-    });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    let published = common::publish_keeping_pace(
-        &server.state.feed,
-        "blue",
-        &payload,
-        MESSAGES,
-        &mut progress,
-    )
-    .await;
-    let received = tokio::time::timeout(PATIENCE, reading)
-        .await
-        .unwrap()
-        .unwrap();
+    let (published, received) =
+        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
     assert_eq!(
         received, published,
         "the reading subscriber got every message in order"

@@ -46,7 +46,7 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
             .unwrap();
         stalled.push(s);
     }
-    let mut reader = SseClient::connect(server.addr, "/messages", &[]).await;
+    let reader = SseClient::connect(server.addr, "/messages", &[]).await;
     let mut subs = server.state.feed.watch_subscribers();
     subs.wait_for(|n| *n == STALLED + 1).await.unwrap();
     let baseline = ALLOCATOR.allocated();
@@ -63,32 +63,9 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
             }
         }
     });
-    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
-    let reading = tokio::spawn(async move {
-        let mut ids = Vec::new();
-        while ids.len() < MESSAGES {
-            let e = reader
-                .next_message()
-                .await
-                .expect("the reader stays connected");
-            ids.push(e.id.unwrap().parse::<u64>().unwrap());
-            progress_tx.send_replace(ids.len());
-        }
-        ids
-    });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    let published = common::publish_keeping_pace(
-        &server.state.feed,
-        "blue",
-        &payload,
-        MESSAGES,
-        &mut progress,
-    )
-    .await;
-    let received = tokio::time::timeout(PATIENCE, reading)
-        .await
-        .unwrap()
-        .unwrap();
+    let (published, received) =
+        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
     assert_eq!(
         received, published,
         "the reader got every message, in order"

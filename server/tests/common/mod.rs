@@ -246,6 +246,37 @@ pub async fn publish_keeping_pace(
     ids
 }
 
+/// Publishes `count` copies of `payload` on `channel` straight into the feed while `reader`
+/// reads them, never more than 8 ahead of it; returns the ids published and the ids the reader
+/// received, in order. The reader's stream must stay open throughout.
+pub async fn publish_to_reader(
+    feed: &server::broadcast::BroadcastList,
+    mut reader: SseClient,
+    channel: &str,
+    payload: &serde_json::Value,
+    count: usize,
+) -> (Vec<u64>, Vec<u64>) {
+    let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
+    let reading = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        while ids.len() < count {
+            let e = reader
+                .next_message()
+                .await
+                .expect("the reader's stream stays open");
+            ids.push(e.id.unwrap().parse::<u64>().unwrap());
+            progress_tx.send_replace(ids.len());
+        }
+        ids
+    });
+    let published = publish_keeping_pace(feed, channel, payload, count, &mut progress).await;
+    let received = tokio::time::timeout(PATIENCE, reading)
+        .await
+        .unwrap()
+        .unwrap();
+    (published, received)
+}
+
 /// A real `redis-server`, started by the test on a free port (never the machine's default
 /// instance), in its own directory, killed when dropped.
 pub struct RedisServer {
