@@ -33,13 +33,15 @@ elif ! rustup target list --installed --toolchain "$TOOLCHAIN" | grep -q wasm32-
   quietly rustup toolchain install
 fi
 
-# 2. Debian packages: only for tests (Chromium, redis-server, nghttp/h2load, curl).
+# 2. Debian packages: only for tests (Chromium, redis-server, nghttp/h2load, curl, and procps's
+#    `kill`, which the fault tests use to send SIGTERM and SIGKILL to a server process).
 if $want_test; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v nghttp >/dev/null || missing+=(nghttp2-client)
   command -v curl >/dev/null || missing+=(curl)
+  [ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]} (~2 min)"
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
