@@ -1,6 +1,6 @@
 //! What the fuzz targets share: an SSE parser written from the WHATWG algorithm, independent of
 //! the server's encoder and of its test helpers, the round-trip check every target ends in, and
-//! the decoder check itself, which `server/tests/fuzz_corpus.rs` also runs over the kept corpus
+//! the decoder check itself, which `server/tests/it/fuzz_corpus.rs` also runs over the kept corpus
 //! on stable Rust (this file is included there by path).
 
 use server::broadcast::{BroadcastList, Limits, Start};

@@ -3,10 +3,8 @@
 //! `h2` crate over rustls (verifying the server's self-signed certificate), and `nghttp`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
+use crate::common::{config, scratch, state, SseClient, TestServer, PATIENCE};
 use bytes::Bytes;
-use common::{config, scratch, state, SseClient, TestServer, PATIENCE};
 use futures::FutureExt;
 use h2::client::SendRequest;
 use http::{header, Request, Response, StatusCode};
@@ -389,7 +387,7 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
 async fn http1_gets_link_headers_and_cacheable_assets() {
     let f = fixture("http1").await;
     let addr = f.server.addr;
-    let (status, headers, _) = common::request(addr, "GET", "/", &[], "").await;
+    let (status, headers, _) = crate::common::request(addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(links(&headers).len(), 3);
     assert!(headers[header::SET_COOKIE]
@@ -398,7 +396,7 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
         .starts_with("ringback-assets="));
 
     let (status, headers, body) =
-        common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
+        crate::common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers[header::CACHE_CONTROL],
@@ -408,7 +406,7 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
     let etag = headers[header::ETAG].to_str().unwrap().to_owned();
     let bytes = body.collect().await.unwrap().to_bytes();
     assert_eq!(bytes, std::fs::read(f.pkg.join("ringback.JJJ.js")).unwrap());
-    let (status, _, _) = common::request(
+    let (status, _, _) = crate::common::request(
         addr,
         "GET",
         "/pkg/ringback.JJJ.js",
@@ -474,7 +472,7 @@ async fn pushes_follow_the_page_accept_encoding() {
     assert_eq!(headers[header::VARY], "accept-encoding");
     assert_eq!(&body[..], b"brotli bytes");
     // A fetch with the same header gets the same bytes; one without gets the identity file.
-    let (status, headers, body) = common::request(
+    let (status, headers, body) = crate::common::request(
         server.addr,
         "GET",
         "/pkg/ringback.WWW.wasm",
@@ -488,7 +486,7 @@ async fn pushes_follow_the_page_accept_encoding() {
         &body.collect().await.unwrap().to_bytes()[..],
         b"brotli bytes"
     );
-    let (_, headers, body) = common::request(
+    let (_, headers, body) = crate::common::request(
         server.addr,
         "GET",
         "/pkg/ringback.WWW.wasm",
@@ -619,7 +617,7 @@ async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
             }
         }
         let data = format!("via curl {}", flags.join(" "));
-        common::publish_ok(f.server.addr, "red", &data).await;
+        crate::common::publish_ok(f.server.addr, "red", &data).await;
         loop {
             let line = tokio::time::timeout(PATIENCE, lines.next_line())
                 .await
@@ -688,7 +686,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
         seen
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    common::publish_keeping_pace(
+    crate::common::publish_keeping_pace(
         &server.state.feed,
         "blue",
         &payload,

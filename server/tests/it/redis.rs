@@ -2,9 +2,7 @@
 //! ids everywhere, resume across servers and restarts, Redis faults, garbage input.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use server::config::ServeArgs;

@@ -1,9 +1,7 @@
 //! The live feed over real TCP: publish → SSE, filters, resume, errors, lag cut-off, shutdown.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{config, publish, publish_ok, request, SseClient, TestServer, PATIENCE};
+use crate::common::{config, publish, publish_ok, request, SseClient, TestServer, PATIENCE};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use std::sync::atomic::Ordering;
@@ -68,7 +66,7 @@ async fn type_filter_delivers_only_named_channels() {
     );
 
     let (status, _, _) =
-        common::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
+        crate::common::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.shutdown().await;
 }
@@ -117,7 +115,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
     let after = publish_ok(server.addr, "red", "after").await;
     assert_eq!(c.next_message().await.unwrap().id, Some(after.to_string()));
 
-    let (status, _, body) = common::request(
+    let (status, _, body) = crate::common::request(
         server.addr,
         "GET",
         "/messages",
@@ -228,7 +226,8 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
 
     let payload = serde_json::Value::String("x".repeat(SIZE));
     let (published, received) =
-        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
+        crate::common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES)
+            .await;
     assert_eq!(
         received, published,
         "the reading subscriber got every message in order"
@@ -297,7 +296,7 @@ async fn the_page_is_server_rendered_with_the_latest_messages() {
     let server = TestServer::start(config()).await;
     let id = publish_ok(server.addr, "blue", "rendered on the server").await;
     publish_ok(server.addr, "purple", "a new channel").await;
-    let (status, headers, body) = common::request(server.addr, "GET", "/", &[], "").await;
+    let (status, headers, body) = crate::common::request(server.addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"]
         .to_str()
@@ -326,9 +325,9 @@ async fn healthz_and_metrics_answer() {
     publish_ok(server.addr, "red", "x").await;
     a.next_message().await.unwrap();
     b.next_message().await.unwrap();
-    let (status, _, _) = common::request(server.addr, "GET", "/healthz", &[], "").await;
+    let (status, _, _) = crate::common::request(server.addr, "GET", "/healthz", &[], "").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, body) = common::request(server.addr, "GET", "/metrics", &[], "").await;
+    let (status, _, body) = crate::common::request(server.addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! crash regressions included) through the same checks, on stable Rust, in every test run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../fuzz/src/lib.rs"]
+#[path = "../../../fuzz/src/lib.rs"]
 mod ringback_fuzz;
 
 #[test]

@@ -2,9 +2,7 @@
 //! CORS, subscriber limits, the publish rate, and the write deadline.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{config, request, SseClient, TestServer, PATIENCE};
+use crate::common::{config, request, SseClient, TestServer, PATIENCE};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -110,7 +108,7 @@ async fn jwt_publishers_publish_only_to_their_channels() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // RS256, signed with the private half of the configured public key.
-    let key = EncodingKey::from_rsa_pem(include_bytes!("fixtures/jwt-rs256.key")).unwrap();
+    let key = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/jwt-rs256.key")).unwrap();
     let claims = json!({"exp": later(), "ringback": {"publish": ["yellow"]}});
     let rs = encode(&Header::new(Algorithm::RS256), &claims, &key).unwrap();
     let (status, _, _) = post(server.addr, Some(&rs), "yellow", "rs256").await;
