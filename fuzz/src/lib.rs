@@ -107,7 +107,7 @@ fn list() -> BroadcastList {
 }
 
 fn last_frame(list: &BroadcastList) -> bytes::Bytes {
-    let cut = tokio_util::sync::CancellationToken::new();
+    let cut = server::cancel::CancelToken::new();
     let (mut sub, _) = list.subscribe(Start::After(0), None, None, cut);
     sub.try_next(usize::MAX)
         .expect("not lagging")

@@ -5,10 +5,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use server::broadcast::{BroadcastList, Limits, Start};
+use server::cancel::CancelToken;
 use server::metrics::Metrics;
 use std::hint::black_box;
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 fn list(history: usize) -> BroadcastList {
     let limits = Limits {
@@ -48,7 +48,7 @@ fn append_with_readers(c: &mut Criterion) {
         let feed = list(1024);
         let mut subs: Vec<_> = (0..readers)
             .map(|_| {
-                feed.subscribe(Start::Live, None, None, CancellationToken::new())
+                feed.subscribe(Start::Live, None, None, CancelToken::new())
                     .0
             })
             .collect();
@@ -81,7 +81,7 @@ fn resume_lookup(c: &mut Criterion) {
             |b, &after| {
                 b.iter(|| {
                     let (mut sub, gap) =
-                        feed.subscribe(Start::After(after), None, None, CancellationToken::new());
+                        feed.subscribe(Start::After(after), None, None, CancelToken::new());
                     black_box(gap);
                     black_box(sub.try_next(1).ok())
                 })

@@ -18,6 +18,7 @@
 //! `Bytes`), and none holds a lock across an `.await`.
 
 use crate::auth::ChannelSet;
+use crate::cancel::CancelToken;
 use crate::metrics::Metrics;
 use app::message::{validate_channel, ChannelError, Gap, Message};
 use bytes::{Bytes, BytesMut};
@@ -25,7 +26,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
@@ -118,7 +118,7 @@ struct Registry {
 struct Slot {
     cursor: AtomicU64,
     lagged: AtomicBool,
-    cut: CancellationToken,
+    cut: CancelToken,
 }
 
 struct Ring {
@@ -371,7 +371,7 @@ impl BroadcastList {
         start: Start,
         filter: Option<Vec<String>>,
         grants: Option<Arc<ChannelSet>>,
-        cut: CancellationToken,
+        cut: CancelToken,
     ) -> (Subscription, Option<Gap>) {
         // Read `head` before the ring: an append in between is then replayed, not skipped.
         let head = self.shared.head.subscribe();
@@ -651,8 +651,8 @@ mod tests {
     #[test]
     fn ids_increase_and_frames_are_shared() {
         let list = list(8);
-        let (mut a, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
-        let (mut b, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
+        let (mut a, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+        let (mut b, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
         assert_eq!(list.publish("blue", &json!("hi")).unwrap(), 1);
         assert_eq!(list.publish("blue", &json!("ho")).unwrap(), 2);
         let fa = a.try_next(1).unwrap().unwrap();
@@ -667,7 +667,7 @@ mod tests {
     #[test]
     fn ready_frames_are_coalesced() {
         let list = list(8);
-        let (mut a, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
+        let (mut a, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
         for i in 0..5 {
             list.publish("red", &json!(i)).unwrap();
         }
@@ -684,7 +684,7 @@ mod tests {
             Start::Live,
             Some(vec!["red".into()]),
             None,
-            CancellationToken::new(),
+            CancelToken::new(),
         );
         list.publish("blue", &json!(1)).unwrap();
         list.publish("red", &json!(2)).unwrap();
@@ -702,7 +702,7 @@ mod tests {
         let data: serde_json::Value = serde_json::from_slice(body).unwrap();
         let list = list(4);
         list.publish("blue", &data).unwrap();
-        let (mut sub, _) = list.subscribe(Start::After(0), None, None, CancellationToken::new());
+        let (mut sub, _) = list.subscribe(Start::After(0), None, None, CancelToken::new());
         let frame = sub.try_next(1 << 16).unwrap().unwrap();
         let text = std::str::from_utf8(&frame).unwrap();
         let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
@@ -715,7 +715,7 @@ mod tests {
         let list = list(16);
         list.set_private(ChannelSet::parse(&["secret-*"]).unwrap());
         let grants = |p: &[&str]| Some(Arc::new(ChannelSet::parse(p).unwrap()));
-        let sub = |start, g| list.subscribe(start, None, g, CancellationToken::new()).0;
+        let sub = |start, g| list.subscribe(start, None, g, CancelToken::new()).0;
         let (mut public, mut granted, mut other) = (
             sub(Start::Live, None),
             sub(Start::Live, grants(&["secret-a"])),
@@ -739,7 +739,7 @@ mod tests {
             Start::After(0),
             Some(vec!["secret-a".into()]),
             None,
-            CancellationToken::new(),
+            CancelToken::new(),
         );
         assert_eq!(filtered.try_next(1 << 16).unwrap(), None);
         assert_eq!(filtered.cursor(), 4);
@@ -758,18 +758,18 @@ mod tests {
         for i in 0..6 {
             list.publish("red", &json!(i)).unwrap(); // ids 1..=6; 3..=6 kept
         }
-        let (mut a, gap) = list.subscribe(Start::After(4), None, None, CancellationToken::new());
+        let (mut a, gap) = list.subscribe(Start::After(4), None, None, CancelToken::new());
         assert_eq!(gap, None);
         assert_eq!(ids(&a.try_next(1 << 16).unwrap().unwrap()), vec![5, 6]);
 
-        let (mut b, gap) = list.subscribe(Start::After(2), None, None, CancellationToken::new());
+        let (mut b, gap) = list.subscribe(Start::After(2), None, None, CancelToken::new());
         assert_eq!(gap, None, "id 2 was evicted but nothing after it was");
         assert_eq!(
             ids(&b.try_next(1 << 16).unwrap().unwrap()),
             vec![3, 4, 5, 6]
         );
 
-        let (mut c, gap) = list.subscribe(Start::After(1), None, None, CancellationToken::new());
+        let (mut c, gap) = list.subscribe(Start::After(1), None, None, CancelToken::new());
         assert_eq!(
             gap,
             Some(Gap {
@@ -783,7 +783,7 @@ mod tests {
         );
 
         // An id from the future (another server's, or before a restart) is a gap too.
-        let (_, gap) = list.subscribe(Start::After(99), None, None, CancellationToken::new());
+        let (_, gap) = list.subscribe(Start::After(99), None, None, CancelToken::new());
         assert_eq!(
             gap,
             Some(Gap {
@@ -810,15 +810,14 @@ mod tests {
         assert_eq!(snap.messages[1].extra["source_id"], 1);
 
         // Another server's id, not received here yet: no gap, it waits and gets what follows.
-        let (mut ahead, gap) =
-            list.subscribe(Start::After(3000), None, None, CancellationToken::new());
+        let (mut ahead, gap) = list.subscribe(Start::After(3000), None, None, CancelToken::new());
         assert_eq!(gap, None);
         assert_eq!(ahead.try_next(1 << 16).unwrap(), None);
         list.append(3001, "red", b"3", b"").unwrap();
         assert_eq!(ids(&ahead.try_next(1 << 16).unwrap().unwrap()), vec![3001]);
 
         // Older than the log holds: a gap.
-        let (_, gap) = list.subscribe(Start::After(99), None, None, CancellationToken::new());
+        let (_, gap) = list.subscribe(Start::After(99), None, None, CancelToken::new());
         assert_eq!(
             gap,
             Some(Gap {
@@ -831,9 +830,9 @@ mod tests {
     #[test]
     fn a_subscriber_behind_the_history_is_cut_off() {
         let list = list(8);
-        let slow_cut = CancellationToken::new();
+        let slow_cut = CancelToken::new();
         let (mut slow, _) = list.subscribe(Start::Live, None, None, slow_cut.clone());
-        let (mut fast, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
+        let (mut fast, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
         for i in 0..8 {
             list.publish("red", &json!(i)).unwrap();
             assert!(fast.try_next(1 << 16).unwrap().is_some());
@@ -929,7 +928,7 @@ mod tests {
         let list = list(8);
         let subs: Vec<_> = (0..10)
             .map(|_| {
-                list.subscribe(Start::Live, None, None, CancellationToken::new())
+                list.subscribe(Start::Live, None, None, CancelToken::new())
                     .0
             })
             .collect();
@@ -949,7 +948,7 @@ mod tests {
         let list = list(4096);
         let mut readers = Vec::new();
         for _ in 0..8 {
-            let (mut sub, _) = list.subscribe(Start::Live, None, None, CancellationToken::new());
+            let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
             readers.push(tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while seen.len() < (WRITERS * PER_WRITER) as usize {

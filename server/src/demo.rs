@@ -2,12 +2,12 @@
 //!
 //! On for the README's run command, off by default for the binary (`--demo`).
 
+use crate::cancel::CancelToken;
 use crate::metrics::Metrics;
 use crate::source::Source;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
 const WORDS: [&str; 8] = [
@@ -15,12 +15,7 @@ const WORDS: [&str; 8] = [
 ];
 
 /// Publishes until `shutdown` fires.
-pub async fn run(
-    source: Source,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
+pub async fn run(source: Source, metrics: Arc<Metrics>, interval: Duration, shutdown: CancelToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut n: usize = 0;
@@ -57,8 +52,8 @@ mod tests {
             max_channels: 8,
         };
         let feed = BroadcastList::new(limits, 1, &CHANNELS, metrics.clone());
-        let (mut sub, _) = feed.subscribe(Start::Live, None, None, CancellationToken::new());
-        let shutdown = CancellationToken::new();
+        let (mut sub, _) = feed.subscribe(Start::Live, None, None, CancelToken::new());
+        let shutdown = CancelToken::new();
         let started = tokio::time::Instant::now();
         let task = tokio::spawn(run(
             Source::Embedded(feed.clone()),

@@ -16,6 +16,7 @@
 //! run in their own tasks; connection-specific headers are stripped and `Date` added here; a
 //! client's RST_STREAM is watched with `poll_reset`, so even an idle SSE handler ends at once.
 
+use crate::cancel::CancelToken;
 use crate::limits::ClientAddr;
 use crate::push::PagePlan;
 use crate::server::{AppState, StreamCut};
@@ -34,7 +35,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,10 +113,8 @@ pub(crate) async fn serve<IO>(
     let mut accepted: u64 = 0;
     let mut accepted_at_last_check: u64 = 0;
     let mut closing = false;
-    // Made once: a `cancelled()` per loop turn would lock the token's waiter list twice per
-    // request.
-    let shutdown = state.shutdown.cancelled();
-    tokio::pin!(shutdown);
+    // Made once: a `cancelled()` registers a waiter on its first poll.
+    let mut shutdown = state.shutdown.cancelled();
     loop {
         tokio::select! {
             next = connection.accept() => match next {
@@ -292,7 +290,7 @@ enum Target<'a> {
 }
 
 /// Writes `response` (head, then body with flow control) unless the stream is reset or cut.
-async fn send(target: Target<'_>, response: Response<Body>, cut: Option<&CancellationToken>) {
+async fn send(target: Target<'_>, response: Response<Body>, cut: Option<&CancelToken>) {
     let (mut parts, body) = response.into_parts();
     strip_connection_headers(&mut parts.headers);
     if !parts.headers.contains_key(header::DATE) {
@@ -311,7 +309,7 @@ async fn send(target: Target<'_>, response: Response<Body>, cut: Option<&Cancell
 }
 
 /// Copies body frames to the stream, waiting for flow-control capacity.
-async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&CancellationToken>) {
+async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&CancelToken>) {
     // Made once per stream, not once per frame: a `cancelled()` registers a waiter when polled.
     let cut = async move {
         match cut {
@@ -321,14 +319,17 @@ async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&Cance
     };
     tokio::pin!(cut);
     loop {
+        // The frame first: when one is ready (a delivery) neither the cut-off token nor the
+        // connection's stream store (a lock shared by the connection's streams) is touched. A
+        // reset stream is still noticed: its next `send_data` fails.
         let frame = tokio::select! {
             biased;
+            frame = body.frame() => frame,
             _ = &mut cut => {
                 stream.send_reset(Reason::CANCEL);
                 return;
             }
             _ = poll_fn(|cx| stream.poll_reset(cx)) => return,
-            frame = body.frame() => frame,
         };
         match frame {
             None => {
@@ -370,13 +371,14 @@ async fn send_all(
     }
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
+        // Capacity first, as above; the cut-off matters when there is none (a stalled client).
         let capacity = tokio::select! {
             biased;
+            c = poll_fn(|cx| stream.poll_capacity(cx)) => c,
             _ = cut.as_mut() => {
                 stream.send_reset(Reason::CANCEL);
                 return false;
             }
-            c = poll_fn(|cx| stream.poll_capacity(cx)) => c,
         };
         match capacity {
             Some(Ok(0)) => continue,

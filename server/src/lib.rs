@@ -21,6 +21,7 @@
 //! - [`assets`]: the cargo-leptos asset manifest, served from memory.
 //! - [`jitter`]: randomness that spreads reconnection herds.
 //! - [`shutdown`]: the signals (SIGINT, SIGTERM) that start a graceful shutdown.
+//! - [`cancel`]: the cancellation token for shutdown and cut-offs, polled without locks.
 //! - [`error`]: client errors with their status codes.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`trace`]: request ids and their log spans.
@@ -31,6 +32,7 @@
 pub mod assets;
 pub mod auth;
 pub mod broadcast;
+pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -9,6 +9,7 @@
 //! HTTP/1.1 stays on hyper. HTTP/2 goes through our own driver on the `h2` crate, because hyper
 //! has no API for server push or `103 Early Hints`. Both dispatch to the same axum Router.
 
+use crate::cancel::CancelToken;
 use crate::config::Http2Driver;
 use crate::http2;
 use crate::limits::ClientAddr;
@@ -21,7 +22,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// The HTTP/2 connection preface a client with prior knowledge sends first.
@@ -129,7 +129,7 @@ async fn serve_hyper<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cut = CancellationToken::new();
+    let cut = CancelToken::new();
     let service = hyper::service::service_fn({
         let cut = cut.clone();
         move |mut req: hyper::Request<Incoming>| {

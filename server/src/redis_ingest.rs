@@ -30,6 +30,7 @@
 //! saw both still writes both.
 
 use crate::broadcast::{BroadcastList, Rejected};
+use crate::cancel::CancelToken;
 use crate::metrics::Metrics;
 use app::message::SOURCE_ID_FIELD;
 use futures::StreamExt;
@@ -40,7 +41,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 /// How long one `XREAD` blocks before it asks again (also how fast a dead reader is noticed).
 const READ_BLOCK: Duration = Duration::from_secs(1);
@@ -283,7 +283,7 @@ impl RedisIngest {
 
     /// Follows Redis until `shutdown`: connects, reads the log, sequences Pub/Sub input, and
     /// on any failure marks itself offline and reconnects with backoff and jitter.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(self, shutdown: CancelToken) {
         let mut last: Option<u64> = None;
         let mut attempt: u32 = 0;
         loop {

@@ -9,6 +9,7 @@
 use crate::assets::{self, AssetManifest};
 use crate::auth::{Auth, AuthSettings};
 use crate::broadcast::{BroadcastList, Limits};
+use crate::cancel::CancelToken;
 use crate::config::ServeArgs;
 use crate::limits::{PublishRate, SubscriberLimits};
 use crate::metrics::Metrics;
@@ -32,7 +33,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
 
 /// Everything a handler needs, cloned into each request (all fields are shared handles).
@@ -51,7 +51,7 @@ pub struct AppState {
     pub config: Arc<ServeArgs>,
     pub metrics: Arc<Metrics>,
     /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
-    pub shutdown: CancellationToken,
+    pub shutdown: CancelToken,
     /// What leptos_axum needs to render pages and serve `/pkg`.
     pub leptos: LeptosOptions,
     /// Which requests are pages and which assets they bring (push, hints, `Link`).
@@ -141,7 +141,7 @@ impl AppState {
             cors,
             config: Arc::new(config),
             metrics,
-            shutdown: CancellationToken::new(),
+            shutdown: CancelToken::new(),
             leptos,
             push: Arc::new(PushPolicy::new(Arc::default(), page_paths())),
             tls: None,
@@ -173,12 +173,12 @@ fn page_paths() -> Vec<String> {
 /// cancelling it closes the connection. This is how a subscriber that fell behind the history
 /// is disconnected even while its stalled socket keeps hyper from polling its body.
 #[derive(Clone, Debug)]
-pub struct ConnectionCut(pub CancellationToken);
+pub struct ConnectionCut(pub CancelToken);
 
 /// The switch of one streaming response, put in the *response's* extensions by the SSE handler;
 /// the HTTP/2 driver resets the stream when it fires (one HTTP/2 stream, not the connection).
 #[derive(Clone, Debug)]
-pub struct StreamCut(pub CancellationToken);
+pub struct StreamCut(pub CancelToken);
 
 /// The one Router, for every protocol: a request id and its span (outermost), hashed assets from
 /// memory, `Link` headers and the cache cookie on pages, the API routes, the Leptos pages, then

@@ -11,6 +11,7 @@
 
 use crate::auth::AuthError;
 use crate::broadcast::{Start, Subscription};
+use crate::cancel::{CancelToken, Cancelled};
 use crate::error::AppError;
 use crate::jitter;
 use crate::limits::{self, ClientAddr, SubscriberPermit};
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The largest buffer one poll of a stream hands to the socket: ready frames beyond it wait for
 /// the next poll, so one subscriber's catch-up never builds an unbounded buffer.
@@ -266,10 +266,11 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
 /// One subscriber's stream: the subscription plus what ends it.
 ///
 /// Why the futures it waits on are kept rather than made per step: a step runs for every
-/// delivery to every subscriber, and making them anew would register with the shutdown token
-/// (one lock shared by all streams), the cut-off token and the timer wheel, and deregister,
-/// each time. Kept, they register once; the heartbeat timer is re-armed lazily (a delivery
-/// only notes the time), so a busy stream touches the timer once per heartbeat period.
+/// delivery to every subscriber, and making them anew would register with the shutdown token,
+/// the cut-off token and the timer wheel, and deregister, each time. Kept, they register once;
+/// the heartbeat timer is re-armed lazily (a delivery only notes the time), so a busy stream
+/// touches the timer once per heartbeat period.
+/// Both tokens are `cancel::CancelToken`s, whose kept futures poll without a lock.
 struct EventStream {
     sub: Subscription,
     first: Option<Bytes>,
@@ -278,8 +279,8 @@ struct EventStream {
     last_sent: Instant,
     /// Fires no later than the next heartbeat is due (possibly earlier: then it re-arms).
     idle: Pin<Box<Sleep>>,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
-    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    cut: Cancelled,
+    shutdown: Cancelled,
     /// The source's online state, behind Redis; each change is sent as a `ringback.source`.
     source: Option<watch::Receiver<bool>>,
     /// The `retry:` announced at the start; the last words of a stream scale it.
@@ -321,8 +322,8 @@ impl EventStream {
         sub: Subscription,
         first: Bytes,
         heartbeat: Duration,
-        cut: CancellationToken,
-        shutdown: &CancellationToken,
+        cut: CancelToken,
+        shutdown: &CancelToken,
         source: Option<watch::Receiver<bool>>,
         retry: Duration,
         ends_at: Option<Instant>,
@@ -335,8 +336,8 @@ impl EventStream {
             heartbeat,
             last_sent: now,
             idle: Box::pin(tokio::time::sleep_until(now + heartbeat)),
-            cut: Box::pin(cut.cancelled_owned()),
-            shutdown: Box::pin(shutdown.clone().cancelled_owned()),
+            cut: cut.cancelled(),
+            shutdown: shutdown.cancelled(),
             source,
             retry,
             ends: ends_at.map(|at| Box::pin(tokio::time::sleep_until(at))),
@@ -360,12 +361,15 @@ impl EventStream {
                 // server do not all reconnect (elsewhere) in the same instant.
                 _ = &mut self.shutdown => self.parting_words(),
                 _ = until(&mut self.ends) => self.parting_words(),
-                _ = &mut self.cut => return None,
                 online = source_changed(&mut self.source) => Bytes::from(source_event(online)),
                 next = self.sub.next(MAX_BATCH_BYTES) => match next {
                     Ok(bytes) => bytes,
                     Err(_lagged) => return None,
                 },
+                // After the subscription: a step that finds frames ready (a delivery) does not
+                // touch the cut-off token, a cache line of its own per stream. A stream cut for
+                // lagging learns it from the subscription anyway; this is for the others.
+                _ = &mut self.cut => return None,
                 _ = &mut self.idle => {
                     let due = self.last_sent + self.heartbeat;
                     if Instant::now() < due {
@@ -515,9 +519,9 @@ mod tests {
         heartbeat: Duration,
         ends_at: Option<Instant>,
         source: Option<watch::Receiver<bool>>,
-    ) -> (EventStream, CancellationToken, CancellationToken) {
-        let (sub, _) = feed.subscribe(Start::Live, None, None, CancellationToken::new());
-        let (cut, shutdown) = (CancellationToken::new(), CancellationToken::new());
+    ) -> (EventStream, CancelToken, CancelToken) {
+        let (sub, _) = feed.subscribe(Start::Live, None, None, CancelToken::new());
+        let (cut, shutdown) = (CancelToken::new(), CancelToken::new());
         let online = source.as_ref().map(|s| *s.borrow());
         let s = EventStream::new(
             sub,
