@@ -17,8 +17,6 @@ pub mod snapshot;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};
-use leptos_router::components::{Route, Router, Routes};
-use leptos_router::StaticSegment;
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -45,12 +43,8 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
         <Title text="Ringback"/>
-        <Router>
-            <main>
-                <Routes fallback=|| view! { <p>"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=components::FeedPage/>
-                </Routes>
-            </main>
-        </Router>
+        <main>
+            <components::FeedPage/>
+        </main>
     }
 }

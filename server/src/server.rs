@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
 
 /// Everything a handler needs, cloned into each request (all fields are shared handles).
 #[derive(Clone)]
@@ -169,6 +170,11 @@ fn page_paths() -> Vec<String> {
         .collect()
 }
 
+/// The answer to a path that is neither a route nor a file.
+async fn page_not_found() -> (http::StatusCode, &'static str) {
+    (http::StatusCode::NOT_FOUND, "Page not found.\n")
+}
+
 /// An HTTP/1.1 connection's cut-off switch, put in each of its requests' extensions:
 /// cancelling it closes the connection. This is how a subscriber that fell behind the history
 /// is disconnected even while its stalled socket keeps hyper from polling its body.
@@ -207,7 +213,12 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(source.clone()),
             move || shell(leptos.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Files of the site root (`public/`); anything else is a plain 404, not a rendering of
+        // the app (the page has one route, and a render per unknown path would be work for
+        // free to anyone who asks).
+        .fallback_service(ServeDir::new(&*state.leptos.site_root).not_found_service(
+            axum::handler::HandlerWithoutStateExt::into_service(page_not_found),
+        ))
         .layer(middleware::from_fn_with_state(
             state.push.clone(),
             push::link_headers,

@@ -317,6 +317,18 @@ async fn the_page_is_server_rendered_with_the_latest_messages() {
 }
 
 #[tokio::test]
+async fn unknown_paths_are_a_plain_404() {
+    let server = TestServer::start(config()).await;
+    for path in ["/no-such-page", "/pkg/no-such-file.js"] {
+        let (status, _, body) = crate::common::request(server.addr, "GET", path, &[], "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        let text = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&text[..], b"Page not found.\n", "a plain 404, not the app");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn healthz_and_metrics_answer() {
     let server = TestServer::start(config()).await;
     let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
