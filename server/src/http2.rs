@@ -395,7 +395,7 @@ async fn send_all(
 }
 
 /// The `Date` header value, formatted once per second per thread (as hyper does).
-fn date() -> HeaderValue {
+pub(crate) fn date() -> HeaderValue {
     thread_local! {
         static CACHE: std::cell::RefCell<(u64, HeaderValue)> =
             const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };

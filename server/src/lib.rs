@@ -16,6 +16,7 @@
 //! - [`listener`]: one port for TLS, h2c and HTTP/1.1, told apart by their first bytes.
 //! - [`write_deadline`]: closes a connection whose writes make no progress.
 //! - [`tls`]: certificates (given, or self-signed and kept) and the rustls configuration.
+//! - [`http1`]: `GET /messages` over HTTP/1.1 without hyper's buffers; the rest to hyper.
 //! - [`http2`]: the HTTP/2 driver on the `h2` crate: dispatch, push, 103 Early Hints.
 //! - [`push`]: which requests are pages and what they bring; `Link` headers and the cookie.
 //! - [`assets`]: the cargo-leptos asset manifest, served from memory.
@@ -37,6 +38,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod http1;
 pub mod http2;
 pub mod jitter;
 pub mod limits;

@@ -6,15 +6,19 @@
 //!   knowledge), to the HTTP/2 driver;
 //! - anything else: plain HTTP/1.1, so `http://127.0.0.1:3000` works without a certificate.
 //!
-//! HTTP/1.1 stays on hyper. HTTP/2 goes through our own driver on the `h2` crate, because hyper
-//! has no API for server push or `103 Early Hints`. Both dispatch to the same axum Router.
+//! HTTP/1.1 stays on hyper, but for `GET /messages`, framed by `http1.rs` without hyper's
+//! per-connection buffers. HTTP/2 goes through our own driver on the `h2` crate, because hyper
+//! has no API for server push or `103 Early Hints`. All dispatch to the same axum Router.
+//!
+//! The TLS and HTTP/2 paths are boxed: a connection's task is as large as the largest path its
+//! future could take, and a cleartext HTTP/1.1 subscriber should not carry the others' size.
 
 use crate::cancel::CancelToken;
 use crate::config::Http2Driver;
-use crate::http2;
 use crate::limits::ClientAddr;
 use crate::server::{AppState, ConnectionCut};
 use crate::write_deadline::WriteDeadline;
+use crate::{http1, http2};
 use axum::body::Body;
 use axum::Router;
 use hyper::body::Incoming;
@@ -46,32 +50,69 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
     let peer = stream.peer_addr().ok().map(ClientAddr);
     let stream = WriteDeadline::new(stream, state.config.write_timeout, state.metrics.clone());
     match sniffed {
-        Sniffed::Tls => {
-            let Some(tls) = state.tls.clone() else {
-                tracing::debug!("TLS handshake on a server without TLS");
-                return;
-            };
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!("TLS handshake timed out");
-                    return;
-                }
-            };
-            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                serve_http2(stream, router, state, http2::Scheme::Https, peer).await;
-            } else {
-                serve_hyper(stream, router, state, Proto::Http1, peer).await;
-            }
+        Sniffed::Tls => Box::pin(serve_tls(stream, router, state, peer)).await,
+        Sniffed::H2c => {
+            Box::pin(serve_http2(
+                stream,
+                router,
+                state,
+                http2::Scheme::Http,
+                peer,
+            ))
+            .await;
         }
-        Sniffed::H2c => serve_http2(stream, router, state, http2::Scheme::Http, peer).await,
-        Sniffed::Http1 => serve_hyper(stream, router, state, Proto::Http1, peer).await,
+        Sniffed::Http1 => http1::serve(stream, router, state, peer).await,
     }
+}
+
+/// The TLS handshake, then HTTP/2 (ALPN `h2`) or HTTP/1.1.
+async fn serve_tls(
+    stream: WriteDeadline<TcpStream>,
+    router: Router,
+    state: AppState,
+    peer: Option<ClientAddr>,
+) {
+    let Some(tls) = state.tls.clone() else {
+        tracing::debug!("TLS handshake on a server without TLS");
+        return;
+    };
+    let timeout = state.config.tls_handshake_timeout;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Box::pin(serve_http2(
+            stream,
+            router,
+            state,
+            http2::Scheme::Https,
+            peer,
+        ))
+        .await;
+    } else {
+        http1::serve(stream, router, state, peer).await;
+    }
+}
+
+/// HTTP/1.1 on hyper: every HTTP/1.1 request but the fast path's (see `http1.rs`).
+pub(crate) async fn serve_hyper_http1<IO>(
+    io: IO,
+    router: Router,
+    state: AppState,
+    peer: Option<ClientAddr>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_hyper(io, router, state, Proto::Http1, peer).await;
 }
 
 async fn serve_http2<IO>(

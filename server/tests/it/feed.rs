@@ -16,7 +16,9 @@ async fn publish_reaches_every_subscriber_as_an_sse_frame() {
     assert_eq!(a.headers["content-type"], "text/event-stream");
     assert_eq!(a.headers["cache-control"], "no-store");
     assert_eq!(a.headers["x-accel-buffering"], "no");
-    assert!(a.headers.get("connection").is_none());
+    // HTTP/1.1's event stream is the connection's last response (see `http1.rs`).
+    assert_eq!(a.headers["connection"], "close");
+    assert_eq!(a.headers["transfer-encoding"], "chunked");
     assert!(a.headers.get("content-encoding").is_none());
 
     let id = publish_ok(server.addr, "blue", "hello").await;
@@ -469,5 +471,75 @@ async fn every_response_names_its_request_id() {
     let (status, h, _) = request(server.addr, "POST", "/messages", &[], "nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(h.contains_key("x-request-id"));
+    server.shutdown().await;
+}
+
+/// Reads from `s` until `needle` has arrived; returns everything read.
+async fn read_until(s: &mut tokio::net::TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(PATIENCE, async {
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the bytes arrived");
+    got
+}
+
+#[tokio::test]
+async fn the_http1_event_stream_is_chunked_and_other_requests_stay_on_hyper() {
+    let server = TestServer::start(config()).await;
+    // The head in two writes: the fast path waits for the rest of it.
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /messages?type=blue HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    s.write_all(b"Content-Length: 0\r\n\r\n").await.unwrap();
+    let head = read_until(&mut s, b"retry: 2000\n\n").await;
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    for line in [
+        "content-type: text/event-stream\r\n",
+        "transfer-encoding: chunked\r\n",
+        "connection: close\r\n",
+        "x-request-id: ",
+        "date: ",
+    ] {
+        assert!(head.contains(line), "{line:?} in {head}");
+    }
+    let id = publish_ok(server.addr, "blue", "chunked").await;
+    let frame = format!("id: {id}\nevent: blue\ndata: ");
+    let got = read_until(&mut s, b"\n\n\r\n").await;
+    let text = String::from_utf8(got).unwrap();
+    let (size, rest) = text.split_once("\r\n").unwrap();
+    let size = usize::from_str_radix(size, 16).unwrap();
+    assert_eq!(size + 2, rest.len(), "one chunk, one frame: {text:?}");
+    assert!(rest.starts_with(&frame), "{text:?}");
+
+    // HTTP/1.0 cannot be chunked: hyper answers it, as before.
+    let mut s10 = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s10.write_all(b"GET /messages HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until(&mut s10, b"retry: 2000\n\n").await;
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+
+    // Two pipelined requests: hyper serves both, in order.
+    let mut p = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    p.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /messages HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let both = read_until(&mut p, b"retry: 2000\n\n").await;
+    let both = String::from_utf8(both).unwrap();
+    assert!(both.starts_with("HTTP/1.1 200 OK\r\n"), "{both}");
+    assert_eq!(both.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{both}");
     server.shutdown().await;
 }

@@ -1,0 +1,475 @@
+//! HTTP/1.1: `GET /messages` served by this module, everything else by hyper.
+//!
+//! Why a path of our own for one request: hyper keeps a read buffer and a write buffer (8 KiB
+//! each, at least) for the whole life of a connection. An SSE subscriber's connection lives for
+//! hours and, after its request head, sends nothing; so most of the ~25 KiB an idle HTTP/1.1
+//! subscriber cost was hyper's buffers (BENCHMARKS.md). Here the head is read into a buffer that
+//! is freed once parsed, the response head is written once, and each frame goes from the
+//! broadcast list's shared bytes straight to the socket as one chunk (one vectored write: size
+//! line, frame, CRLF). An idle subscriber then holds its task, its socket and its stream.
+//!
+//! The request still goes through the one axum Router (auth, limits, metrics, request ids), so
+//! only the HTTP/1.1 framing is ours, and only for the simplest request there is: `GET`,
+//! HTTP/1.1, path `/messages`, no body, no `Upgrade`, nothing sent after the head. Anything else
+//! (another path, a body, a pipelined request, a head that does not parse or is too large) goes
+//! to hyper with the bytes already read put back in front ([`Rewind`]), so hyper answers it
+//! exactly as before, errors included.
+//!
+//! The response carries `connection: close`: an event stream ends only when the server ends it
+//! (shutdown, `--max-stream-age`) or the client leaves, and EventSource opens a new connection to
+//! reconnect anyway, so keeping this one alive would buy nothing.
+
+use crate::cancel::CancelToken;
+use crate::limits::ClientAddr;
+use crate::server::{AppState, ConnectionCut};
+use axum::body::Body;
+use axum::Router;
+use bytes::{Buf, Bytes};
+use http::{header, HeaderValue, Method, Request, Version};
+use http_body::Body as _;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tower::ServiceExt;
+
+/// The largest request head the fast path reads before leaving the request to hyper (which
+/// answers `431` beyond its own limit).
+const MAX_HEAD: usize = 16 * 1024;
+/// Headers the fast path parses; a request with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+
+/// Serves one HTTP/1.1 connection (cleartext, or TLS that did not negotiate `h2`).
+pub(crate) async fn serve<IO>(mut io: IO, router: Router, state: AppState, peer: Option<ClientAddr>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let head = tokio::select! {
+        head = tokio::time::timeout(state.config.idle_timeout, read_head(&mut io)) => head,
+        _ = state.shutdown.cancelled() => return,
+    };
+    match head {
+        Ok(Ok(Head::Events(request))) => {
+            // `state` is not needed beyond this point; dropped, the stream's future need not
+            // keep room for it.
+            serve_events(io, *request, router, peer).await;
+        }
+        Ok(Ok(Head::Other(read))) => {
+            // Boxed: hyper's connection future is large, and the fast path's task should not
+            // be sized for it.
+            to_hyper(Rewind::new(read, io), router, state, peer).await;
+        }
+        // Closed, failed, or silent for the idle timeout (as hyper's `header_read_timeout`).
+        Ok(Err(_)) | Err(_) => {}
+    }
+}
+
+/// hyper's HTTP/1.1 for `io`, boxed by a plain function: the large future is then made on
+/// that function's stack and moved to the heap, never laid out in the caller's future.
+fn to_hyper<IO>(
+    io: Rewind<IO>,
+    router: Router,
+    state: AppState,
+    peer: Option<ClientAddr>,
+) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(crate::listener::serve_hyper_http1(io, router, state, peer))
+}
+
+/// What the first request on a connection is.
+#[derive(Debug)]
+enum Head {
+    /// `GET /messages` as the fast path takes it (boxed: the other variant is small).
+    Events(Box<Request<Body>>),
+    /// Anything else: the bytes read so far, for hyper.
+    Other(Bytes),
+}
+
+/// Reads until the request head is complete (or cannot be the fast path's).
+async fn read_head<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Head> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        if io.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let fast = (len == buf.len())
+                    .then(|| events_request(&parsed))
+                    .flatten();
+                return Ok(match fast {
+                    Some(request) => Head::Events(Box::new(request)),
+                    None => Head::Other(Bytes::from(buf)),
+                });
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            // Too large, too many headers, or malformed: hyper has the answers for those.
+            Ok(httparse::Status::Partial) | Err(_) => return Ok(Head::Other(Bytes::from(buf))),
+        }
+    }
+}
+
+/// The request, if it is one the fast path serves.
+fn events_request(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body>> {
+    let path = parsed.path?;
+    let is_events = path == "/messages" || path.starts_with("/messages?");
+    if parsed.method != Some("GET") || parsed.version != Some(1) || !is_events {
+        return None;
+    }
+    let mut request = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .version(Version::HTTP_11);
+    for h in parsed.headers.iter() {
+        let name = h.name.as_bytes();
+        let has_body = name.eq_ignore_ascii_case(b"transfer-encoding")
+            || (name.eq_ignore_ascii_case(b"content-length") && h.value != b"0");
+        if has_body || name.eq_ignore_ascii_case(b"upgrade") {
+            return None;
+        }
+        request = request.header(h.name, h.value);
+    }
+    request.body(Body::empty()).ok()
+}
+
+/// Answers `GET /messages` through the Router and writes the response with our own framing.
+async fn serve_events<IO>(
+    mut io: IO,
+    mut request: Request<Body>,
+    router: Router,
+    peer: Option<ClientAddr>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    // The connection's cut-off switch, as hyper's connections have (see `ConnectionCut`).
+    let cut = CancelToken::new();
+    request.extensions_mut().insert(ConnectionCut(cut.clone()));
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(peer);
+    }
+    let Ok(response) = router.oneshot(request).await;
+    let (parts, body) = response.into_parts();
+    let length = body.size_hint().exact();
+    // The head as bytes; the response's parts (headers, extensions) are dropped here rather
+    // than kept for the life of the stream.
+    let mut head = response_head(parts, length);
+    let served = async {
+        if length.is_some() {
+            // A refusal (400, 401, 403, 429, 503): small, and whole.
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(io::Error::other)?;
+            head.extend_from_slice(&body.to_bytes());
+            io.write_all(&head).await?;
+        } else {
+            io.write_all(&head).await?;
+            drop(head);
+            stream_chunks(&mut io, body).await?;
+        }
+        io.shutdown().await
+    };
+    tokio::select! {
+        biased;
+        result = served => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "event stream connection ended");
+            }
+        }
+        // Fell behind the history: close even while a write waits on a client not reading.
+        _ = cut.cancelled() => tracing::debug!("closed the connection of a subscriber that fell behind"),
+    }
+}
+
+/// The status line and headers, for a body of `length` bytes (chunked when unknown).
+fn response_head(parts: http::response::Parts, length: Option<u64>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let reason = parts.status.canonical_reason().unwrap_or("");
+    head.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", parts.status.as_u16()).as_bytes());
+    let mut headers = parts.headers;
+    headers.remove(header::CONNECTION);
+    headers.remove(header::TRANSFER_ENCODING);
+    if !headers.contains_key(header::DATE) {
+        headers.insert(header::DATE, crate::http2::date());
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    match length {
+        Some(n) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+    }
+    for (name, value) in &headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Writes each data frame of `body` as one chunk until the body ends or the client leaves.
+///
+/// The client sends nothing after its request; reading anyway is how its leaving is noticed at
+/// once (EOF), not at the next heartbeat's failed write.
+async fn stream_chunks<IO>(io: &mut IO, mut body: Body) -> io::Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut chunk = Chunk::default();
+    let mut scratch = [0u8; 64];
+    poll_fn(|cx| loop {
+        let mut read = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            // Bytes after the request: ignored (nothing more is read from this connection).
+            Poll::Ready(Ok(())) => continue,
+            Poll::Pending => {}
+        }
+        if !chunk.is_empty() {
+            ready!(chunk.poll_write(io, cx))?;
+        }
+        if chunk.last {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(Pin::new(&mut body).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    chunk = Chunk::data(data);
+                }
+            }
+            Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            None => chunk = Chunk::last(),
+        }
+    })
+    .await
+}
+
+/// One chunk of `transfer-encoding: chunked` on its way out: size line, data, CRLF.
+#[derive(Default)]
+struct Chunk {
+    /// The size line (hex, CRLF) in its first `line_len` bytes.
+    size_line: [u8; 20],
+    line_len: usize,
+    /// Unwritten bytes at the end of the size line.
+    size_left: usize,
+    data: Bytes,
+    /// Unwritten bytes of the CRLF after the data.
+    crlf_left: usize,
+    /// This is the last chunk (`0\r\n\r\n`).
+    last: bool,
+}
+
+impl Chunk {
+    fn data(data: Bytes) -> Self {
+        let mut chunk = Chunk::default();
+        if data.is_empty() {
+            return chunk; // an empty chunk would end the body
+        }
+        let line = format!("{:x}\r\n", data.len());
+        chunk.size_line[..line.len()].copy_from_slice(line.as_bytes());
+        chunk.line_len = line.len();
+        chunk.size_left = line.len();
+        chunk.data = data;
+        chunk.crlf_left = 2;
+        chunk
+    }
+
+    fn last() -> Self {
+        let mut chunk = Chunk::default();
+        chunk.size_line[..5].copy_from_slice(b"0\r\n\r\n");
+        chunk.line_len = 5;
+        chunk.size_left = 5;
+        chunk.last = true;
+        chunk
+    }
+
+    fn is_empty(&self) -> bool {
+        self.size_left == 0 && self.data.is_empty() && self.crlf_left == 0
+    }
+
+    /// Writes what is left, in as few writes as the socket takes.
+    fn poll_write<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut IO,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while !self.is_empty() {
+            let line = &self.size_line[self.line_len - self.size_left..self.line_len];
+            let crlf = &b"\r\n"[2 - self.crlf_left..];
+            let slices = [
+                IoSlice::new(line),
+                IoSlice::new(&self.data),
+                IoSlice::new(crlf),
+            ];
+            let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_line = n.min(self.size_left);
+            self.size_left -= from_line;
+            n -= from_line;
+            let from_data = n.min(self.data.len());
+            self.data.advance(from_data);
+            n -= from_data;
+            self.crlf_left -= n.min(self.crlf_left);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An IO with bytes already read from it put back in front, for hyper.
+pub(crate) struct Rewind<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Rewind<IO> {
+    pub(crate) fn new(prefix: Bytes, io: IO) -> Self {
+        Rewind { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(bytes: &'static [u8]) -> Head {
+        let mut io = bytes;
+        futures::executor::block_on(read_head(&mut io)).unwrap()
+    }
+
+    #[test]
+    fn only_a_plain_get_of_the_event_stream_takes_the_fast_path() {
+        let events = |b: &'static [u8]| matches!(head_of(b), Head::Events(_));
+        assert!(events(b"GET /messages HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(events(
+            b"GET /messages?type=red&lastEventId=4 HTTP/1.1\r\nLast-Event-ID: 3\r\nContent-Length: 0\r\n\r\n"
+        ));
+        for other in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"GET /messagesx HTTP/1.1\r\n\r\n",
+            b"POST /messages HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            b"GET /messages HTTP/1.0\r\n\r\n",
+            b"GET /messages HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            b"GET /messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /messages HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            // A pipelined second request: hyper serves both.
+            b"GET /messages HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET /messages HTTP/1.1\r\nBad Header\r\n\r\n",
+        ] {
+            let Head::Other(read) = head_of(other) else {
+                panic!("fast path for {:?}", String::from_utf8_lossy(other));
+            };
+            assert_eq!(&read[..], other, "every byte read is handed to hyper");
+        }
+    }
+
+    #[test]
+    fn the_request_keeps_its_headers() {
+        let Head::Events(request) =
+            head_of(b"GET /messages?type=a HTTP/1.1\r\nLast-Event-ID: 7\r\nCookie: t=1\r\n\r\n")
+        else {
+            panic!("fast path expected");
+        };
+        assert_eq!(request.uri(), "/messages?type=a");
+        assert_eq!(request.headers()["last-event-id"], "7");
+        assert_eq!(request.headers()["cookie"], "t=1");
+    }
+
+    #[tokio::test]
+    async fn chunks_survive_partial_writes() {
+        // A writer that takes at most 3 bytes per call: every boundary gets split.
+        let (client, mut server) = tokio::io::duplex(3);
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            for data in [&b"hello"[..], b"", b"a longer frame\n\n"] {
+                let mut chunk = Chunk::data(Bytes::from_static(data));
+                poll_fn(|cx| chunk.poll_write(&mut client, cx))
+                    .await
+                    .unwrap();
+            }
+            let mut chunk = Chunk::last();
+            poll_fn(|cx| chunk.poll_write(&mut client, cx))
+                .await
+                .unwrap();
+        });
+        let mut out = Vec::new();
+        server.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "5\r\nhello\r\n10\r\na longer frame\n\n\r\n0\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn rewind_reads_the_prefix_then_the_rest() {
+        let mut io = Rewind::new(Bytes::from_static(b"GET / "), &b"HTTP/1.1\r\n\r\n"[..]);
+        let mut out = Vec::new();
+        io.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
+    }
+}
