@@ -50,16 +50,9 @@ where
         _ = state.shutdown.cancelled() => return,
     };
     match head {
-        Ok(Ok(Head::Events(request))) => {
-            // `state` is not needed beyond this point; dropped, the stream's future need not
-            // keep room for it.
-            serve_events(io, *request, router, peer).await;
-        }
-        Ok(Ok(Head::Other(read))) => {
-            // Boxed: hyper's connection future is large, and the fast path's task should not
-            // be sized for it.
-            to_hyper(Rewind::new(read, io), router, state, peer).await;
-        }
+        Ok(Ok(Head::Events(request))) => serve_events(io, *request, router, peer).await,
+        // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
+        Ok(Ok(Head::Other(read))) => to_hyper(Rewind::new(read, io), router, state, peer).await,
         // Closed, failed, or silent for the idle timeout (as hyper's `header_read_timeout`).
         Ok(Err(_)) | Err(_) => {}
     }
