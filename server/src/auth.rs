@@ -260,14 +260,21 @@ impl Auth {
     /// The private channels a subscriber may read: from its JWT (the `token` query parameter,
     /// then `Authorization: Bearer`, then the cookie), or none without one.
     ///
-    /// A bad token given on purpose (query or header) is refused. A bad *cookie* reads as no
-    /// credential: a browser sends its cookie on its own, often after it expired, and the
-    /// public feed must not break for it (an EventSource refused once never retries).
+    /// Without private channels no credential is looked at. With them, a bad token given on
+    /// purpose (query or header) is refused. A bad *cookie* reads as no credential: a browser
+    /// sends its cookie on its own, often after it expired, and the public feed must not break
+    /// for it (an EventSource refused once never retries).
     pub fn reader(
         &self,
         query_token: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<ChannelSet, AuthError> {
+        if self.private.is_empty() {
+            // Nothing a credential could grant: the feed is all public, so a client that sends
+            // one anyway (an app's `Authorization` on every request, its publish token) is not
+            // refused for it.
+            return Ok(ChannelSet::default());
+        }
         let explicit = query_token
             .or_else(|| bearer(headers))
             .filter(|t| !t.is_empty());
@@ -436,6 +443,26 @@ mod tests {
             Some("token#1")
         );
         assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn without_private_channels_readers_need_and_are_refused_no_credential() {
+        let auth = auth(AuthSettings {
+            publish_tokens: vec!["s3cret".into()],
+            jwt_secret: Some(SECRET.into()),
+            ..Default::default()
+        });
+        for headers in [
+            HeaderMap::new(),
+            with(header::AUTHORIZATION, "Bearer s3cret"),
+            with(header::AUTHORIZATION, "Bearer not-a-jwt"),
+        ] {
+            assert!(auth.reader(None, &headers).unwrap().is_empty());
+        }
+        assert!(auth
+            .reader(Some("garbage"), &HeaderMap::new())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
