@@ -179,11 +179,23 @@ impl PublishRate {
 
     /// Takes one message's token from `key`'s bucket, or says how long until there is one.
     pub fn check(&self, key: &str) -> Result<(), LimitError> {
+        self.take(key, true)
+    }
+
+    /// Whether `key`'s bucket has a token, without taking it (how long until it has one if not).
+    pub fn peek(&self, key: &str) -> Result<(), LimitError> {
+        self.take(key, false)
+    }
+
+    fn take(&self, key: &str, consume: bool) -> Result<(), LimitError> {
         if self.rate <= 0.0 {
             return Ok(());
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if !consume && !buckets.contains_key(key) {
+            return Ok(()); // a full bucket, not made until something is taken
+        }
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
@@ -196,7 +208,9 @@ impl PublishRate {
         bucket.tokens = refilled.min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if consume {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             let wait = (1.0 - bucket.tokens) / self.rate;
@@ -254,6 +268,22 @@ mod tests {
         }
         assert!(rate.check("alice").is_err());
         assert!(PublishRate::new(0.0, 1).check("x").is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn peeking_takes_nothing() {
+        let rate = PublishRate::new(1.0, 2);
+        rate.peek("carol").unwrap();
+        rate.check("carol").unwrap();
+        rate.peek("carol").unwrap();
+        rate.peek("carol").unwrap();
+        rate.check("carol").unwrap();
+        let Err(LimitError::PublishRate(wait)) = rate.peek("carol") else {
+            panic!("an empty bucket must show through a peek");
+        };
+        assert_eq!(wait, Duration::from_secs(1));
+        tokio::time::advance(wait).await;
+        rate.peek("carol").unwrap();
     }
 
     #[tokio::test(start_paused = true)]

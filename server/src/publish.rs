@@ -27,7 +27,8 @@ pub struct PublishRequest {
 
 /// `POST /messages` → `202 {"id": N}`; `401` without a valid credential when credentials are
 /// configured, `403` when the credential does not cover the channel; `429` beyond the
-/// credential's publish rate; `503` while Redis (when configured) is unreachable.
+/// credential's publish rate, or from an address whose failed credentials went beyond it;
+/// `503` while Redis (when configured) is unreachable.
 ///
 /// The body arrives as `Bytes` under a `DefaultBodyLimit` of the configured size (set on the
 /// route in `server.rs`), so an oversized body is refused with `413` before it is buffered.
@@ -37,16 +38,26 @@ pub async fn publish(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let ip = client_ip(peer.as_deref(), &headers, state.config.trust_forwarded_for);
+    // Failed credentials spend the address's allowance at the publish rate, and an address
+    // that has spent it is refused before its credential is even looked at: guessing tokens
+    // is then no faster than publishing, and a guess cannot be told right while throttled.
+    let failures = format!("failed:{ip}");
+    state.publish_rate.peek(&failures).map_err(|e| {
+        state.metrics.reject(e.reason());
+        AppError::from(e)
+    })?;
     // Credentials first: a stranger learns nothing about the body rules.
     let publisher = state.auth.publisher(&headers).map_err(|e| {
         state.metrics.reject("unauthorized");
+        let _ = state.publish_rate.check(&failures);
         AppError::from(e)
     })?;
     // Then the rate, before any work on the body; open publishing is limited per address.
-    let key = publisher.credential.clone().unwrap_or_else(|| {
-        let ip = client_ip(peer.as_deref(), &headers, state.config.trust_forwarded_for);
-        format!("ip:{ip}")
-    });
+    let key = publisher
+        .credential
+        .clone()
+        .unwrap_or_else(|| format!("ip:{ip}"));
     state.publish_rate.check(&key).map_err(|e| {
         state.metrics.reject(e.reason());
         AppError::from(e)

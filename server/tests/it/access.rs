@@ -378,6 +378,37 @@ async fn subscribers_are_limited_per_address_and_in_total() {
 }
 
 #[tokio::test]
+async fn failed_credentials_are_limited_per_address() {
+    let server = TestServer::start(ServeArgs {
+        publish_token: vec!["alice".into()],
+        publish_rate: 0.01,
+        publish_burst: 2,
+        ..config()
+    })
+    .await;
+    for guess in ["guess-1", "guess-2"] {
+        let (status, _, answer) = post(server.addr, Some(guess), "blue", "x").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    }
+    // The address has spent its allowance on failures: refused before any credential is
+    // checked, the right one included, so a right guess cannot be told from a wrong one.
+    for token in ["guess-3", "alice"] {
+        let (status, h, answer) = post(server.addr, Some(token), "blue", "x").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{token}: {answer}");
+        assert!(h.contains_key("retry-after"));
+    }
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .rejected_rate_limited
+            .load(Ordering::Relaxed),
+        2
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_publish_rate_is_limited_per_credential() {
     let server = TestServer::start(ServeArgs {
         publish_token: vec!["alice".into(), "bob".into()],
