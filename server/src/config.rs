@@ -298,7 +298,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGBACK_MAX_SUBSCRIBERS_PER_IP", default_value_t = defaults::MAX_SUBSCRIBERS_PER_IP)]
     pub max_subscribers_per_ip: usize,
     /// Messages per second per publish credential (per address when publishing is open; 0: no
-    /// limit).
+    /// limit). Failed credentials spend their address's allowance at the same rate.
     #[arg(long, env = "RINGBACK_PUBLISH_RATE", default_value_t = defaults::PUBLISH_RATE)]
     pub publish_rate: f64,
     /// Burst of messages per credential above `--publish-rate`.
@@ -309,7 +309,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGBACK_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub trust_forwarded_for: bool,
-    /// HTTP/1.1: bytes of response buffered per connection beyond the socket (min 8 KiB).
+    /// HTTP/1.1 responses served by hyper (pages, API): bytes buffered per connection beyond
+    /// the socket (min 8 KiB). Event streams bypass it and hold at most one batch (64 KiB).
     #[arg(long, env = "RINGBACK_MAX_WRITE_BUFFER", default_value_t = defaults::MAX_WRITE_BUFFER)]
     pub max_write_buffer: usize,
     /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
