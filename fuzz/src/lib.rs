@@ -102,6 +102,7 @@ fn list() -> BroadcastList {
         history_bytes: 1 << 20,
         max_message_bytes: MAX,
         max_channels: 16,
+        channel_idle: std::time::Duration::ZERO,
     };
     BroadcastList::new(limits, 1, &[], Arc::default())
 }

@@ -16,6 +16,7 @@ fn list(history: usize) -> BroadcastList {
         history_bytes: 64 << 20,
         max_message_bytes: 64 << 10,
         max_channels: 64,
+        channel_idle: std::time::Duration::ZERO,
     };
     BroadcastList::new(
         limits,

@@ -25,7 +25,9 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
@@ -41,6 +43,9 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Distinct channels carried.
     pub max_channels: usize,
+    /// A channel with no message for this long and no subscriber naming it is forgotten when
+    /// room is needed for a new one; zero: never.
+    pub channel_idle: Duration,
 }
 
 /// Why a message was not appended. Each variant is a reason label in the metrics.
@@ -112,6 +117,17 @@ struct Shared {
 struct Registry {
     next_key: u64,
     slots: HashMap<u64, Arc<Slot>>,
+    /// Subscribers naming each channel in their filter: a followed channel is never idle.
+    followed: HashMap<Arc<str>, usize>,
+}
+
+/// A channel the feed carries.
+struct Channel {
+    name: Arc<str>,
+    /// When it was last published to (or first carried).
+    last: Instant,
+    /// One of the page's default channels: never forgotten.
+    pinned: bool,
 }
 
 /// What the list knows of one subscriber: its cursor, and how to cut it off.
@@ -130,7 +146,7 @@ struct Ring {
     /// from an older id has a gap.
     evicted_through: u64,
     /// Known channels, in order of first appearance.
-    channels: Vec<Arc<str>>,
+    channels: Vec<Channel>,
     /// Entries evicted so far; when it reaches `scan_at`, the registry is scanned for
     /// subscribers left behind. Scanning every `history / 8` evictions keeps the cost per append
     /// constant (counted in evictions, not ids: ids from a shared log are sparse).
@@ -155,7 +171,14 @@ impl BroadcastList {
             bytes: 0,
             newest: first_id - 1,
             evicted_through: first_id - 1,
-            channels: channels.iter().map(|c| Arc::from(*c)).collect(),
+            channels: channels
+                .iter()
+                .map(|c| Channel {
+                    name: Arc::from(*c),
+                    last: Instant::now(),
+                    pinned: true,
+                })
+                .collect(),
             evictions: 0,
             scan_at: 1,
             follows_log: false,
@@ -223,12 +246,68 @@ impl BroadcastList {
         if size > limit {
             return Err(Rejected::TooLarge { size, limit });
         }
-        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
         let max = self.shared.limits.max_channels;
-        if ring.channels.len() >= max && !ring.channels.iter().any(|c| &**c == channel) {
-            return Err(Rejected::TooManyChannels(max));
+        let full = {
+            let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+            ring.channels.len() >= max && ring.position(channel).is_none()
+        };
+        if full {
+            let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+            if !self.room_for_one_more(&mut ring) && ring.position(channel).is_none() {
+                return Err(Rejected::TooManyChannels(max));
+            }
         }
         Ok(())
+    }
+
+    /// Whether the feed carries `channel` now (a publish to any other creates it).
+    pub fn knows_channel(&self, channel: &str) -> bool {
+        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        ring.position(channel).is_some()
+    }
+
+    /// Channels the feed carries now (idle ones included until they are forgotten).
+    pub fn channel_count(&self) -> usize {
+        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        ring.channels.len()
+    }
+
+    /// Whether one more channel fits under `max_channels`, after forgetting the idle ones if
+    /// the list is full: no message for `channel_idle`, no subscriber naming them in a filter,
+    /// not one of the defaults. Their entries stay in history; a message on one later carries
+    /// it again (announced anew).
+    fn room_for_one_more(&self, ring: &mut Ring) -> bool {
+        let limits = &self.shared.limits;
+        if ring.channels.len() < limits.max_channels {
+            return true;
+        }
+        if limits.channel_idle.is_zero() {
+            return false;
+        }
+        let now = Instant::now();
+        let before = ring.channels.len();
+        {
+            // Lock order: the ring, then the registry (nothing takes them the other way).
+            let registry = self
+                .shared
+                .registry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            ring.channels.retain(|c| {
+                c.pinned
+                    || now.duration_since(c.last) < limits.channel_idle
+                    || registry.followed.contains_key(&c.name)
+            });
+        }
+        let forgotten = before - ring.channels.len();
+        if forgotten > 0 {
+            tracing::info!(forgotten, "forgot idle channels to make room for a new one");
+            self.shared
+                .metrics
+                .channels_forgotten
+                .fetch_add(forgotten as u64, Ordering::Relaxed);
+        }
+        ring.channels.len() < limits.max_channels
     }
 
     fn insert(
@@ -252,17 +331,24 @@ impl BroadcastList {
                 Some(id) => id,
                 None => ring.newest + 1,
             };
-            let known = ring.channels.iter().find(|c| &***c == channel).cloned();
-            let (channel, announce) = match known {
-                Some(c) => (c, false),
+            let now = Instant::now();
+            let (channel, announce) = match ring.position(channel) {
+                Some(i) => {
+                    let known = &mut ring.channels[i];
+                    known.last = now;
+                    (known.name.clone(), false)
+                }
                 None => {
-                    let max = self.shared.limits.max_channels;
-                    if ring.channels.len() >= max {
-                        return Err(Rejected::TooManyChannels(max));
+                    if !self.room_for_one_more(&mut ring) {
+                        return Err(Rejected::TooManyChannels(self.shared.limits.max_channels));
                     }
-                    let c: Arc<str> = Arc::from(channel);
-                    ring.channels.push(c.clone());
-                    (c, true)
+                    let name: Arc<str> = Arc::from(channel);
+                    ring.channels.push(Channel {
+                        name: name.clone(),
+                        last: now,
+                        pinned: false,
+                    });
+                    (name, true)
                 }
             };
             ring.newest = id;
@@ -405,6 +491,8 @@ impl BroadcastList {
             lagged: AtomicBool::new(false),
             cut,
         });
+        let filter: Option<Box<[Arc<str>]>> =
+            filter.map(|f| f.into_iter().map(Arc::from).collect());
         let key = {
             let mut registry = self
                 .shared
@@ -414,10 +502,12 @@ impl BroadcastList {
             let key = registry.next_key;
             registry.next_key += 1;
             registry.slots.insert(key, slot.clone());
+            for channel in filter.iter().flatten() {
+                *registry.followed.entry(channel.clone()).or_default() += 1;
+            }
             self.shared.subscribers.send_replace(registry.slots.len());
             key
         };
-        let filter = filter.map(|f| f.into_iter().map(Arc::from).collect());
         (
             Subscription {
                 list: self.clone(),
@@ -475,13 +565,20 @@ impl BroadcastList {
             channels: ring
                 .channels
                 .iter()
-                .filter(|c| !ring.private.contains(c))
-                .map(|c| c.to_string())
+                .filter(|c| !ring.private.contains(&c.name))
+                .map(|c| c.name.to_string())
                 .collect(),
             messages,
             last_id: Some(ring.newest),
             per_channel,
         }
+    }
+}
+
+impl Ring {
+    /// Where `channel` is among the known channels.
+    fn position(&self, channel: &str) -> Option<usize> {
+        self.channels.iter().position(|c| &*c.name == channel)
     }
 }
 
@@ -612,6 +709,14 @@ impl Drop for Subscription {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         registry.slots.remove(&self.key);
+        for channel in self.filter.iter().flatten() {
+            if let Some(n) = registry.followed.get_mut(channel) {
+                *n -= 1;
+                if *n == 0 {
+                    registry.followed.remove(channel);
+                }
+            }
+        }
         self.list
             .shared
             .subscribers
@@ -630,6 +735,7 @@ mod tests {
             history_bytes: 1 << 20,
             max_message_bytes: 1024,
             max_channels: 8,
+            channel_idle: Duration::ZERO,
         };
         BroadcastList::new(
             limits,
@@ -862,6 +968,7 @@ mod tests {
             history_bytes: 2000,
             max_message_bytes: 4096,
             max_channels: 8,
+            channel_idle: Duration::ZERO,
         };
         let list = BroadcastList::new(limits, 1, &[], Arc::new(Metrics::default()));
         for _ in 0..100 {
@@ -895,6 +1002,55 @@ mod tests {
             6,
             "rejections use no ids"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_channels_make_room_unless_followed_or_default() {
+        let limits = Limits {
+            history: 100,
+            history_bytes: 1 << 20,
+            max_message_bytes: 1024,
+            max_channels: 5,
+            channel_idle: Duration::from_secs(600),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let list = BroadcastList::new(limits, 1, &["red", "blue"], metrics.clone());
+        let (_follower, _) = list.subscribe(
+            Start::Live,
+            Some(vec!["c1".into()]),
+            None,
+            CancelToken::new(),
+        );
+        for c in ["c1", "c2", "c3"] {
+            list.publish(c, &json!(1)).unwrap();
+        }
+        assert_eq!(
+            list.publish("c4", &json!(1)),
+            Err(Rejected::TooManyChannels(5))
+        );
+        assert!(list.check("c4", 1).is_err());
+        tokio::time::advance(Duration::from_secs(599)).await;
+        list.publish("c3", &json!(2)).unwrap(); // c3 stays busy
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // c2 is idle (and nobody names it); c1 is followed; c3 was just used; the defaults stay.
+        assert!(list.check("c4", 1).is_ok());
+        assert_eq!(metrics.channels_forgotten.load(Ordering::Relaxed), 1);
+        list.publish("c4", &json!(1)).unwrap();
+        assert!(!list.knows_channel("c2"));
+        assert!(list.knows_channel("c1") && list.knows_channel("red"));
+        assert_eq!(
+            list.publish("c5", &json!(1)),
+            Err(Rejected::TooManyChannels(5))
+        );
+        // A forgotten channel is carried again, announced anew, when it has room.
+        drop(_follower);
+        tokio::time::advance(Duration::from_secs(600)).await;
+        let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+        list.publish("c2", &json!(3)).unwrap();
+        let frame = sub.try_next(1 << 16).unwrap().unwrap();
+        assert!(std::str::from_utf8(&frame)
+            .unwrap()
+            .starts_with("event: ringback.channel"));
     }
 
     #[test]

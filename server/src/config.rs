@@ -44,10 +44,29 @@ pub mod defaults {
     pub const LOG: &str = "info";
     /// Where the self-signed certificate is kept (relative to the working directory).
     pub const DATA_DIR: &str = ".ringback";
-    /// Time a new connection has to show its protocol and finish the TLS or HTTP/2 handshake.
-    pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY;
-    /// HTTP/1.1: the wait for the next request's headers).
+    /// Time a new connection has, from accept, to send a whole request head: the HTTP/1.1 head,
+    /// or the TLS handshake plus the HTTP/2 connection preface. Also hyper's wait for each later
+    /// HTTP/1.1 head on a kept-alive connection (Apache's keep-alive default is 5 s too).
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Time a request body has to arrive whole, from the end of its head.
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Bytes per second a request body must keep up after its first second; a body that drips
+    /// slower is cut (`408`) long before the body timeout.
+    pub const MIN_BODY_RATE: u64 = 4096;
+    /// Bytes an HTTP/2 connection (all its streams together) may hold handed to the protocol
+    /// but not yet written to the socket; a connection over it is closed. HTTP/1.1 connections
+    /// hold at most one event-stream batch or `MAX_WRITE_BUFFER` (their writes wait instead).
+    pub const MAX_CONNECTION_BUFFER: usize = 4 * 1024 * 1024;
+    /// A channel with no message for this long and no subscriber naming it in a filter is
+    /// forgotten, so `MAX_CHANNELS` counts live channels. The page's default channels stay.
+    pub const CHANNEL_IDLE: Duration = Duration::from_secs(10 * 60);
+    /// New channels per minute one credential (or, with open publishing, one address) may
+    /// create; beyond it, `429` with `Retry-After`.
+    pub const NEW_CHANNEL_RATE: f64 = 6.0;
+    /// New channels one credential may create in a burst above the rate.
+    pub const NEW_CHANNEL_BURST: u32 = 10;
+    /// An HTTP/2 connection with no stream in flight for this long is closed (GOAWAY). An
+    /// HTTP/1.1 connection waits for its next request at most `HEADER_READ_TIMEOUT`.
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
     /// HTTP/2 streams one client may have open at once (SSE subscriptions count).
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -89,9 +108,10 @@ pub mod defaults {
     /// A write to a client that makes no progress for this long closes the connection: a
     /// stalled socket is not held open forever.
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-    /// Bytes of response an HTTP/1.1 connection buffers beyond the socket's own buffer (at
-    /// least 8 KiB). What a client that stops reading can pin in the server, besides one SSE
-    /// batch (64 KiB at most), until it is cut off or its write deadline passes.
+    /// Bytes of response an HTTP/1.1 connection buffers beyond the socket's own buffer: hyper's
+    /// write buffer (at least 8 KiB), and the largest batch an event stream writes at once.
+    /// What a client that stops reading can pin in the server until it is cut off or its write
+    /// deadline passes.
     pub const MAX_WRITE_BUFFER: usize = 64 * 1024;
 }
 
@@ -193,6 +213,17 @@ pub struct ServeArgs {
     /// Distinct channels the feed carries at most.
     #[arg(long, env = "RINGBACK_MAX_CHANNELS", default_value_t = defaults::MAX_CHANNELS)]
     pub max_channels: usize,
+    /// A channel with no message for this long and no subscriber naming it is forgotten (it no
+    /// longer counts against `--max-channels`), e.g. `10m`; `0s`: never.
+    #[arg(long, env = "RINGBACK_CHANNEL_IDLE", value_parser = parse_duration, default_value = "10m")]
+    pub channel_idle: Duration,
+    /// New channels per minute per publish credential (per address when publishing is open;
+    /// 0: no limit).
+    #[arg(long, env = "RINGBACK_NEW_CHANNEL_RATE", default_value_t = defaults::NEW_CHANNEL_RATE)]
+    pub new_channel_rate: f64,
+    /// Burst of new channels per credential above `--new-channel-rate`.
+    #[arg(long, env = "RINGBACK_NEW_CHANNEL_BURST", default_value_t = defaults::NEW_CHANNEL_BURST)]
+    pub new_channel_burst: u32,
     /// Channels one subscriber may name in `?type=` filters.
     #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
     pub max_filter_channels: usize,
@@ -234,10 +265,24 @@ pub struct ServeArgs {
     /// Directory for local state (the self-signed certificate). Never commit it.
     #[arg(long, env = "RINGBACK_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Time to show a protocol and finish the TLS/HTTP/2 handshake, e.g. `10s`.
-    #[arg(long, env = "RINGBACK_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
-    pub tls_handshake_timeout: Duration,
-    /// Idle connection timeout, e.g. `120s`.
+    /// Time from accept to a whole request head: the HTTP/1.1 head, or the TLS handshake plus
+    /// the HTTP/2 preface; also each later HTTP/1.1 head on a kept-alive connection, e.g. `5s`.
+    #[arg(long, alias = "tls-handshake-timeout", env = "RINGBACK_HEADER_READ_TIMEOUT",
+          value_parser = parse_duration, default_value = "5s")]
+    pub header_read_timeout: Duration,
+    /// Time a request body has to arrive whole (`408` after it), e.g. `10s`.
+    #[arg(long, env = "RINGBACK_BODY_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub body_timeout: Duration,
+    /// Bytes per second a request body must keep up after its first second (`408` below it;
+    /// 0: no minimum).
+    #[arg(long, env = "RINGBACK_MIN_BODY_RATE", default_value_t = defaults::MIN_BODY_RATE)]
+    pub min_body_rate: u64,
+    /// HTTP/2: bytes all streams of one connection may hold unsent (handed to the protocol,
+    /// not yet written to the socket); a connection over it is closed, its subscribers resume
+    /// with `Last-Event-ID`.
+    #[arg(long, env = "RINGBACK_MAX_CONNECTION_BUFFER", default_value_t = defaults::MAX_CONNECTION_BUFFER)]
+    pub max_connection_buffer: usize,
+    /// HTTP/2: a connection with no stream in flight this long gets GOAWAY, e.g. `120s`.
     #[arg(long, env = "RINGBACK_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "120s")]
     pub idle_timeout: Duration,
     /// HTTP/2: concurrent streams per connection.
@@ -309,8 +354,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RINGBACK_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub trust_forwarded_for: bool,
-    /// HTTP/1.1 responses served by hyper (pages, API): bytes buffered per connection beyond
-    /// the socket (min 8 KiB). Event streams bypass it and hold at most one batch (64 KiB).
+    /// HTTP/1.1: bytes a connection holds beyond the socket: hyper's write buffer for pages and
+    /// API (min 8 KiB), and the largest batch of frames an event stream writes at once.
     #[arg(long, env = "RINGBACK_MAX_WRITE_BUFFER", default_value_t = defaults::MAX_WRITE_BUFFER)]
     pub max_write_buffer: usize,
     /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
@@ -405,7 +450,13 @@ impl Default for ServeArgs {
             tls_cert: None,
             tls_key: None,
             data_dir: PathBuf::from(defaults::DATA_DIR),
-            tls_handshake_timeout: defaults::TLS_HANDSHAKE_TIMEOUT,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            body_timeout: defaults::BODY_TIMEOUT,
+            min_body_rate: defaults::MIN_BODY_RATE,
+            max_connection_buffer: defaults::MAX_CONNECTION_BUFFER,
+            channel_idle: defaults::CHANNEL_IDLE,
+            new_channel_rate: defaults::NEW_CHANNEL_RATE,
+            new_channel_burst: defaults::NEW_CHANNEL_BURST,
             idle_timeout: defaults::IDLE_TIMEOUT,
             h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
             h2_max_header_list_size: defaults::H2_MAX_HEADER_LIST_SIZE,
@@ -487,7 +538,9 @@ mod tests {
         assert_eq!(parsed.demo_interval, named.demo_interval);
         assert_eq!(parsed.shutdown_grace, named.shutdown_grace);
         assert_eq!(parsed.history, named.history);
-        assert_eq!(parsed.tls_handshake_timeout, named.tls_handshake_timeout);
+        assert_eq!(parsed.header_read_timeout, named.header_read_timeout);
+        assert_eq!(parsed.body_timeout, named.body_timeout);
+        assert_eq!(parsed.channel_idle, named.channel_idle);
         assert_eq!(parsed.idle_timeout, named.idle_timeout);
         assert_eq!(parsed.data_dir, named.data_dir);
         assert_eq!(parsed.redis_channels, named.redis_channels);

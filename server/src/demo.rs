@@ -50,6 +50,7 @@ mod tests {
             history_bytes: 1 << 20,
             max_message_bytes: 1024,
             max_channels: 8,
+            channel_idle: std::time::Duration::ZERO,
         };
         let feed = BroadcastList::new(limits, 1, &CHANNELS, metrics.clone());
         let (mut sub, _) = feed.subscribe(Start::Live, None, None, CancelToken::new());

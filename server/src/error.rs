@@ -27,6 +27,9 @@ pub enum AppError {
     /// A limit on subscribers or on the publish rate (`429`, or `503` when the server is full).
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// The request body did not arrive in time (`--body-timeout`, `--min-body-rate`).
+    #[error("{0}")]
+    Timeout(String),
     /// The feed's source (Redis) cannot take the message now; nothing was published.
     #[error("{0}")]
     Unavailable(String),
@@ -51,6 +54,7 @@ impl AppError {
             AppError::Rejected(Rejected::Channel(_)) => StatusCode::BAD_REQUEST,
             AppError::Rejected(Rejected::TooManyChannels(_)) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::Unauthorized(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Limit(e) => e.status(),

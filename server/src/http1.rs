@@ -21,6 +21,7 @@
 
 use crate::cancel::CancelToken;
 use crate::limits::ClientAddr;
+use crate::rewind::Rewind;
 use crate::server::{AppState, ConnectionCut};
 use axum::body::Body;
 use axum::Router;
@@ -30,8 +31,10 @@ use http_body::Body as _;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// The largest request head the fast path reads before leaving the request to hyper (which
@@ -41,20 +44,34 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 
 /// Serves one HTTP/1.1 connection (cleartext, or TLS that did not negotiate `h2`).
-pub(crate) async fn serve<IO>(mut io: IO, router: Router, state: AppState, peer: Option<ClientAddr>)
-where
+///
+/// The first request head must be whole by `head_deadline` (`--header-read-timeout` after the
+/// connection was accepted), however slowly its bytes drip in.
+pub(crate) async fn serve<IO>(
+    mut io: IO,
+    router: Router,
+    state: AppState,
+    peer: Option<ClientAddr>,
+    head_deadline: Instant,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head = tokio::select! {
-        head = tokio::time::timeout(state.config.idle_timeout, read_head(&mut io)) => head,
+        head = tokio::time::timeout_at(head_deadline, read_head(&mut io)) => head,
         _ = state.shutdown.cancelled() => return,
     };
     match head {
         Ok(Ok(Head::Events(request))) => serve_events(io, *request, router, peer).await,
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
         Ok(Ok(Head::Other(read))) => to_hyper(Rewind::new(read, io), router, state, peer).await,
-        // Closed, failed, or silent for the idle timeout (as hyper's `header_read_timeout`).
-        Ok(Err(_)) | Err(_) => {}
+        Ok(Err(_)) => {} // closed or failed
+        Err(_) => {
+            state
+                .metrics
+                .cut_header_read_timeout
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("no whole request head within the header read timeout; closing");
+        }
     }
 }
 
@@ -327,64 +344,6 @@ impl Chunk {
     }
 }
 
-/// An IO with bytes already read from it put back in front, for hyper.
-pub(crate) struct Rewind<IO> {
-    prefix: Bytes,
-    io: IO,
-}
-
-impl<IO> Rewind<IO> {
-    pub(crate) fn new(prefix: Bytes, io: IO) -> Self {
-        Rewind { prefix, io }
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,13 +415,5 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "5\r\nhello\r\n10\r\na longer frame\n\n\r\n0\r\n\r\n"
         );
-    }
-
-    #[tokio::test]
-    async fn rewind_reads_the_prefix_then_the_rest() {
-        let mut io = Rewind::new(Bytes::from_static(b"GET / "), &b"HTTP/1.1\r\n\r\n"[..]);
-        let mut out = Vec::new();
-        io.read_to_end(&mut out).await.unwrap();
-        assert_eq!(out, b"GET / HTTP/1.1\r\n\r\n");
     }
 }

@@ -19,6 +19,7 @@
 //! `poll_reset`, so even an idle SSE handler ends at once.
 
 use crate::cancel::CancelToken;
+use crate::h2_budget::{Metered, SendBudget, MAX_DATA_FRAME};
 use crate::limits::ClientAddr;
 use crate::push::PagePlan;
 use crate::server::{AppState, StreamCut};
@@ -69,18 +70,23 @@ struct Conn {
     active: AtomicUsize,
     /// Event streams handed to the connection's own task, which writes them from then on.
     event_streams: mpsc::UnboundedSender<EventPump>,
+    /// What all the connection's streams together may hold unsent (`--max-connection-buffer`).
+    budget: SendBudget,
 }
 
 /// One event stream's remaining life: its body copied to its `SendStream`.
 type EventPump = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Serves one HTTP/2 connection until the client leaves, it idles out, or shutdown drains it.
+/// Serves one HTTP/2 connection until the client leaves, it idles out, it goes over its send
+/// budget, or shutdown drains it. The client's connection preface must have arrived by
+/// `preface_deadline`.
 pub(crate) async fn serve<IO>(
     io: IO,
     router: Router,
     state: AppState,
     scheme: Scheme,
     peer: Option<ClientAddr>,
+    preface_deadline: Instant,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -94,14 +100,22 @@ pub(crate) async fn serve<IO>(
         .max_send_buffer_size(cfg.h2_max_send_buffer)
         .max_pending_accept_reset_streams(cfg.h2_max_pending_accept_resets)
         .max_local_error_reset_streams(Some(cfg.h2_max_local_error_resets));
-    let handshake = builder.handshake::<_, Bytes>(io);
-    let mut connection = match tokio::time::timeout(cfg.tls_handshake_timeout, handshake).await {
+    let (budget, written) = SendBudget::new(cfg.max_connection_buffer);
+    let handshake = builder.handshake::<_, Bytes>(Metered::new(io, written));
+    let mut connection = match tokio::time::timeout_at(preface_deadline, handshake).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "HTTP/2 handshake failed");
             return;
         }
-        Err(_) => return,
+        Err(_) => {
+            state
+                .metrics
+                .cut_header_read_timeout
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("no HTTP/2 preface within the header read timeout; closing");
+            return;
+        }
     };
     let (event_streams, mut handed_over) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
@@ -112,6 +126,7 @@ pub(crate) async fn serve<IO>(
         pushed: AtomicBool::new(false),
         active: AtomicUsize::new(0),
         event_streams,
+        budget,
     });
     // The connection's event streams, driven by this task rather than a task each: a message
     // then wakes this task once, which writes to every stream that has it and flushes once,
@@ -132,6 +147,7 @@ pub(crate) async fn serve<IO>(
     let mut closing = false;
     // Made once: a `cancelled()` registers a waiter on its first poll.
     let mut shutdown = state.shutdown.cancelled();
+    let mut over_budget = conn.budget.exceeded().cancelled();
     loop {
         tokio::select! {
             next = connection.accept() => match next {
@@ -148,6 +164,20 @@ pub(crate) async fn serve<IO>(
             },
             Some(pump) = handed_over.recv() => event_pumps.push(pump),
             Some(()) = event_pumps.next(), if !event_pumps.is_empty() => {}
+            _ = &mut over_budget => {
+                // Dropping the connection frees everything its streams hold; the socket is
+                // not draining, so a GOAWAY would only queue behind the rest.
+                state
+                    .metrics
+                    .cut_max_connection_buffer
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    unsent = conn.budget.unsent(),
+                    limit = cfg.max_connection_buffer,
+                    "an HTTP/2 connection went over its send budget (its client is not reading); closing it"
+                );
+                break;
+            }
             _ = &mut shutdown, if !closing => {
                 // GOAWAY; SSE bodies end by themselves on the same signal.
                 closing = true;
@@ -226,19 +256,19 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
         // An event stream: from here on the connection's task writes it (see `serve`).
         Some(cut) => {
             let pump = async move {
-                let _active = _active;
-                pump(body, &mut stream, Some(&cut)).await;
+                let active = _active;
+                pump(body, &mut stream, Some(&cut), &active.0.budget).await;
             };
             // Refused only when the connection is gone, and the stream with it.
             let _ = conn.event_streams.send(Box::pin(pump));
         }
-        None => pump(body, &mut stream, None).await,
+        None => pump(body, &mut stream, None, &conn.budget).await,
     }
 }
 
 /// Sends the promises (or the hints) for a page, before anything of the page itself.
 fn announce_assets(
-    conn: &Conn,
+    conn: &Arc<Conn>,
     respond: &mut SendResponse<Bytes>,
     plan: PagePlan,
     authority: &str,
@@ -263,11 +293,10 @@ fn announce_assets(
                 Ok(pushed) => {
                     promised += 1;
                     metrics.pushes.fetch_add(1, Ordering::Relaxed);
-                    let router = conn.router.clone();
                     let path = asset.path.clone();
                     let host = authority.to_owned();
                     let accept = accept_encoding.clone();
-                    tokio::spawn(push_one(router, pushed, path, host, accept));
+                    tokio::spawn(push_one(conn.clone(), pushed, path, host, accept));
                 }
                 // The client refuses push (SETTINGS_ENABLE_PUSH=0) or cannot take more.
                 Err(_) => break,
@@ -293,7 +322,7 @@ fn announce_assets(
 
 /// Produces one pushed response with the Router, exactly as a GET of `path` would be.
 async fn push_one(
-    router: Router,
+    conn: Arc<Conn>,
     mut pushed: SendPushedResponse<Bytes>,
     path: String,
     host: String,
@@ -307,26 +336,21 @@ async fn push_one(
         return;
     };
     let response = tokio::select! {
-        r = router.oneshot(req) => match r {
+        r = conn.router.clone().oneshot(req) => match r {
             Ok(r) => r,
             Err(never) => match never {},
         },
         _ = poll_fn(|cx| pushed.poll_reset(cx)) => return,
     };
-    send(Target::Pushed(&mut pushed), response, None).await;
+    if let Some((mut stream, body)) = start(Target::Pushed(&mut pushed), response) {
+        pump(body, &mut stream, None, &conn.budget).await;
+    }
 }
 
 /// Where a response goes: a client's stream, or a promised one.
 enum Target<'a> {
     Stream(&'a mut SendResponse<Bytes>),
     Pushed(&'a mut SendPushedResponse<Bytes>),
-}
-
-/// Writes `response` (head, then body with flow control) unless the stream is reset or cut.
-async fn send(target: Target<'_>, response: Response<Body>, cut: Option<&CancelToken>) {
-    if let Some((mut stream, body)) = start(target, response) {
-        pump(body, &mut stream, cut).await;
-    }
 }
 
 /// Sends the response head; returns the stream and the body when a body is to follow.
@@ -346,8 +370,14 @@ fn start(target: Target<'_>, response: Response<Body>) -> Option<(SendStream<Byt
     (!end).then_some((stream, body))
 }
 
-/// Copies body frames to the stream, waiting for flow-control capacity.
-async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&CancelToken>) {
+/// Copies body frames to the stream, waiting for flow-control capacity, within the
+/// connection's send budget.
+async fn pump(
+    mut body: Body,
+    stream: &mut SendStream<Bytes>,
+    cut: Option<&CancelToken>,
+    budget: &SendBudget,
+) {
     // Made once per stream, not once per frame: a `cancelled()` registers a waiter when polled.
     let cut = async move {
         match cut {
@@ -371,7 +401,7 @@ async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&Cance
         };
         match frame {
             None => {
-                let _ = stream.send_data(Bytes::new(), true);
+                send_frame(stream, Bytes::new(), true, budget);
                 return;
             }
             Some(Err(e)) => {
@@ -383,7 +413,7 @@ async fn pump(mut body: Body, stream: &mut SendStream<Bytes>, cut: Option<&Cance
                 Ok(data) => {
                     // END_STREAM rides on the last chunk rather than an empty frame of its own.
                     let last = http_body::Body::is_end_stream(&body);
-                    if !send_all(stream, data, last, cut.as_mut()).await || last {
+                    if !send_all(stream, data, last, cut.as_mut(), budget).await || last {
                         return;
                     }
                 }
@@ -403,33 +433,51 @@ async fn send_all(
     mut data: Bytes,
     end: bool,
     mut cut: Pin<&mut impl Future<Output = ()>>,
+    budget: &SendBudget,
 ) -> bool {
     if data.is_empty() {
-        return !end || stream.send_data(data, true).is_ok();
+        return !end || send_frame(stream, data, true, budget);
     }
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
-        // Capacity first, as above; the cut-off matters when there is none (a stalled client).
-        let capacity = tokio::select! {
-            biased;
-            c = poll_fn(|cx| stream.poll_capacity(cx)) => c,
-            _ = cut.as_mut() => {
-                stream.send_reset(Reason::CANCEL);
-                return false;
-            }
-        };
-        match capacity {
-            Some(Ok(0)) => continue,
-            Some(Ok(n)) => {
-                let chunk = data.split_to(n.min(data.len()));
-                if stream.send_data(chunk, end && data.is_empty()).is_err() {
-                    return false;
+        // Capacity already assigned and not yet used (a frame of at most `MAX_DATA_FRAME`
+        // leaves the rest of a larger grant): `poll_capacity` would wait for an increase.
+        let n = match stream.capacity() {
+            0 => {
+                // Capacity first, as above; the cut-off matters when there is none (a stalled
+                // client).
+                let capacity = tokio::select! {
+                    biased;
+                    c = poll_fn(|cx| stream.poll_capacity(cx)) => c,
+                    _ = cut.as_mut() => {
+                        stream.send_reset(Reason::CANCEL);
+                        return false;
+                    }
+                };
+                match capacity {
+                    Some(Ok(0)) => continue,
+                    Some(Ok(n)) => n,
+                    _ => return false,
                 }
             }
-            _ => return false,
+            n => n,
+        };
+        let chunk = data.split_to(n.min(data.len()).min(MAX_DATA_FRAME));
+        if !send_frame(stream, chunk, end && data.is_empty(), budget) {
+            return false;
         }
     }
     true
+}
+
+/// Hands h2 one DATA frame, within the connection's send budget (an over-budget connection is
+/// closed by its task; this stream is reset at once).
+fn send_frame(stream: &mut SendStream<Bytes>, data: Bytes, end: bool, budget: &SendBudget) -> bool {
+    if !budget.take(data.len()) {
+        stream.send_reset(Reason::CANCEL);
+        return false;
+    }
+    stream.send_data(data, end).is_ok()
 }
 
 /// The `Date` header value, formatted once per second per thread (as hyper does).

@@ -16,16 +16,19 @@
 use crate::cancel::CancelToken;
 use crate::config::Http2Driver;
 use crate::limits::ClientAddr;
+use crate::rewind::Rewind;
 use crate::server::{AppState, ConnectionCut};
 use crate::write_deadline::WriteDeadline;
 use crate::{http1, http2};
 use axum::body::Body;
 use axum::Router;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::sync::atomic::Ordering;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 /// The HTTP/2 connection preface a client with prior knowledge sends first.
@@ -41,16 +44,27 @@ enum Sniffed {
 }
 
 /// Serves one accepted connection to its end (or until shutdown).
+///
+/// One deadline, `--header-read-timeout` from now, bounds everything before the first request:
+/// showing a protocol, the TLS handshake, the HTTP/2 preface, the HTTP/1.1 head. A peer that
+/// drips or stalls any of them is closed then, and costs nothing meanwhile (every wait is on
+/// the socket's readiness, none on a timer).
 pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
-    let timeout = state.config.tls_handshake_timeout;
-    let sniffed = match tokio::time::timeout(timeout, sniff(&stream)).await {
-        Ok(Ok(s)) => s,
-        _ => return, // closed or silent: nothing to serve
-    };
+    let deadline = Instant::now() + state.config.header_read_timeout;
     let peer = stream.peer_addr().ok().map(ClientAddr);
-    let stream = WriteDeadline::new(stream, state.config.write_timeout, state.metrics.clone());
+    let mut stream = stream;
+    let (sniffed, first) = match tokio::time::timeout_at(deadline, sniff(&mut stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return, // closed before saying anything
+        Err(_) => return header_timeout(&state, "no protocol shown"),
+    };
+    let stream = WriteDeadline::new(
+        Rewind::new(first, stream),
+        state.config.write_timeout,
+        state.metrics.clone(),
+    );
     match sniffed {
-        Sniffed::Tls => Box::pin(serve_tls(stream, router, state, peer)).await,
+        Sniffed::Tls => Box::pin(serve_tls(stream, router, state, peer, deadline)).await,
         Sniffed::H2c => {
             Box::pin(serve_http2(
                 stream,
@@ -58,36 +72,45 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
                 state,
                 http2::Scheme::Http,
                 peer,
+                deadline,
             ))
             .await;
         }
-        Sniffed::Http1 => http1::serve(stream, router, state, peer).await,
+        Sniffed::Http1 => http1::serve(stream, router, state, peer, deadline).await,
     }
 }
 
+/// Counts a connection closed for not finishing its request head in time.
+fn header_timeout(state: &AppState, what: &str) {
+    state
+        .metrics
+        .cut_header_read_timeout
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(what, "header read timeout; closing the connection");
+}
+
 /// The TLS handshake, then HTTP/2 (ALPN `h2`) or HTTP/1.1.
-async fn serve_tls(
-    stream: WriteDeadline<TcpStream>,
+async fn serve_tls<IO>(
+    stream: IO,
     router: Router,
     state: AppState,
     peer: Option<ClientAddr>,
-) {
+    deadline: Instant,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Some(tls) = state.tls.clone() else {
         tracing::debug!("TLS handshake on a server without TLS");
         return;
     };
-    let timeout = state.config.tls_handshake_timeout;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "TLS handshake failed");
             return;
         }
-        Err(_) => {
-            tracing::debug!("TLS handshake timed out");
-            return;
-        }
+        Err(_) => return header_timeout(&state, "TLS handshake"),
     };
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_http2(
@@ -96,10 +119,11 @@ async fn serve_tls(
             state,
             http2::Scheme::Https,
             peer,
+            deadline,
         ))
         .await;
     } else {
-        http1::serve(stream, router, state, peer).await;
+        http1::serve(stream, router, state, peer, deadline).await;
     }
 }
 
@@ -121,11 +145,14 @@ async fn serve_http2<IO>(
     state: AppState,
     scheme: http2::Scheme,
     peer: Option<ClientAddr>,
+    preface_deadline: Instant,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match state.config.http2_driver {
-        Http2Driver::Ringback => http2::serve(io, router, state, scheme, peer).await,
+        Http2Driver::Ringback => {
+            http2::serve(io, router, state, scheme, peer, preface_deadline).await;
+        }
         Http2Driver::Hyper => serve_hyper(io, router, state, Proto::Http2, peer).await,
     }
 }
@@ -136,26 +163,29 @@ enum Proto {
     Http2,
 }
 
-/// Looks at the first bytes without consuming them.
-async fn sniff(stream: &TcpStream) -> std::io::Result<Sniffed> {
+/// Reads the first bytes, enough to tell the protocols apart; returns them to be put back.
+///
+/// Each read waits for the socket to be readable, so a peer that sends part of the HTTP/2
+/// preface and stops costs no CPU until the deadline closes it.
+async fn sniff(stream: &mut TcpStream) -> std::io::Result<(Sniffed, Bytes)> {
     let mut buf = [0u8; H2_PREFACE.len()];
+    let mut n = 0;
     loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
+        let read = stream.read(&mut buf[n..]).await?;
+        if read == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        if buf[0] == TLS_HANDSHAKE {
-            return Ok(Sniffed::Tls);
-        }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Sniffed::Http1);
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(Sniffed::H2c);
-        }
-        // A prefix of the preface so far: wait briefly for the rest (peek does not consume,
-        // so it would return the same bytes at once).
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        n += read;
+        let sniffed = if buf[0] == TLS_HANDSHAKE {
+            Sniffed::Tls
+        } else if buf[..n] != H2_PREFACE[..n] {
+            Sniffed::Http1
+        } else if n == H2_PREFACE.len() {
+            Sniffed::H2c
+        } else {
+            continue; // a prefix of the preface so far: wait for more
+        };
+        return Ok((sniffed, Bytes::copy_from_slice(&buf[..n])));
     }
 }
 
@@ -186,7 +216,8 @@ async fn serve_hyper<IO>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.idle_timeout)
+        // Later heads on a kept-alive connection (the first was read by `http1.rs`).
+        .header_read_timeout(cfg.header_read_timeout)
         // hyper's default (~400 KiB) would let each client that stops reading pin that much.
         .max_buf_size(cfg.max_write_buffer.max(8192));
     builder
@@ -224,6 +255,7 @@ async fn serve_hyper<IO>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
     use tokio::io::AsyncWriteExt;
 
     async fn sniff_bytes(bytes: &'static [u8]) -> Sniffed {
@@ -234,9 +266,15 @@ mod tests {
             s.write_all(bytes).await.unwrap();
             s
         });
-        let (server, _) = listener.accept().await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
         let _client = client.await.unwrap();
-        sniff(&server).await.unwrap()
+        let (sniffed, read) = sniff(&mut server).await.unwrap();
+        assert_eq!(
+            &read[..],
+            &bytes[..read.len()],
+            "what was read is handed on"
+        );
+        sniffed
     }
 
     #[tokio::test]
@@ -249,5 +287,49 @@ mod tests {
             Sniffed::Http1
         );
         assert_eq!(sniff_bytes(b"PRX").await, Sniffed::Http1);
+    }
+
+    /// Counts its wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Wakes {
+        fn wake_by_ref(me: &std::sync::Arc<Self>) {
+            me.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_preface_waits_on_the_socket_not_on_a_timer() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client.write_all(&H2_PREFACE[..22]).await.unwrap();
+        let wakes = std::sync::Arc::new(Wakes(Default::default()));
+        let waker = futures::task::waker(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut sniffing = Box::pin(sniff(&mut server));
+        // Poll until the 22 bytes are read and the sniffer waits for the rest: once it does,
+        // a millisecond passes without a wake-up.
+        let mut quiet = false;
+        for _ in 0..100 {
+            assert!(sniffing.as_mut().poll(&mut cx).is_pending());
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            if wakes.0.swap(0, Relaxed) == 0 {
+                quiet = true;
+                break;
+            }
+        }
+        assert!(quiet, "the sniffer keeps waking with no byte to read");
+        // A minute passes with no byte: nothing wakes the sniffer (no timer, no spin).
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        assert_eq!(wakes.0.load(Relaxed), 0, "woken without a byte to read");
+        // The last two bytes wake it, and it tells h2c.
+        client.write_all(&H2_PREFACE[22..]).await.unwrap();
+        let (sniffed, read) = sniffing.await.unwrap();
+        assert_eq!(sniffed, Sniffed::H2c);
+        assert_eq!(&read[..], H2_PREFACE);
     }
 }

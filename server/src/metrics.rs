@@ -30,12 +30,24 @@ pub struct Metrics {
     pub rejected_unauthorized: AtomicU64,
     pub rejected_forbidden: AtomicU64,
     pub rejected_rate_limited: AtomicU64,
+    pub rejected_new_channel_rate: AtomicU64,
     /// Subscriptions refused, by reason.
     pub refused_subscribers: AtomicU64,
     pub refused_subscribers_per_ip: AtomicU64,
     pub refused_unauthorized: AtomicU64,
     pub refused_forbidden: AtomicU64,
     pub refused_bad_request: AtomicU64,
+    /// Connections and requests cut by a bound on what a peer may cost, by bound: no whole
+    /// request head within `--header-read-timeout`, no whole body within `--body-timeout` or a
+    /// body slower than `--min-body-rate`, an HTTP/2 connection over `--max-connection-buffer`.
+    pub cut_header_read_timeout: AtomicU64,
+    pub cut_body_timeout: AtomicU64,
+    pub cut_min_body_rate: AtomicU64,
+    pub cut_max_connection_buffer: AtomicU64,
+    /// HTTP/1.1 requests refused (`400`) for having no `Host` header, or several.
+    pub bad_host: AtomicU64,
+    /// Idle channels forgotten (see `--channel-idle`).
+    pub channels_forgotten: AtomicU64,
     /// Connections closed because a write made no progress within `--write-timeout`.
     pub write_timeouts: AtomicU64,
     /// Subscribers cut off for falling behind the history.
@@ -60,6 +72,7 @@ impl Metrics {
             "unauthorized" => &self.rejected_unauthorized,
             "forbidden" => &self.rejected_forbidden,
             "rate_limited" => &self.rejected_rate_limited,
+            "new_channel_rate" => &self.rejected_new_channel_rate,
             _ => &self.rejected_too_many_channels,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +138,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             ("reason=\"unauthorized\"", get(&m.rejected_unauthorized)),
             ("reason=\"forbidden\"", get(&m.rejected_forbidden)),
             ("reason=\"rate_limited\"", get(&m.rejected_rate_limited)),
+            (
+                "reason=\"new_channel_rate\"",
+                get(&m.rejected_new_channel_rate),
+            ),
         ],
     );
     out.family(
@@ -140,6 +157,37 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             ("reason=\"forbidden\"", get(&m.refused_forbidden)),
             ("reason=\"bad_request\"", get(&m.refused_bad_request)),
         ],
+    );
+    out.family(
+        "ringback_cuts_total",
+        "counter",
+        &[
+            (
+                "bound=\"header_read_timeout\"",
+                get(&m.cut_header_read_timeout),
+            ),
+            ("bound=\"body_timeout\"", get(&m.cut_body_timeout)),
+            ("bound=\"min_body_rate\"", get(&m.cut_min_body_rate)),
+            (
+                "bound=\"max_connection_buffer\"",
+                get(&m.cut_max_connection_buffer),
+            ),
+        ],
+    );
+    out.family(
+        "ringback_bad_requests_total",
+        "counter",
+        &[("reason=\"host\"", get(&m.bad_host))],
+    );
+    out.family(
+        "ringback_channels",
+        "gauge",
+        &[("", state.feed.channel_count() as u64)],
+    );
+    out.family(
+        "ringback_channels_forgotten_total",
+        "counter",
+        &[("", get(&m.channels_forgotten))],
     );
     out.family(
         "ringback_write_timeouts_total",

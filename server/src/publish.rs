@@ -5,14 +5,16 @@
 //! publisher sends affects other publishers or subscribers.
 
 use crate::error::AppError;
+use crate::guard::BodyCut;
 use crate::limits::{client_ip, ClientAddr};
 use crate::redis_ingest::PublishError;
 use crate::server::AppState;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Extension;
 use axum::Json;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 
@@ -27,16 +29,16 @@ pub struct PublishRequest {
 
 /// `POST /messages` → `202 {"id": N}`; `401` without a valid credential when credentials are
 /// configured, `403` when the credential does not cover the channel; `429` beyond the
-/// credential's publish rate, or from an address whose failed credentials went beyond it;
-/// `503` while Redis (when configured) is unreachable.
-///
-/// The body arrives as `Bytes` under a `DefaultBodyLimit` of the configured size (set on the
-/// route in `server.rs`), so an oversized body is refused with `413` before it is buffered.
+/// credential's publish rate, or from an address whose failed credentials went beyond it, or
+/// for a new channel beyond the credential's new-channel rate; `413` for a body over the
+/// message limit (at once when its `Content-Length` says so, before any of it is read); `408`
+/// for a body that does not arrive in time (`--body-timeout`, `--min-body-rate`); `503` while
+/// Redis (when configured) is unreachable.
 pub async fn publish(
     State(state): State<AppState>,
     peer: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     let ip = client_ip(peer.as_deref(), &headers, state.config.trust_forwarded_for);
     // Failed credentials spend the address's allowance at the publish rate, and an address
@@ -67,16 +69,7 @@ pub async fn publish(
         state.metrics.reject(e.reason());
         AppError::from(e)
     })?;
-    let limit = state.config.max_message_bytes;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            state.metrics.reject("too_large");
-            AppError::TooLarge { limit }
-        } else {
-            state.metrics.reject("bad_json");
-            AppError::BadRequest(e.body_text())
-        }
-    })?;
+    let body = read_body(&state, &headers, body).await?;
     let request: PublishRequest = serde_json::from_slice(&body).map_err(|e| {
         state.metrics.reject("bad_json");
         AppError::BadRequest(format!(
@@ -87,6 +80,14 @@ pub async fn publish(
         state.metrics.reject("forbidden");
         AppError::from(e)
     })?;
+    // A channel the feed does not carry yet spends the credential's new-channel allowance, so
+    // one address cannot take every channel the feed may carry (`--max-channels`).
+    if !state.feed.knows_channel(&request.channel) {
+        state.new_channel_rate.check(&key).map_err(|e| {
+            state.metrics.reject("new_channel_rate");
+            AppError::from(e)
+        })?;
+    }
     let id = state
         .source
         .publish("http", &request.channel, &request.data)
@@ -99,4 +100,35 @@ pub async fn publish(
         })?;
     state.metrics.published_http.fetch_add(1, Ordering::Relaxed);
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))))
+}
+
+/// The body, whole, within the message limit: refused at once when its declared length is
+/// over it, cut when more than that arrives, and `408` when the body's deadline cut it (see
+/// `guard.rs`).
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, AppError> {
+    let limit = state.config.max_message_bytes;
+    let too_large = || {
+        state.metrics.reject("too_large");
+        AppError::TooLarge { limit }
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => match BodyCut::of(&*e) {
+            Some(cut) => Err(AppError::Timeout(cut.to_string())),
+            None => {
+                state.metrics.reject("bad_json");
+                Err(AppError::BadRequest(format!(
+                    "could not read the body: {e}"
+                )))
+            }
+        },
+    }
 }

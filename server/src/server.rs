@@ -20,7 +20,7 @@ use crate::{listener, metrics, publish, sse};
 use app::message::DEFAULT_CHANNELS;
 use app::snapshot::SnapshotSource;
 use app::{shell, App};
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::FromRef;
 use axum::middleware;
 use axum::routing::get;
 use axum::Router;
@@ -49,6 +49,8 @@ pub struct AppState {
     pub subscribers: Arc<SubscriberLimits>,
     /// Publish rate per credential.
     pub publish_rate: Arc<PublishRate>,
+    /// New channels per credential (the same keys as the publish rate).
+    pub new_channel_rate: Arc<PublishRate>,
     pub config: Arc<ServeArgs>,
     pub metrics: Arc<Metrics>,
     /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
@@ -96,6 +98,7 @@ impl AppState {
             history_bytes: config.history_bytes,
             max_message_bytes: config.max_message_bytes,
             max_channels: config.max_channels,
+            channel_idle: config.channel_idle,
         };
         let redis_url = config.redis_url();
         // Embedded, ids start at the clock's microseconds so they keep increasing across
@@ -139,6 +142,11 @@ impl AppState {
                 config.max_subscribers_per_ip,
             ),
             publish_rate: Arc::new(PublishRate::new(config.publish_rate, config.publish_burst)),
+            // The flag is per minute; the bucket counts per second.
+            new_channel_rate: Arc::new(PublishRate::new(
+                config.new_channel_rate / 60.0,
+                config.new_channel_burst,
+            )),
             cors,
             config: Arc::new(config),
             metrics,
@@ -186,9 +194,9 @@ pub struct ConnectionCut(pub CancelToken);
 #[derive(Clone, Debug)]
 pub struct StreamCut(pub CancelToken);
 
-/// The one Router, for every protocol: a request id and its span (outermost), hashed assets from
-/// memory, `Link` headers and the cache cookie on pages, the API routes, the Leptos pages, then
-/// static files.
+/// The one Router, for every protocol: a request id and its span (outermost), the request guard
+/// (`Host`, body deadlines), hashed assets from memory, `Link` headers and the cache cookie on
+/// pages, the API routes, the Leptos pages, then static files.
 pub fn router(state: AppState) -> Router {
     let routes = leptos_axum::generate_route_list(App);
     let source = SnapshotSource(Arc::new({
@@ -200,9 +208,8 @@ pub fn router(state: AppState) -> Router {
     let app = Router::new()
         .route(
             "/messages",
-            get(sse::subscribe)
-                .post(publish::publish)
-                .layer(DefaultBodyLimit::max(state.config.max_message_bytes)),
+            // The publish handler reads its body within `--max-message-bytes` itself.
+            get(sse::subscribe).post(publish::publish),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -233,7 +240,13 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(middleware::from_fn(crate::trace::request_id))
+    let guard = crate::guard::BodyLimits {
+        timeout: state.config.body_timeout,
+        min_rate: state.config.min_body_rate,
+        metrics: state.metrics.clone(),
+    };
+    app.layer(middleware::from_fn_with_state(guard, crate::guard::request))
+        .layer(middleware::from_fn(crate::trace::request_id))
         .with_state(state)
 }
 

@@ -19,7 +19,7 @@ use crate::server::{AppState, ConnectionCut, StreamCut};
 use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::convert::Infallible;
@@ -28,10 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
-
-/// The largest buffer one poll of a stream hands to the socket: ready frames beyond it wait for
-/// the next poll, so one subscriber's catch-up never builds an unbounded buffer.
-const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 /// A comment line: ignored by EventSource, keeps proxies and NATs from closing an idle stream.
 const HEARTBEAT: &[u8] = b":\n\n";
@@ -237,6 +233,17 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
     }
     let cut_for_driver = cut.clone();
+    // What one step hands the connection. HTTP/1.1 writes a step as one chunk, so frames ready
+    // together are copied into one buffer of up to `--max-write-buffer` (one write per socket
+    // under load), which is then all a stalled HTTP/1.1 subscriber holds. HTTP/2 queues each
+    // frame anyway, and many streams share one connection's budget: there each step is one
+    // frame, the list's own shared bytes, so streams that stall together hold references to
+    // the same frames rather than a copy each.
+    let batch = if req.version() == Version::HTTP_2 {
+        0
+    } else {
+        state.config.max_write_buffer
+    };
     let mut source = state.source.watch_online();
     let online = source.as_mut().map(|s| *s.borrow_and_update());
     let stream = EventStream::new(
@@ -249,6 +256,7 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         state.config.retry,
         ends_at(state.config.max_stream_age),
         permit,
+        batch,
     );
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
@@ -291,6 +299,8 @@ struct EventStream {
     ended: bool,
     /// This subscriber's place under the subscriber limits, given back when the stream ends.
     _permit: SubscriberPermit,
+    /// The most bytes one step coalesces; 0: one frame a step, shared, never copied.
+    batch: usize,
 }
 
 /// When a stream opened now ends by itself: after 80–100% of `max_age`, or never for zero.
@@ -328,6 +338,7 @@ impl EventStream {
         retry: Duration,
         ends_at: Option<Instant>,
         permit: SubscriberPermit,
+        batch: usize,
     ) -> Self {
         let now = Instant::now();
         EventStream {
@@ -343,6 +354,7 @@ impl EventStream {
             ends: ends_at.map(|at| Box::pin(tokio::time::sleep_until(at))),
             ended: false,
             _permit: permit,
+            batch,
         }
     }
 
@@ -362,7 +374,7 @@ impl EventStream {
                 _ = &mut self.shutdown => self.parting_words(),
                 _ = until(&mut self.ends) => self.parting_words(),
                 online = source_changed(&mut self.source) => Bytes::from(source_event(online)),
-                next = self.sub.next(MAX_BATCH_BYTES) => match next {
+                next = self.sub.next(self.batch) => match next {
                     Ok(bytes) => bytes,
                     Err(_lagged) => return None,
                 },
@@ -535,6 +547,7 @@ mod tests {
             crate::limits::SubscriberLimits::new(0, 0)
                 .admit([127, 0, 0, 1].into())
                 .unwrap(),
+            64 * 1024,
         );
         (s, cut, shutdown)
     }
@@ -545,6 +558,7 @@ mod tests {
             history_bytes: 1 << 20,
             max_message_bytes: 1024,
             max_channels: 8,
+            channel_idle: std::time::Duration::ZERO,
         };
         crate::broadcast::BroadcastList::new(limits, 1, &[], Default::default())
     }

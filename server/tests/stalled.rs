@@ -1,6 +1,8 @@
-//! 1,000 subscribers that never read, beside one that does: the reader gets every message, the
-//! stalled ones are cut off, and the heap stays within the configured bounds throughout. Its
-//! own test binary: the counting allocator sees the whole process. (What the stalled ones cost
+//! Subscribers that never read, beside one that does: the reader gets every message, the
+//! stalled ones are cut off, and the heap stays within the configured bounds throughout. Over
+//! HTTP/1.1, 1,000 connections; over HTTP/2, 3 connections of 1,000 streams each with open
+//! flow-control windows (the attack of issue 11). Its own test binary: the counting allocator
+//! sees the whole process, and the tests take turns. (What the stalled ones cost
 //! a reader's latency is measured by `ringback bench --stalled`, see BENCHMARKS.md.)
 #![allow(clippy::unwrap_used)]
 
@@ -21,11 +23,15 @@ const STALLED: usize = 1000;
 const MESSAGES: usize = 2000;
 const SIZE: usize = 4 * 1024;
 const HISTORY_BYTES: usize = 1 << 20;
-/// `sse::MAX_BATCH_BYTES`: the most one write of an event stream carries.
+/// `--max-write-buffer` (default): the most one write of an HTTP/1.1 event stream carries.
 const BATCH: usize = 64 * 1024;
+
+/// The tests measure the one heap: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
+    let _turn = SERIAL.lock().await;
     let server = TestServer::start(ServeArgs {
         history: 256,
         history_bytes: HISTORY_BYTES,
@@ -101,5 +107,130 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
         STALLED as u64
     );
     drop(stalled);
+    server.shutdown().await;
+}
+
+/// A client socket from `from` whose receive buffer is small: what the server writes stays
+/// on the server's side.
+async fn small_socket(from: [u8; 4], to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    tokio::net::TcpStream::from_std(socket.into()).unwrap()
+}
+
+/// One HTTP/2 frame: its header (length, type, flags, stream) and payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A cleartext HTTP/2 connection, in raw frames, that opens every flow-control window as wide
+/// as the protocol allows and asks for `streams` event streams; it never reads.
+fn stalling_h2_client(streams: u32) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS: ENABLE_PUSH 0, INITIAL_WINDOW_SIZE 2^31-1.
+    let mut settings = vec![0, 2, 0, 0, 0, 0, 0, 4];
+    settings.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    out.extend(frame(4, 0, 0, &settings));
+    // The connection's window, opened to 2^31-1 too.
+    out.extend(frame(8, 0, 0, &(0x7fff_ffffu32 - 65_535).to_be_bytes()));
+    // HPACK: :method GET, :scheme http (static table), :path /messages, :authority t.
+    let mut block = vec![0x82, 0x86, 0x04, 9];
+    block.extend_from_slice(b"/messages");
+    block.extend_from_slice(&[0x01, 1, b't']);
+    for i in 0..streams {
+        out.extend(frame(1, 0x4 | 0x1, 2 * i + 1, &block));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_http2_streams_cost_one_budget_per_connection() {
+    const CONNECTIONS: usize = 3;
+    const STREAMS: usize = 1000;
+    const SIZE: usize = 1024;
+    const BUDGET: usize = 256 * 1024;
+    let _turn = SERIAL.lock().await;
+    let server = TestServer::start(ServeArgs {
+        history: 256,
+        history_bytes: HISTORY_BYTES,
+        max_message_bytes: 2 * SIZE,
+        max_subscribers_per_ip: 0,
+        max_connection_buffer: BUDGET,
+        ..config()
+    })
+    .await;
+    let mut attackers = Vec::new();
+    for i in 0..CONNECTIONS {
+        let mut s = small_socket([127, 0, 0, 2 + i as u8], server.addr).await;
+        s.write_all(&stalling_h2_client(STREAMS as u32))
+            .await
+            .unwrap();
+        attackers.push(s);
+    }
+    let reader = SseClient::connect(server.addr, "/messages", &[]).await;
+    let mut subs = server.state.feed.watch_subscribers();
+    subs.wait_for(|n| *n == CONNECTIONS * STREAMS + 1)
+        .await
+        .unwrap();
+    let baseline = ALLOCATOR.allocated();
+    let peak = Arc::new(AtomicUsize::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (peak, done) = (peak.clone(), done.clone());
+        async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(ALLOCATOR.allocated(), Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let payload = serde_json::Value::String("x".repeat(SIZE));
+    let (published, received) =
+        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
+    assert_eq!(
+        received, published,
+        "the reader got every message, in order"
+    );
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n <= 1))
+        .await
+        .expect("every stalled stream was cut off")
+        .unwrap();
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let after = ALLOCATOR.allocated().saturating_sub(baseline);
+    let peak = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    let cuts = server
+        .state
+        .metrics
+        .cut_max_connection_buffer
+        .load(Ordering::Relaxed);
+    eprintln!(
+        "HTTP/2, {CONNECTIONS} x {STREAMS} stalled streams, {MESSAGES} x {SIZE} B: peak heap growth {peak} bytes, {after} after; {cuts} connections over budget"
+    );
+    // Every connection went over its budget and was closed (not merely its streams cut for
+    // lagging, which would leave what they buffered to the write deadline).
+    assert_eq!(cuts, CONNECTIONS as u64);
+    // The bound: the history (and the entries cut-off streams pin a little longer), and per
+    // connection its budget, which charges h2's bookkeeping of each queued frame too (twice:
+    // h2's queues grow by doubling). Without the budget: 326 MB at peak, 321 MB after.
+    let bound = 2 * HISTORY_BYTES + CONNECTIONS * 2 * BUDGET;
+    assert!(
+        peak <= bound,
+        "heap grew by {peak} bytes; the bound is {bound}"
+    );
+    assert!(
+        after <= HISTORY_BYTES,
+        "{after} bytes still held after the cut"
+    );
+    drop(attackers);
     server.shutdown().await;
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod access;
+mod attacks;
 mod faults;
 mod feed;
 mod fuzz_corpus;

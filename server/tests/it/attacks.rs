@@ -1,0 +1,285 @@
+//! Hostile clients, over real sockets on loopback: each test tries one attack, bounded in time
+//! and traffic, and asserts the bound that stops it (and its metric). Deadlines run on tokio's
+//! paused clock: the runtime jumps to the next timer whenever every task waits, so a 5 s
+//! deadline costs no wall time, and a client's "one byte a second" is exact.
+//!
+//! What the same attacks cost at scale (RSS, CPU, a canary's latency) is measured by
+//! `bench/attacks.sh` (BENCHMARKS.md). The stalled-HTTP/2-readers attack needs a counting
+//! allocator and lives in `server/tests/stalled.rs`.
+#![allow(clippy::unwrap_used)]
+
+use crate::common::{config, publish_ok, TestServer, PATIENCE};
+use server::config::ServeArgs;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads until the server closes the connection (EOF or reset); returns what it said. A
+/// connection still open after a minute (of the paused clock) fails the test.
+async fn until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server never closed the connection");
+    out
+}
+
+/// The status code of the first response in `bytes`.
+fn status_of(bytes: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(bytes);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+/// Sends `bytes` one at a time, `gap` apart, until the server answers or closes the
+/// connection; returns how many were sent and what the server said before closing.
+async fn drip(s: &mut TcpStream, bytes: &[u8], gap: Duration) -> (usize, Vec<u8>) {
+    for (i, b) in bytes.iter().enumerate() {
+        if s.write_all(&[*b]).await.is_err() {
+            return (i, Vec::new());
+        }
+        let mut probe = [0u8; 1];
+        tokio::select! {
+            read = s.read(&mut probe) => match read {
+                Ok(0) | Err(_) => return (i + 1, Vec::new()),
+                Ok(_) => {
+                    let mut said = probe.to_vec();
+                    said.extend(until_closed(s).await);
+                    return (i + 1, said);
+                }
+            },
+            _ = tokio::time::sleep(gap) => {}
+        }
+    }
+    (bytes.len(), Vec::new())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_preface_is_closed_at_the_header_deadline() {
+    let server = TestServer::start(config()).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    // 22 of the 24 bytes of the HTTP/2 preface, then nothing.
+    s.write_all(&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..22])
+        .await
+        .unwrap();
+    assert!(until_closed(&mut s).await.is_empty());
+    assert_eq!(started.elapsed().as_secs(), HEAD_TIMEOUT.as_secs());
+    let m = &server.state.metrics;
+    assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_sent_tls_handshake_is_closed_at_the_header_deadline() {
+    let dir = crate::common::scratch("attack-tls");
+    let server = TestServer::start_state(
+        crate::common::state(ServeArgs {
+            data_dir: dir.clone(),
+            ..config()
+        })
+        .with_tls(server::tls::server_config(None, None, &dir).unwrap()),
+    )
+    .await;
+    // A ClientHello record header that promises 512 bytes, and 3 of them.
+    let mut tls = TcpStream::connect(server.addr).await.unwrap();
+    tls.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(until_closed(&mut tls).await.is_empty());
+    assert_eq!(started.elapsed().as_secs(), HEAD_TIMEOUT.as_secs());
+    let m = &server.state.metrics;
+    assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dripped_request_head_is_closed_at_the_header_deadline() {
+    let server = TestServer::start(config()).await;
+    for head in [
+        &b"GET /messages HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let started = Instant::now();
+        let (sent, said) = drip(&mut s, head, Duration::from_secs(1)).await;
+        assert!(sent < head.len(), "closed before the head was whole");
+        assert!(said.is_empty(), "no answer to half a head");
+        assert!(started.elapsed() <= HEAD_TIMEOUT + Duration::from_secs(1));
+    }
+    let m = &server.state.metrics;
+    assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 2);
+    server.shutdown().await;
+}
+
+/// A `POST /messages` head over a fresh connection, with these extra header lines.
+async fn post_head(addr: SocketAddr, length: u64) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /messages HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_declared_over_the_limit_is_refused_before_it_is_read() {
+    let server = TestServer::start(config()).await;
+    let mut s = post_head(server.addr, 1 << 30).await;
+    // Not one byte of the body is sent: the answer comes from the head alone, at once.
+    let started = Instant::now();
+    let answer = until_closed(&mut s).await;
+    assert_eq!(status_of(&answer), 413);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let m = &server.state.metrics;
+    assert_eq!(m.rejected_too_large.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_or_dripping_body_is_cut_and_its_connection_closed() {
+    let server = TestServer::start(ServeArgs {
+        body_timeout: Duration::from_secs(10),
+        min_body_rate: 4096,
+        ..config()
+    })
+    .await;
+    // Two bytes of a declared thousand, then silence: under the minimum rate after 1 s.
+    let mut stalled = post_head(server.addr, 1000).await;
+    stalled.write_all(b"{\"").await.unwrap();
+    let started = Instant::now();
+    let answer = until_closed(&mut stalled).await;
+    assert_eq!(status_of(&answer), 408);
+    assert!(
+        started.elapsed() <= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = &server.state.metrics;
+    assert_eq!(m.cut_min_body_rate.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+
+    // Without a minimum rate, a byte every 5 s is held until the body timeout, and no longer.
+    let server = TestServer::start(ServeArgs {
+        body_timeout: Duration::from_secs(10),
+        min_body_rate: 0,
+        ..config()
+    })
+    .await;
+    let mut dripping = post_head(server.addr, 1000).await;
+    let started = Instant::now();
+    let body = b"{\"type\":\"blue\",\"data\":\"".repeat(40);
+    let (sent, said) = drip(&mut dripping, &body, Duration::from_secs(5)).await;
+    assert!(sent <= 3, "{sent} bytes sent before the cut");
+    assert_eq!(status_of(&said), 408);
+    assert!(started.elapsed() <= Duration::from_secs(15));
+    let m = &server.state.metrics;
+    assert_eq!(m.cut_body_timeout.load(Ordering::Relaxed), 1);
+    // Nothing else was lost: the server still publishes.
+    publish_ok(server.addr, "blue", "after").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http1_request_needs_exactly_one_host() {
+    let server = TestServer::start(config()).await;
+    let ask = |head: &'static [u8]| async move {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(head).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        status_of(&answer)
+    };
+    assert_eq!(ask(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n").await, 200);
+    assert_eq!(ask(b"GET /healthz HTTP/1.1\r\n\r\n").await, 400);
+    assert_eq!(
+        ask(b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await,
+        400
+    );
+    // The event stream's own HTTP/1.1 path goes through the same check.
+    assert_eq!(ask(b"GET /messages HTTP/1.1\r\n\r\n").await, 400);
+    assert_eq!(
+        ask(b"GET /messages HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").await,
+        400
+    );
+    // HTTP/1.0 has no Host requirement.
+    assert_eq!(ask(b"GET /healthz HTTP/1.0\r\n\r\n").await, 200);
+    let m = &server.state.metrics;
+    assert_eq!(m.bad_host.load(Ordering::Relaxed), 4);
+    server.shutdown().await;
+}
+
+/// `POST /messages` of one message on `channel`, from `from` (a loopback address of its own).
+async fn publish_from(from: [u8; 4], to: SocketAddr, channel: &str) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    let mut s = socket.connect(to).await.unwrap();
+    let body = serde_json::json!({ "type": channel, "data": "x" }).to_string();
+    let request = format!(
+        "POST /messages HTTP/1.1\r\nHost: t\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    status_of(&until_closed(&mut s).await)
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_address_cannot_take_every_channel_and_idle_ones_are_forgotten() {
+    let server = TestServer::start(ServeArgs {
+        // Room for 5 channels beyond the 3 defaults.
+        max_channels: 8,
+        new_channel_rate: 1.0,
+        new_channel_burst: 3,
+        channel_idle: Duration::from_secs(600),
+        ..config()
+    })
+    .await;
+    let (a, b) = ([127, 0, 0, 2], [127, 0, 0, 3]);
+    for i in 0..3 {
+        assert_eq!(publish_from(a, server.addr, &format!("a{i}")).await, 202);
+    }
+    // The attacker's allowance is spent: a fourth new channel is refused, an old one is not.
+    assert_eq!(publish_from(a, server.addr, "a3").await, 429);
+    assert_eq!(publish_from(a, server.addr, "a0").await, 202);
+    // Another address still gets its channels.
+    assert_eq!(publish_from(b, server.addr, "b0").await, 202);
+    assert_eq!(publish_from(b, server.addr, "b1").await, 202);
+    assert_eq!(
+        publish_from(b, server.addr, "b2").await,
+        429 /* --max-channels */
+    );
+    let m = &server.state.metrics;
+    assert_eq!(m.rejected_new_channel_rate.load(Ordering::Relaxed), 1);
+    assert_eq!(m.rejected_too_many_channels.load(Ordering::Relaxed), 1);
+    // Ten minutes on, the attacker's channels are idle: forgotten when room is needed.
+    tokio::time::advance(Duration::from_secs(600)).await;
+    assert_eq!(publish_from(b, server.addr, "b2").await, 202);
+    assert!(m.channels_forgotten.load(Ordering::Relaxed) >= 3);
+    assert_eq!(server.state.feed.channel_count(), 4, "3 defaults and b2");
+    server.shutdown().await;
+}
