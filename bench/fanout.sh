@@ -5,10 +5,13 @@
 # and re-run before believing a change under ~20%.
 # Needs the release build (cargo leptos build --release).
 # Usage: bench/fanout.sh [--record]   (--record writes this run's figures as the new baseline)
+#        SERVER_BIN=path/to/ringback bench/fanout.sh   (serve with another build, for an A/B)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
 bin=target/release/ringback
+# The server under test (another build for an A/B); the load tool is always this build's.
+server_bin=${SERVER_BIN:-$bin}
 port=3390
 export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 pid=""
@@ -21,7 +24,7 @@ for run in 1000x10 10000x10 1000x100 h2-10000x10 h2-10000x50; do
   shape=${run#h2-}; subscribers=${shape%x*}; rate=${shape#*x}
   transport=()
   [ "$run" != "$shape" ] && transport=(--http2-streams 1000)
-  "$bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data --max-subscribers-per-ip 0 &
+  "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data --max-subscribers-per-ip 0 &
   pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   echo "== $run: $subscribers subscribers x $rate msg/s for 10 s ${transport[*]}" >&2

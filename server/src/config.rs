@@ -181,6 +181,16 @@ pub struct LoadArgs {
     /// HTTP/1.1 connection each. At most the server's `--h2-max-concurrent-streams`.
     #[arg(long, default_value_t = 0)]
     pub http2_streams: usize,
+    /// Hostile clients to open as publishing starts (see BENCHMARKS.md): what they cost the
+    /// server and the subscribers.
+    #[arg(long, value_enum)]
+    pub attack: Option<crate::attack::Attack>,
+    /// Attackers (`h2-stalled`: event streams) to open.
+    #[arg(long, default_value_t = 1000)]
+    pub attackers: usize,
+    /// `h2-stalled`: streams to one attacking connection.
+    #[arg(long, default_value_t = 1000)]
+    pub attack_streams: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -32,8 +32,10 @@
 //! - [`client`]: `ringback publish`.
 //! - [`pageload`]: `ringback pageload`, the push benchmark.
 //! - [`load`]: `ringback bench`, the load tool.
+//! - [`attack`]: `ringback bench --attack`, hostile clients beside the load tool's subscribers.
 
 pub mod assets;
+pub mod attack;
 pub mod auth;
 pub mod broadcast;
 pub mod cancel;

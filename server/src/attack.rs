@@ -1,0 +1,237 @@
+//! `ringback bench --attack KIND`: hostile clients opened beside the load tool's subscribers, so
+//! a run measures what an attack costs the server (memory at peak and after, CPU) and what it
+//! costs the honest subscribers (the canary: loss and latency). Loopback only, bounded in count
+//! and time: every attacker stops with the run.
+//!
+//! The attacks are the ones issue 11 found; `server/tests/it/attacks.rs` asserts the bound on
+//! each, this module measures them at scale.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// What the attackers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Attack {
+    /// HTTP/2 (h2c) connections of `--attack-streams` event streams each, every window opened
+    /// wide, that never read their sockets (4 KiB receive buffers), from 3 source addresses.
+    H2Stalled,
+    /// Connections that send 22 of the 24 bytes of the HTTP/2 preface, then nothing.
+    PartialPreface,
+    /// `POST /messages` heads declaring 1,000 bytes of body, 2 of them sent, then nothing.
+    SlowBody,
+    /// HTTP/1.1 request heads sent one byte a second.
+    SlowHead,
+}
+
+/// How the attackers fared.
+#[derive(Default)]
+pub struct Tally {
+    /// Attackers whose connection was opened and whose first bytes were sent.
+    pub opened: AtomicUsize,
+    /// Attackers whose connection the server closed, and after how long (ms).
+    closed_after_ms: Mutex<Vec<u64>>,
+}
+
+impl Tally {
+    /// Attackers the server closed, and the median and longest time it took (seconds).
+    pub fn closed(&self) -> (usize, f64, f64) {
+        let mut times = self
+            .closed_after_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        times.sort_unstable();
+        let secs = |ms: Option<&u64>| ms.map_or(0.0, |ms| *ms as f64 / 1000.0);
+        (
+            times.len(),
+            secs(times.get(times.len() / 2)),
+            secs(times.last()),
+        )
+    }
+
+    fn closed_after(&self, started: Instant) {
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.closed_after_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ms);
+    }
+}
+
+/// Starts `count` attackers of `kind` against `server` (HTTP/2 stalled: `count` streams, in
+/// connections of `streams`); they run until the server closes them or `stop`.
+pub async fn launch(
+    kind: Attack,
+    count: usize,
+    streams: usize,
+    server: SocketAddr,
+    authority: &str,
+    stop: CancellationToken,
+) -> (Arc<Tally>, Vec<tokio::task::JoinHandle<()>>) {
+    let tally = Arc::new(Tally::default());
+    let mut tasks = Vec::new();
+    let connections = match kind {
+        Attack::H2Stalled => count.div_ceil(streams.max(1)),
+        _ => count,
+    };
+    for i in 0..connections {
+        // Addresses of their own (127.0.0.251–253), apart from the subscribers'.
+        let source = Ipv4Addr::new(127, 0, 0, 251 + (i % 3) as u8);
+        let bytes = match kind {
+            Attack::H2Stalled => {
+                let n = streams.min(count - i * streams);
+                stalling_h2_client(n as u32, authority)
+            }
+            Attack::PartialPreface => b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..22].to_vec(),
+            Attack::SlowBody => format!(
+                "POST /messages HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\""
+            )
+            .into_bytes(),
+            Attack::SlowHead => format!(
+                "GET / HTTP/1.1\r\nhost: {authority}\r\naccept: text/html\r\nuser-agent: slow\r\n\r\n"
+            )
+            .into_bytes(),
+        };
+        let (tally, stop) = (tally.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut stream) = connect(server, source).await else {
+                return;
+            };
+            let started = Instant::now();
+            let sent = if kind == Attack::SlowHead {
+                drip(&mut stream, &bytes, &stop).await
+            } else {
+                stream.write_all(&bytes).await.is_ok()
+            };
+            if !sent {
+                tally.closed_after(started);
+                return;
+            }
+            tally.opened.fetch_add(1, Ordering::Relaxed);
+            if kind == Attack::H2Stalled {
+                // Never read: hold the socket until the run ends.
+                stop.cancelled().await;
+                return;
+            }
+            if until_closed(&mut stream, &stop).await {
+                tally.closed_after(started);
+            }
+        }));
+        // Pace the connects so the server's accept backlog never overflows.
+        if i % 256 == 255 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    (tally, tasks)
+}
+
+/// A socket from `source` with a small receive buffer.
+async fn connect(server: SocketAddr, source: Ipv4Addr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(server).await
+}
+
+/// Sends `bytes` a byte a second while the server keeps the connection open; `true` if all
+/// were sent (the attack then waits for the answer).
+async fn drip(stream: &mut TcpStream, bytes: &[u8], stop: &CancellationToken) -> bool {
+    let mut probe = [0u8; 1];
+    for b in bytes {
+        if stream.write_all(&[*b]).await.is_err() {
+            return false;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return true,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            read = stream.read(&mut probe) => match read {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            },
+        }
+    }
+    true
+}
+
+/// Reads until the server closes the connection (`true`) or `stop` (`false`).
+async fn until_closed(stream: &mut TcpStream, stop: &CancellationToken) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// One HTTP/2 frame.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap_or(0).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A cleartext HTTP/2 client in raw frames: every window opened to 2^31-1, `streams` requests
+/// for the event stream, and then it never reads.
+fn stalling_h2_client(streams: u32, authority: &str) -> Vec<u8> {
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let mut settings = vec![0, 2, 0, 0, 0, 0, 0, 4];
+    settings.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    out.extend(frame(4, 0, 0, &settings));
+    out.extend(frame(8, 0, 0, &(0x7fff_ffffu32 - 65_535).to_be_bytes()));
+    // HPACK, static table: :method GET, :scheme http; literal :path and :authority.
+    let mut block = vec![0x82, 0x86, 0x04, 9];
+    block.extend_from_slice(b"/messages");
+    let authority = &authority.as_bytes()[..authority.len().min(127)];
+    block.extend_from_slice(&[0x01, authority.len() as u8]);
+    block.extend_from_slice(authority);
+    for i in 0..streams {
+        out.extend(frame(1, 0x4 | 0x1, 2 * i + 1, &block));
+    }
+    out
+}
+
+/// The server's RSS peak while a run goes on: sampled every 100 ms until `stop`.
+pub async fn sample_peak_rss(base: http::Uri, peak: Arc<AtomicU64>, stop: CancellationToken) {
+    loop {
+        if let Some((rss, _)) = crate::load::server_process(&base).await {
+            peak.fetch_max(rss as u64, Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stalling_client_is_well_formed() {
+        let bytes = stalling_h2_client(2, "t");
+        assert!(bytes.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        // Walk the frames after the preface: SETTINGS, WINDOW_UPDATE, two HEADERS on 1 and 3.
+        let mut at = 24;
+        let mut seen = Vec::new();
+        while at < bytes.len() {
+            let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+            let stream = u32::from_be_bytes(bytes[at + 5..at + 9].try_into().unwrap());
+            seen.push((bytes[at + 3], stream));
+            at += 9 + len;
+        }
+        assert_eq!(at, bytes.len());
+        assert_eq!(seen, vec![(4, 0), (8, 0), (1, 1), (1, 3)]);
+    }
+}
