@@ -233,14 +233,16 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
     }
     let cut_for_driver = cut.clone();
-    // What one step hands the connection. HTTP/1.1 writes a step as one chunk, so frames ready
-    // together are copied into one buffer of up to `--max-write-buffer` (one write per socket
-    // under load), which is then all a stalled HTTP/1.1 subscriber holds. HTTP/2 queues each
-    // frame anyway, and many streams share one connection's budget: there each step is one
-    // frame, the list's own shared bytes, so streams that stall together hold references to
-    // the same frames rather than a copy each.
+    // What one step hands the connection: the frames ready together, copied into one buffer
+    // (one write, one chunk or DATA frame, under load) of at most the connection's batch; a
+    // single frame is the list's own shared bytes, never copied. HTTP/1.1 writes a step as one
+    // chunk, up to `--max-write-buffer`, which is then all a stalled HTTP/1.1 subscriber holds.
+    // HTTP/2 batches at most one DATA frame (16 KiB): many streams share a connection's send
+    // budget, and a stalled one should hold the list's frames rather than copies of them, but
+    // one frame per message would double what a busy connection sends and its client parses
+    // (measured: p99 ×1.5 at 10,000 streams × 50/s).
     let batch = if req.version() == Version::HTTP_2 {
-        0
+        crate::h2_budget::MAX_DATA_FRAME
     } else {
         state.config.max_write_buffer
     };
@@ -299,7 +301,7 @@ struct EventStream {
     ended: bool,
     /// This subscriber's place under the subscriber limits, given back when the stream ends.
     _permit: SubscriberPermit,
-    /// The most bytes one step coalesces; 0: one frame a step, shared, never copied.
+    /// The most bytes one step coalesces (a single larger frame still goes whole, shared).
     batch: usize,
 }
 
