@@ -45,10 +45,12 @@ const MAX_HEADERS: usize = 64;
 
 /// Serves one HTTP/1.1 connection (cleartext, or TLS that did not negotiate `h2`).
 ///
-/// The first request head must be whole by `head_deadline` (`--header-read-timeout` after the
+/// `first` holds the bytes already read from `io` (by the listener, to tell the protocol). The
+/// first request head must be whole by `head_deadline` (`--header-read-timeout` after the
 /// connection was accepted), however slowly its bytes drip in.
 pub(crate) async fn serve<IO>(
     mut io: IO,
+    first: Bytes,
     router: Router,
     state: AppState,
     peer: Option<ClientAddr>,
@@ -57,7 +59,7 @@ pub(crate) async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head = tokio::select! {
-        head = tokio::time::timeout_at(head_deadline, read_head(&mut io)) => head,
+        head = tokio::time::timeout_at(head_deadline, read_head(&mut io, first)) => head,
         _ = state.shutdown.cancelled() => return,
     };
     match head {
@@ -98,31 +100,38 @@ enum Head {
     Other(Bytes),
 }
 
-/// Reads until the request head is complete (or cannot be the fast path's).
-async fn read_head<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Head> {
-    let mut buf = Vec::with_capacity(1024);
+/// Reads until the request head is complete (or cannot be the fast path's), starting with
+/// `first`, the bytes the listener read to tell the protocol.
+async fn read_head<IO: AsyncRead + Unpin>(io: &mut IO, first: Bytes) -> io::Result<Head> {
+    let mut buf = Vec::with_capacity(first.len().max(1024));
+    buf.extend_from_slice(&first);
+    drop(first);
     loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut headers);
+            match parsed.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let fast = (len == buf.len())
+                        .then(|| events_request(&parsed))
+                        .flatten();
+                    return Ok(match fast {
+                        Some(request) => Head::Events(Box::new(request)),
+                        None => Head::Other(Bytes::from(buf)),
+                    });
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                // Too large, too many headers, or malformed: hyper has the answers for those.
+                Ok(httparse::Status::Partial) | Err(_) => {
+                    return Ok(Head::Other(Bytes::from(buf)));
+                }
+            }
+        }
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity());
         }
         if io.read_buf(&mut buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let fast = (len == buf.len())
-                    .then(|| events_request(&parsed))
-                    .flatten();
-                return Ok(match fast {
-                    Some(request) => Head::Events(Box::new(request)),
-                    None => Head::Other(Bytes::from(buf)),
-                });
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-            // Too large, too many headers, or malformed: hyper has the answers for those.
-            Ok(httparse::Status::Partial) | Err(_) => return Ok(Head::Other(Bytes::from(buf))),
         }
     }
 }
@@ -349,8 +358,10 @@ mod tests {
     use super::*;
 
     fn head_of(bytes: &'static [u8]) -> Head {
-        let mut io = bytes;
-        futures::executor::block_on(read_head(&mut io)).unwrap()
+        // The listener has read the first few bytes; the rest come from the socket.
+        let first = Bytes::from_static(&bytes[..bytes.len().min(5)]);
+        let mut io = &bytes[first.len()..];
+        futures::executor::block_on(read_head(&mut io, first)).unwrap()
     }
 
     #[test]

@@ -58,16 +58,18 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
         Ok(Err(_)) => return, // closed before saying anything
         Err(_) => return header_timeout(&state, "no protocol shown"),
     };
-    let stream = WriteDeadline::new(
-        Rewind::new(first, stream),
-        state.config.write_timeout,
-        state.metrics.clone(),
-    );
+    let stream = WriteDeadline::new(stream, state.config.write_timeout, state.metrics.clone());
+    // The bytes read go back in front of the stream for TLS and HTTP/2, whose paths are boxed
+    // anyway; HTTP/1.1 takes them as the start of its request head, so a fast-path subscriber's
+    // task carries no wrapper for the hours it lives.
     match sniffed {
-        Sniffed::Tls => Box::pin(serve_tls(stream, router, state, peer, deadline)).await,
+        Sniffed::Tls => {
+            let stream = Rewind::new(first, stream);
+            Box::pin(serve_tls(stream, router, state, peer, deadline)).await;
+        }
         Sniffed::H2c => {
             Box::pin(serve_http2(
-                stream,
+                Rewind::new(first, stream),
                 router,
                 state,
                 http2::Scheme::Http,
@@ -76,7 +78,7 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
             ))
             .await;
         }
-        Sniffed::Http1 => http1::serve(stream, router, state, peer, deadline).await,
+        Sniffed::Http1 => http1::serve(stream, first, router, state, peer, deadline).await,
     }
 }
 
@@ -123,7 +125,7 @@ async fn serve_tls<IO>(
         ))
         .await;
     } else {
-        http1::serve(stream, router, state, peer, deadline).await;
+        http1::serve(stream, Bytes::new(), router, state, peer, deadline).await;
     }
 }
 
