@@ -33,7 +33,7 @@ count_for() {
 
 for attack in "${attacks[@]}"; do
   for mode in unloaded attacked; do
-    "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data &
+    "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data >/dev/null &
     pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
     args=(--url "http://127.0.0.1:$port" --subscribers 100 --rate 200 --payload 1024 --duration 10s --drain 5s)
@@ -43,7 +43,7 @@ for attack in "${attacks[@]}"; do
     echo "== $attack: $mode" >&2
     out=$("$bin" bench "${args[@]}")
     echo "$out" | grep -v '^json ' >&2
-    cuts=$(curl -fs "http://127.0.0.1:$port/metrics" | grep '^ringback_cuts_total' | tr '\n' ' ')
+    cuts=$(curl -fs "http://127.0.0.1:$port/metrics" | grep '^ringback_cuts_total' | tr '\n' ' ' || true)
     echo "cuts: $cuts" >&2
     echo "$attack $mode $(echo "$out" | sed -n 's/^json //p')" >>"$results"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
@@ -53,17 +53,17 @@ done
 node - "$results" <<'JS'
 const fs = require("fs");
 const rows = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").map((l) => {
-  const [attack, mode, ...json] = l.split(" ");
-  return { attack, mode, ...JSON.parse(json.join(" ")) };
+  const [name, mode, ...json] = l.split(" ");
+  return { ...JSON.parse(json.join(" ")), name, mode };
 });
 const mib = (b) => (b / 1048576).toFixed(1);
 console.log("\nattack           attackers  closed (median/last s)  RSS +peak  +after MiB  CPU s added  canary lost  p99 ms unloaded/attacked");
-for (const attack of [...new Set(rows.map((r) => r.attack))]) {
-  const u = rows.find((r) => r.attack === attack && r.mode === "unloaded");
-  const a = rows.find((r) => r.attack === attack && r.mode === "attacked");
+for (const attack of [...new Set(rows.map((r) => r.name))]) {
+  const u = rows.find((r) => r.name === attack && r.mode === "unloaded");
+  const a = rows.find((r) => r.name === attack && r.mode === "attacked");
   const x = a.attack;
   const closed = `${x.closed} (${x.closed_median_s.toFixed(1)}/${x.closed_max_s.toFixed(1)})`;
   const cpu = (x.server_cpu_s - u.attack.server_cpu_s).toFixed(2);
-  console.log(`${attack.padEnd(16)}${String(x.opened).padStart(10)}  ${closed.padStart(22)}  ${mib(x.rss_peak - x.rss_idle).padStart(9)}  ${mib(x.rss_after - x.rss_idle).padStart(10)}  ${cpu.padStart(11)}  ${String(a.lost).padStart(11)}  ${u.p99_ms.toFixed(1)}/${a.p99_ms.toFixed(1)} (x${(a.p99_ms / u.p99_ms).toFixed(2)})`);
+  console.log(`${attack.padEnd(16)}${String(x.asked).padStart(10)}  ${closed.padStart(22)}  ${mib(x.rss_peak - x.rss_idle).padStart(9)}  ${mib(x.rss_after - x.rss_idle).padStart(10)}  ${cpu.padStart(11)}  ${String(a.lost).padStart(11)}  ${u.p99_ms.toFixed(1)}/${a.p99_ms.toFixed(1)} (x${(a.p99_ms / u.p99_ms).toFixed(2)})`);
 }
 JS

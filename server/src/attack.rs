@@ -31,7 +31,7 @@ pub enum Attack {
 /// How the attackers fared.
 #[derive(Default)]
 pub struct Tally {
-    /// Attackers whose connection was opened and whose first bytes were sent.
+    /// Attackers whose connection was opened.
     pub opened: AtomicUsize,
     /// Attackers whose connection the server closed, and after how long (ms).
     closed_after_ms: Mutex<Vec<u64>>,
@@ -102,6 +102,7 @@ pub async fn launch(
             let Ok(mut stream) = connect(server, source).await else {
                 return;
             };
+            tally.opened.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let sent = if kind == Attack::SlowHead {
                 drip(&mut stream, &bytes, &stop).await
@@ -112,7 +113,6 @@ pub async fn launch(
                 tally.closed_after(started);
                 return;
             }
-            tally.opened.fetch_add(1, Ordering::Relaxed);
             if kind == Attack::H2Stalled {
                 // Never read: hold the socket until the run ends.
                 stop.cancelled().await;

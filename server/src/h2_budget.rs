@@ -18,7 +18,10 @@
 //! [`FRAME_COST`] on top of its payload, and credited the same when it is written. The charge
 //! and the credit meet frame for frame because the driver hands h2 at most
 //! [`MAX_DATA_FRAME`] bytes at a time, within the capacity h2 granted, so h2 never splits
-//! them.
+//! them. Frames a reset stream had queued are dropped by h2 unwritten and stay charged until
+//! the connection ends: a connection whose streams are often reset while data waits for them
+//! reaches its budget sooner (its clients then resume with `Last-Event-ID`), never later.
+//! What TLS holds below (rustls's buffer of records, 64 KiB) counts as written.
 
 use crate::cancel::CancelToken;
 use std::io::{self, IoSlice};

@@ -713,7 +713,8 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
         };
         let _ = writeln!(
             out,
-            "attack        {kind:?}: {opened} opened, {closed} closed by the server (median {median_s:.1}s, last {max_s:.1}s after opening)"
+            "attack        {kind:?}: {} asked, {opened} connections opened, {closed} closed by the server (median {median_s:.1}s, last {max_s:.1}s after opening)",
+            args.attackers
         );
         let _ = writeln!(
             out,
@@ -721,7 +722,7 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             mib(rss_idle), mib(rss_peak), mib(rss_peak - rss_idle), mib(rss_after), mib(rss_after - rss_idle)
         );
         attack_json = serde_json::json!({
-            "kind": format!("{kind:?}"), "opened": opened, "closed": closed,
+            "kind": format!("{kind:?}"), "asked": args.attackers, "opened": opened, "closed": closed,
             "closed_median_s": median_s, "closed_max_s": max_s,
             "rss_idle": rss_idle, "rss_peak": rss_peak, "rss_after": rss_after,
             "server_cpu_s": cpu,
