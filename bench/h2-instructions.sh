@@ -8,11 +8,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
 export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 N1=${N1:-10000}; N2=${N2:-30000}; port=3600
+# SERVER_BIN counts another build (an A/B); DRIVERS narrows the drivers counted.
+server_bin=${SERVER_BIN:-target/release/ringback}
 out=$(mktemp -d)
 
 count() { # driver requests -> total instructions
   valgrind --tool=callgrind --callgrind-out-file="$out/cg.$1.$2" \
-    target/release/ringback --addr "127.0.0.1:$port" --http2-driver "$1" --log error \
+    "$server_bin" --addr "127.0.0.1:$port" --http2-driver "$1" --log error \
     --data-dir target/bench-data >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
@@ -21,7 +23,7 @@ count() { # driver requests -> total instructions
   sed -n 's/^summary: \([0-9]*\).*/\1/p' "$out/cg.$1.$2"
 }
 
-for driver in ringback hyper; do
+for driver in ${DRIVERS:-ringback hyper}; do
   a=$(count "$driver" "$N1"); b=$(count "$driver" "$N2")
   echo "$driver: $(( (b - a) / (N2 - N1) )) instructions/request  (runs: $a @ $N1, $b @ $N2)"
 done

@@ -194,8 +194,8 @@ pub struct ConnectionCut(pub CancelToken);
 #[derive(Clone, Debug)]
 pub struct StreamCut(pub CancelToken);
 
-/// The one Router, for every protocol: a request id and its span (outermost), the request guard
-/// (`Host`, body deadlines), hashed assets from memory, `Link` headers and the cache cookie on
+/// The one Router, for every protocol: the request guard (`Host`, body deadlines), then a request
+/// id and its span (outermost, one layer), hashed assets from memory, `Link` headers and the cache cookie on
 /// pages, the API routes, the Leptos pages, then static files.
 pub fn router(state: AppState) -> Router {
     let routes = leptos_axum::generate_route_list(App);
@@ -245,8 +245,7 @@ pub fn router(state: AppState) -> Router {
         min_rate: state.config.min_body_rate,
         metrics: state.metrics.clone(),
     };
-    app.layer(middleware::from_fn_with_state(guard, crate::guard::request))
-        .layer(middleware::from_fn(crate::trace::request_id))
+    app.layer(middleware::from_fn_with_state(guard, crate::guard::front))
         .with_state(state)
 }
 
