@@ -181,6 +181,11 @@ pub struct LoadArgs {
     /// HTTP/1.1 connection each. At most the server's `--h2-max-concurrent-streams`.
     #[arg(long, default_value_t = 0)]
     pub http2_streams: usize,
+    /// Subscribe over TLS (the certificate is not verified): ALPN `h2` with `--http2-streams`
+    /// (`--http2-streams 1`: a browser's shape, one TLS connection and one stream each),
+    /// `http/1.1` otherwise.
+    #[arg(long)]
+    pub tls: bool,
     /// Hostile clients to open as publishing starts (see BENCHMARKS.md): what they cost the
     /// server and the subscribers.
     #[arg(long, value_enum)]

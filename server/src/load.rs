@@ -23,7 +23,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -204,18 +204,42 @@ impl Tally {
     }
 }
 
+/// A subscriber's connection: TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connects from `source` to `server`; with `tls`, over TLS offering `alpn` (the certificate
+/// is not verified: the server's default is self-signed, and this is loopback).
+async fn connect(
+    server: SocketAddr,
+    source: Ipv4Addr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Box<dyn Io>> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    let tcp = socket.connect(server).await?;
+    tcp.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        return Ok(Box::new(tcp));
+    };
+    let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await?;
+    Ok(Box::new(stream))
+}
+
 /// One subscriber: connects from `source`, reads until `stop`, records every message.
 async fn subscriber(
     server: SocketAddr,
     source: Ipv4Addr,
     host: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     let connect = async {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::from((source, 0)))?;
-        let mut stream = socket.connect(server).await?;
+        let mut stream = connect(server, source, tls.as_ref()).await?;
         stream
             .write_all(
                 format!(
@@ -224,7 +248,7 @@ async fn subscriber(
                 .as_bytes(),
             )
             .await?;
-        Ok::<TcpStream, std::io::Error>(stream)
+        Ok::<Box<dyn Io>, std::io::Error>(stream)
     };
     let mut stream = match connect.await {
         Ok(s) => s,
@@ -273,26 +297,21 @@ async fn subscriber(
     }
 }
 
-/// One HTTP/2 connection (h2c, prior knowledge) from `source` carrying `streams` subscribers.
+/// One HTTP/2 connection from `source` carrying `streams` subscribers: h2c with prior
+/// knowledge, or with `tls` TLS and ALPN `h2` (with one stream, the shape of a browser).
 async fn h2_connection(
     server: SocketAddr,
     source: Ipv4Addr,
     host: String,
     streams: usize,
+    tls: Option<Arc<rustls::ClientConfig>>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
     let failed = |n: usize| {
         shared.failed.fetch_add(n, Ordering::Relaxed);
     };
-    let connect = async {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::from((source, 0)))?;
-        let tcp = socket.connect(server).await?;
-        tcp.set_nodelay(true)?;
-        Ok::<TcpStream, std::io::Error>(tcp)
-    };
-    let Ok(tcp) = connect.await else {
+    let Ok(tcp) = connect(server, source, tls.as_ref()).await else {
         return failed(streams);
     };
     let mut builder = h2::client::Builder::new();
@@ -503,6 +522,14 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
         failed: AtomicUsize::new(0),
         received: std::sync::Mutex::new(Vec::with_capacity(args.subscribers)),
     });
+    let tls = args.tls.then(|| {
+        let alpn: &[u8] = if args.http2_streams > 0 {
+            b"h2"
+        } else {
+            b"http/1.1"
+        };
+        crate::pageload::insecure_client_config(alpn)
+    });
     let before = server_process(&base).await;
     let stop = CancellationToken::new();
     let connect_started = Instant::now();
@@ -519,14 +546,16 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
                 source,
                 authority.to_string(),
                 streams,
+                tls.clone(),
                 shared.clone(),
                 stop.clone(),
             )));
-            // Let each connection open its streams before the next starts.
+            // Let each connection open its streams before the next starts (a few hundred
+            // connections in flight when they are small, as a browser's are).
             while c * args.http2_streams
                 > shared.connected.load(Ordering::Relaxed)
                     + shared.failed.load(Ordering::Relaxed)
-                    + 2 * args.http2_streams
+                    + (2 * args.http2_streams).max(256)
             {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -538,6 +567,7 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             server,
             source,
             authority.to_string(),
+            tls.clone(),
             shared.clone(),
             stop.clone(),
         )));
@@ -642,10 +672,14 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut out = String::new();
     use std::fmt::Write;
+    let security = if args.tls { "TLS" } else { "cleartext" };
     let transport = if args.http2_streams > 0 {
-        format!("HTTP/2 streams, {} to a connection", args.http2_streams)
+        format!(
+            "{security} HTTP/2 streams, {} to a connection",
+            args.http2_streams
+        )
     } else {
-        "HTTP/1.1 connections".to_owned()
+        format!("{security} HTTP/1.1 connections")
     };
     let _ = writeln!(out, "subscribers   {connected} connected, {} failed, as {transport} ({} source addresses; connected in {:.1}s; open-file limit {raised})",
         shared.failed.load(Ordering::Relaxed), sources, connect_time.as_secs_f64());

@@ -81,17 +81,10 @@ async fn connect(host: &str, port: u16, push: bool) -> Result<SendRequest<Bytes>
         .await
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let cfg = insecure_client_config(b"h2");
     let name =
         rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;
@@ -151,7 +144,21 @@ async fn read(mut body: h2::RecvStream) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The benchmark talks to the server's self-signed certificate on loopback; it verifies nothing.
+/// A TLS client for the benchmarks, offering `alpn`: they talk to the server's self-signed
+/// certificate on loopback, so it verifies nothing.
+pub(crate) fn insecure_client_config(alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("ring supports the default versions"))
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(cfg)
+}
+
+/// The benchmarks' verifier: accepts any certificate.
 #[derive(Debug)]
 struct AcceptAny;
 
