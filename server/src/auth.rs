@@ -281,7 +281,7 @@ impl Auth {
         if let Some(token) = explicit {
             return self.grants(token);
         }
-        match cookie(headers, TOKEN_COOKIE).filter(|t| !t.is_empty()) {
+        match crate::cookie::values(headers, TOKEN_COOKIE).find(|t| !t.is_empty()) {
             Some(token) => Ok(self.grants(token).unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "subscriber cookie not accepted; public channels only");
                 ChannelSet::default()
@@ -337,18 +337,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
-}
-
-/// A cookie's value, from any `Cookie` header.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
 }
 
 fn looks_like_jwt(token: &str) -> bool {

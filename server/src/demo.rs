@@ -5,11 +5,11 @@
 use crate::cancel::CancelToken;
 use crate::metrics::Metrics;
 use crate::source::Source;
+use app::message::DEFAULT_CHANNELS as CHANNELS;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-const CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
 const WORDS: [&str; 8] = [
     "hello", "ring", "back", "live", "feed", "ping", "pong", "news",
 ];

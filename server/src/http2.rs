@@ -19,6 +19,7 @@
 //! `poll_reset`, so even an idle SSE handler ends at once.
 
 use crate::cancel::CancelToken;
+use crate::config::ServeArgs;
 use crate::h2_budget::{Metered, SendBudget, MAX_DATA_FRAME};
 use crate::limits::ClientAddr;
 use crate::push::PagePlan;
@@ -57,6 +58,65 @@ impl Scheme {
     }
 }
 
+/// The HTTP/2 limits (`--h2-*`), applied in one place to this driver's h2 and, for
+/// `--http2-driver hyper`, to hyper's HTTP/2.
+pub(crate) struct Limits {
+    max_concurrent_streams: u32,
+    max_header_list_size: u32,
+    stream_window: u32,
+    connection_window: u32,
+    max_send_buffer: usize,
+    max_pending_accept_resets: usize,
+    max_local_error_resets: usize,
+}
+
+impl From<&ServeArgs> for Limits {
+    fn from(cfg: &ServeArgs) -> Self {
+        Limits {
+            max_concurrent_streams: cfg.h2_max_concurrent_streams,
+            max_header_list_size: cfg.h2_max_header_list_size,
+            stream_window: cfg.h2_stream_window,
+            connection_window: cfg.h2_connection_window,
+            max_send_buffer: cfg.h2_max_send_buffer,
+            max_pending_accept_resets: cfg.h2_max_pending_accept_resets,
+            max_local_error_resets: cfg.h2_max_local_error_resets,
+        }
+    }
+}
+
+impl Limits {
+    /// An h2 server builder with these limits (h2's own defaults are unlike hyper's: 64 KiB
+    /// windows, unlimited streams, 16 MiB header lists).
+    fn h2_builder(&self) -> h2::server::Builder {
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .max_header_list_size(self.max_header_list_size)
+            .initial_window_size(self.stream_window)
+            .initial_connection_window_size(self.connection_window)
+            .max_send_buffer_size(self.max_send_buffer)
+            .max_pending_accept_reset_streams(self.max_pending_accept_resets)
+            .max_local_error_reset_streams(Some(self.max_local_error_resets));
+        builder
+    }
+
+    /// The same limits on hyper's HTTP/2.
+    pub(crate) fn apply_to_hyper<E>(
+        &self,
+        builder: &mut hyper_util::server::conn::auto::Http2Builder<'_, E>,
+    ) {
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .max_header_list_size(self.max_header_list_size)
+            .initial_stream_window_size(self.stream_window)
+            .initial_connection_window_size(self.connection_window)
+            .max_send_buf_size(self.max_send_buffer)
+            .max_pending_accept_reset_streams(self.max_pending_accept_resets)
+            .max_local_error_reset_streams(self.max_local_error_resets);
+    }
+}
+
 /// What every stream of one connection shares.
 struct Conn {
     router: Router,
@@ -91,15 +151,7 @@ pub(crate) async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = state.config.clone();
-    let mut builder = h2::server::Builder::new();
-    builder
-        .max_concurrent_streams(cfg.h2_max_concurrent_streams)
-        .max_header_list_size(cfg.h2_max_header_list_size)
-        .initial_window_size(cfg.h2_stream_window)
-        .initial_connection_window_size(cfg.h2_connection_window)
-        .max_send_buffer_size(cfg.h2_max_send_buffer)
-        .max_pending_accept_reset_streams(cfg.h2_max_pending_accept_resets)
-        .max_local_error_reset_streams(Some(cfg.h2_max_local_error_resets));
+    let builder = Limits::from(&*cfg).h2_builder();
     let (budget, written) = SendBudget::new(cfg.max_connection_buffer);
     let handshake = builder.handshake::<_, Bytes>(Metered::new(io, written));
     let mut connection = match tokio::time::timeout_at(preface_deadline, handshake).await {

@@ -6,6 +6,7 @@
 //! - [`config`]: flags, environment variables and every default.
 //! - [`publish`]: `POST /messages`, the HTTP way in (the in-process bus of the embedded default).
 //! - [`auth`]: who may publish and who may read private channels (bearer tokens, JWTs).
+//! - [`cookie`]: the one cookie parser (the auth cookie, the asset cookie).
 //! - [`limits`]: subscribers per address and in total, publish rate per credential.
 //! - [`source`]: where publishers append: the in-process bus or Redis.
 //! - [`redis_ingest`]: following Redis: the shared log, Pub/Sub input, reconnection.
@@ -41,6 +42,7 @@ pub mod broadcast;
 pub mod cancel;
 pub mod client;
 pub mod config;
+pub mod cookie;
 pub mod demo;
 pub mod error;
 pub mod guard;

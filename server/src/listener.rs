@@ -222,16 +222,7 @@ async fn serve_hyper<IO>(
         .header_read_timeout(cfg.header_read_timeout)
         // hyper's default (~400 KiB) would let each client that stops reading pin that much.
         .max_buf_size(cfg.max_write_buffer.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(cfg.h2_max_concurrent_streams)
-        .max_header_list_size(cfg.h2_max_header_list_size)
-        .initial_stream_window_size(cfg.h2_stream_window)
-        .initial_connection_window_size(cfg.h2_connection_window)
-        .max_send_buf_size(cfg.h2_max_send_buffer)
-        .max_pending_accept_reset_streams(cfg.h2_max_pending_accept_resets)
-        .max_local_error_reset_streams(cfg.h2_max_local_error_resets);
+    http2::Limits::from(&**cfg).apply_to_hyper(&mut builder.http2());
     let builder = match proto {
         Proto::Http1 => builder.http1_only(),
         Proto::Http2 => builder.http2_only(),

@@ -53,13 +53,7 @@ impl PushPolicy {
     }
 
     fn has_cookie(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .any(|(k, v)| k == COOKIE && v == self.manifest.digest())
+        crate::cookie::values(headers, COOKIE).any(|v| v == self.manifest.digest())
     }
 
     /// The `Link` header values for every asset.
