@@ -30,16 +30,16 @@ pub enum Attack {
 
 /// How the attackers fared.
 #[derive(Default)]
-pub struct Tally {
+struct Tally {
     /// Attackers whose connection was opened.
-    pub opened: AtomicUsize,
+    opened: AtomicUsize,
     /// Attackers whose connection the server closed, and after how long (ms).
     closed_after_ms: Mutex<Vec<u64>>,
 }
 
 impl Tally {
     /// Attackers the server closed, and the median and longest time it took (seconds).
-    pub fn closed(&self) -> (usize, f64, f64) {
+    fn closed(&self) -> (usize, f64, f64) {
         let mut times = self
             .closed_after_ms
             .lock()
@@ -65,7 +65,7 @@ impl Tally {
 
 /// Starts `count` attackers of `kind` against `server` (HTTP/2 stalled: `count` streams, in
 /// connections of `streams`); they run until the server closes them or `stop`.
-pub async fn launch(
+async fn launch(
     kind: Attack,
     count: usize,
     streams: usize,
@@ -201,8 +201,115 @@ fn stalling_h2_client(streams: u32, authority: &str) -> Vec<u8> {
     out
 }
 
+/// An attack going on beside a load run: its attackers, and the server's RSS peak meanwhile.
+pub struct Running {
+    kind: Attack,
+    asked: usize,
+    tally: Arc<Tally>,
+    attackers: Vec<tokio::task::JoinHandle<()>>,
+    sampler: tokio::task::JoinHandle<()>,
+    peak_rss: Arc<AtomicU64>,
+    stop: CancellationToken,
+}
+
+/// What an attack cost the server (RSS in bytes, CPU in seconds) and how its attackers fared.
+pub struct Report {
+    kind: Attack,
+    asked: usize,
+    opened: usize,
+    closed: usize,
+    closed_median_s: f64,
+    closed_max_s: f64,
+    rss_idle: f64,
+    rss_peak: f64,
+    rss_after: f64,
+    server_cpu_s: f64,
+}
+
+impl Running {
+    /// Starts sampling the server's RSS (its `/metrics` at `base`), then `count` attackers of
+    /// `kind` (see [`launch`]).
+    pub async fn start(
+        kind: Attack,
+        count: usize,
+        streams: usize,
+        server: SocketAddr,
+        authority: &str,
+        base: http::Uri,
+    ) -> Running {
+        let stop = CancellationToken::new();
+        let peak_rss = Arc::new(AtomicU64::new(0));
+        let sampler = tokio::spawn(sample_peak_rss(base, peak_rss.clone(), stop.clone()));
+        let (tally, attackers) =
+            launch(kind, count, streams, server, authority, stop.clone()).await;
+        Running {
+            kind,
+            asked: count,
+            tally,
+            attackers,
+            sampler,
+            peak_rss,
+            stop,
+        }
+    }
+
+    /// Ends the attack (the attackers still open leave), lets the server settle for 2 s, and
+    /// reports against the server's `idle` figures (RSS, CPU) taken before the attack.
+    pub async fn finish(self, base: &http::Uri, idle: Option<(f64, f64)>) -> Report {
+        self.stop.cancel();
+        for attacker in self.attackers {
+            let _ = attacker.await;
+        }
+        let _ = self.sampler.await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let settled = crate::load::server_process(base).await;
+        let (closed, closed_median_s, closed_max_s) = self.tally.closed();
+        let rss_idle = idle.map_or(f64::NAN, |p| p.0);
+        Report {
+            kind: self.kind,
+            asked: self.asked,
+            opened: self.tally.opened.load(Ordering::Relaxed),
+            closed,
+            closed_median_s,
+            closed_max_s,
+            rss_idle,
+            rss_peak: (self.peak_rss.load(Ordering::Relaxed) as f64).max(rss_idle),
+            rss_after: settled.map_or(f64::NAN, |p| p.0),
+            server_cpu_s: match (idle, settled) {
+                (Some((_, a)), Some((_, b))) => b - a,
+                _ => f64::NAN,
+            },
+        }
+    }
+}
+
+impl Report {
+    /// The report's lines for the load tool's output.
+    pub fn lines(&self) -> String {
+        let mib = |b: f64| b / 1048576.0;
+        format!(
+            "attack        {:?}: {} asked, {} connections opened, {} closed by the server (median {:.1}s, last {:.1}s after opening)\n\
+             attack cost   server RSS {:.1} MiB idle, {:.1} MiB peak (+{:.1}), {:.1} MiB after (+{:.1}); server CPU {:.2} s from attack start to settled\n",
+            self.kind, self.asked, self.opened, self.closed, self.closed_median_s, self.closed_max_s,
+            mib(self.rss_idle), mib(self.rss_peak), mib(self.rss_peak - self.rss_idle),
+            mib(self.rss_after), mib(self.rss_after - self.rss_idle), self.server_cpu_s,
+        )
+    }
+
+    /// The report for the load tool's `json` line (read by `bench/attacks.sh`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": format!("{:?}", self.kind), "asked": self.asked, "opened": self.opened,
+            "closed": self.closed, "closed_median_s": self.closed_median_s,
+            "closed_max_s": self.closed_max_s, "rss_idle": self.rss_idle,
+            "rss_peak": self.rss_peak, "rss_after": self.rss_after,
+            "server_cpu_s": self.server_cpu_s,
+        })
+    }
+}
+
 /// The server's RSS peak while a run goes on: sampled every 100 ms until `stop`.
-pub async fn sample_peak_rss(base: http::Uri, peak: Arc<AtomicU64>, stop: CancellationToken) {
+async fn sample_peak_rss(base: http::Uri, peak: Arc<AtomicU64>, stop: CancellationToken) {
     loop {
         if let Some((rss, _)) = crate::load::server_process(&base).await {
             peak.fetch_max(rss as u64, Ordering::Relaxed);

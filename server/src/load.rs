@@ -597,30 +597,21 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let connected = shared.connected.load(Ordering::Relaxed);
     let stalled = open_stalled(server, authority.as_ref(), args.stalled).await;
 
-    // Hostile clients, launched as publishing starts, and the server's RSS peak meanwhile.
-    let attack_stop = CancellationToken::new();
-    let peak_rss = Arc::new(AtomicU64::new(0));
-    let sampler = args.attack.map(|_| {
-        tokio::spawn(crate::attack::sample_peak_rss(
-            base.clone(),
-            peak_rss.clone(),
-            attack_stop.clone(),
-        ))
-    });
-    let mut attackers = None;
-    if let Some(kind) = args.attack {
-        attackers = Some(
-            crate::attack::launch(
+    // Hostile clients, launched as publishing starts.
+    let attack = match args.attack {
+        Some(kind) => {
+            let attack = crate::attack::Running::start(
                 kind,
                 args.attackers,
                 args.attack_streams,
                 server,
                 authority.as_ref(),
-                attack_stop.clone(),
-            )
-            .await,
-        );
-    }
+                base.clone(),
+            );
+            Some(attack.await)
+        }
+        None => None,
+    };
 
     let count = (args.rate * args.duration.as_secs_f64()).round().max(1.0) as u64;
     let own_cpu0 = own_cpu_seconds();
@@ -637,19 +628,8 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let after = server_process(&base).await;
     let own_cpu = own_cpu_seconds() - own_cpu0;
     // The attack ends: the attackers still open leave, and the server settles.
-    let attack_report = match attackers {
-        Some((tally, tasks)) => {
-            attack_stop.cancel();
-            for t in tasks {
-                let _ = t.await;
-            }
-            if let Some(sampler) = sampler {
-                let _ = sampler.await;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let settled = server_process(&base).await;
-            Some((tally, settled))
-        }
+    let attack = match attack {
+        Some(attack) => Some(attack.finish(&base, idle).await),
         None => None,
     };
     stop.cancel();
@@ -733,37 +713,18 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             args.stalled
         );
     }
-    let mut attack_json = serde_json::Value::Null;
-    if let (Some(kind), Some((tally, settled))) = (args.attack, &attack_report) {
-        let (closed, median_s, max_s) = tally.closed();
-        let opened = tally.opened.load(Ordering::Relaxed);
-        let mib = |b: f64| b / 1048576.0;
-        let rss_idle = idle.map_or(f64::NAN, |p| p.0);
-        let rss_peak = (peak_rss.load(Ordering::Relaxed) as f64).max(rss_idle);
-        let rss_after = settled.map_or(f64::NAN, |p| p.0);
-        let cpu = match (idle, settled) {
-            (Some((_, a)), Some((_, b))) => b - a,
-            _ => f64::NAN,
-        };
-        let _ = writeln!(
-            out,
-            "attack        {kind:?}: {} asked, {opened} connections opened, {closed} closed by the server (median {median_s:.1}s, last {max_s:.1}s after opening)",
-            args.attackers
-        );
-        let _ = writeln!(
-            out,
-            "attack cost   server RSS {:.1} MiB idle, {:.1} MiB peak (+{:.1}), {:.1} MiB after (+{:.1}); server CPU {cpu:.2} s from attack start to settled",
-            mib(rss_idle), mib(rss_peak), mib(rss_peak - rss_idle), mib(rss_after), mib(rss_after - rss_idle)
-        );
-        attack_json = serde_json::json!({
-            "kind": format!("{kind:?}"), "asked": args.attackers, "opened": opened, "closed": closed,
-            "closed_median_s": median_s, "closed_max_s": max_s,
-            "rss_idle": rss_idle, "rss_peak": rss_peak, "rss_after": rss_after,
-            "server_cpu_s": cpu,
-        });
-    } else if let (Some((_, cpu0)), Some((_, cpu1))) = (idle, after) {
-        attack_json = serde_json::json!({ "server_cpu_s": cpu1 - cpu0 });
-    }
+    let attack_json = match &attack {
+        Some(report) => {
+            out.push_str(&report.lines());
+            report.json()
+        }
+        None => match (idle, after) {
+            (Some((_, cpu0)), Some((_, cpu1))) => {
+                serde_json::json!({ "server_cpu_s": cpu1 - cpu0 })
+            }
+            _ => serde_json::Value::Null,
+        },
+    };
     let _ = writeln!(
         out,
         "load tool     {:.0}% CPU (of one core)",
