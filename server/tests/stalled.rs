@@ -26,6 +26,46 @@ const HISTORY_BYTES: usize = 1 << 20;
 /// `--max-write-buffer` (default): the most one write of an HTTP/1.1 event stream carries.
 const BATCH: usize = 64 * 1024;
 
+/// Publishes `MESSAGES` of `size` bytes straight into the feed, keeping pace with `reader`,
+/// while sampling the heap; the reader must get every message and every other subscriber
+/// (the stalled ones) must be cut off. Returns the heap's growth at its peak and after, over
+/// what it held when called.
+async fn feed_beside_the_stalled(
+    server: &TestServer,
+    reader: SseClient,
+    subs: &mut tokio::sync::watch::Receiver<usize>,
+    size: usize,
+) -> (usize, usize) {
+    let baseline = ALLOCATOR.allocated();
+    let peak = Arc::new(AtomicUsize::new(baseline));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (peak, done) = (peak.clone(), done.clone());
+        async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(ALLOCATOR.allocated(), Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let payload = serde_json::Value::String("x".repeat(size));
+    let (published, received) =
+        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
+    assert_eq!(
+        received, published,
+        "the reader got every message, in order"
+    );
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n <= 1))
+        .await
+        .expect("every stalled subscriber was cut off")
+        .unwrap();
+    done.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let peak = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    let after = ALLOCATOR.allocated().saturating_sub(baseline);
+    (peak, after)
+}
+
 /// The tests measure the one heap: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -56,35 +96,7 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     let reader = SseClient::connect(server.addr, "/messages", &[]).await;
     let mut subs = server.state.feed.watch_subscribers();
     subs.wait_for(|n| *n == STALLED + 1).await.unwrap();
-    let baseline = ALLOCATOR.allocated();
-
-    // Sample the heap while the feed runs.
-    let peak = Arc::new(AtomicUsize::new(baseline));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn({
-        let (peak, done) = (peak.clone(), done.clone());
-        async move {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(ALLOCATOR.allocated(), Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-        }
-    });
-    let payload = serde_json::Value::String("x".repeat(SIZE));
-    let (published, received) =
-        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
-    assert_eq!(
-        received, published,
-        "the reader got every message, in order"
-    );
-    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n <= 1))
-        .await
-        .expect("every stalled subscriber was cut off")
-        .unwrap();
-    done.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-
-    let peak = peak.load(Ordering::Relaxed) - baseline.min(peak.load(Ordering::Relaxed));
+    let (peak, _after) = feed_beside_the_stalled(&server, reader, &mut subs, SIZE).await;
     let per_stalled = peak.saturating_sub(HISTORY_BYTES) / STALLED;
     eprintln!(
         "peak heap growth {peak} bytes over {MESSAGES} x {SIZE} B published: history {HISTORY_BYTES} + {per_stalled} per stalled subscriber"
@@ -181,33 +193,7 @@ async fn stalled_http2_streams_cost_one_budget_per_connection() {
     subs.wait_for(|n| *n == CONNECTIONS * STREAMS + 1)
         .await
         .unwrap();
-    let baseline = ALLOCATOR.allocated();
-    let peak = Arc::new(AtomicUsize::new(baseline));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn({
-        let (peak, done) = (peak.clone(), done.clone());
-        async move {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(ALLOCATOR.allocated(), Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-        }
-    });
-    let payload = serde_json::Value::String("x".repeat(SIZE));
-    let (published, received) =
-        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
-    assert_eq!(
-        received, published,
-        "the reader got every message, in order"
-    );
-    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n <= 1))
-        .await
-        .expect("every stalled stream was cut off")
-        .unwrap();
-    done.store(true, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let after = ALLOCATOR.allocated().saturating_sub(baseline);
-    let peak = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    let (peak, after) = feed_beside_the_stalled(&server, reader, &mut subs, SIZE).await;
     let cuts = server
         .state
         .metrics
