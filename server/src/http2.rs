@@ -150,29 +150,15 @@ pub(crate) async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cfg = state.config.clone();
-    let builder = Limits::from(&*cfg).h2_builder();
-    let (budget, written) = SendBudget::new(cfg.max_connection_buffer);
-    let handshake = builder.handshake::<_, Bytes>(Metered::new(io, written));
-    let mut connection = match tokio::time::timeout_at(preface_deadline, handshake).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "HTTP/2 handshake failed");
-            return;
-        }
-        Err(_) => {
-            state
-                .metrics
-                .cut_header_read_timeout
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("no HTTP/2 preface within the header read timeout; closing");
-            return;
-        }
+    let (budget, written) = SendBudget::new(state.config.max_connection_buffer);
+    let io = Metered::new(io, written);
+    let Some(connection) = handshake(io, &state, preface_deadline).await else {
+        return;
     };
-    let (event_streams, mut handed_over) = mpsc::unbounded_channel();
+    let (event_streams, handed_over) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
         router,
-        state: state.clone(),
+        state,
         scheme,
         peer,
         pushed: AtomicBool::new(false),
@@ -180,6 +166,50 @@ pub(crate) async fn serve<IO>(
         event_streams,
         budget,
     });
+    drive(connection, conn, handed_over).await;
+}
+
+/// The client's connection preface, by `deadline`, under this server's HTTP/2 limits; `None`
+/// when it fails or does not come in time (counted as a header read timeout).
+async fn handshake<T>(io: T, state: &AppState, deadline: Instant) -> Option<Connection<T>>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = Limits::from(&*state.config)
+        .h2_builder()
+        .handshake::<_, Bytes>(io);
+    match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(connection)) => Some(connection),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "HTTP/2 handshake failed");
+            None
+        }
+        Err(_) => {
+            state
+                .metrics
+                .cut_header_read_timeout
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("no HTTP/2 preface within the header read timeout; closing");
+            None
+        }
+    }
+}
+
+/// An h2 server connection over `T`.
+type Connection<T> = h2::server::Connection<T, Bytes>;
+
+/// Accepts streams (each handled in a task of its own) and writes the event streams handed
+/// back, until the client leaves, the connection idles out or goes over its send budget, or
+/// shutdown drains it.
+async fn drive<T>(
+    mut connection: Connection<T>,
+    conn: Arc<Conn>,
+    mut handed_over: mpsc::UnboundedReceiver<EventPump>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let state = &conn.state;
+    let idle_timeout = state.config.idle_timeout;
     // The connection's event streams, driven by this task rather than a task each: a message
     // then wakes this task once, which writes to every stream that has it and flushes once,
     // instead of a scheduler wake-up, a poll chain and a lock on the connection's stream store
@@ -190,7 +220,7 @@ pub(crate) async fn serve<IO>(
     // the handlers see through `poll_reset`.
     // One timer for the connection, re-armed only when it fires: resetting it on every stream
     // would cost a timer-wheel update per request.
-    let idle = tokio::time::sleep(cfg.idle_timeout);
+    let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
     // Streams accepted so far; the idle timer compares it between firings instead of reading
     // the clock on every request.
@@ -225,7 +255,7 @@ pub(crate) async fn serve<IO>(
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     unsent = conn.budget.unsent(),
-                    limit = cfg.max_connection_buffer,
+                    limit = state.config.max_connection_buffer,
                     "an HTTP/2 connection went over its send budget (its client is not reading); closing it"
                 );
                 break;
@@ -242,7 +272,7 @@ pub(crate) async fn serve<IO>(
                     connection.graceful_shutdown();
                 } else {
                     accepted_at_last_check = accepted;
-                    idle.as_mut().reset(Instant::now() + cfg.idle_timeout);
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
                 }
             }
         }

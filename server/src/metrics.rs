@@ -91,12 +91,25 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`: the families by what they describe, then the process's own.
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    let m = &state.metrics;
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let (held, held_bytes) = state.feed.held();
     let mut out = Exposition(String::new());
+    traffic(&mut out, &state);
+    refusals(&mut out, &state.metrics);
+    bounds(&mut out, &state.metrics);
+    feed(&mut out, &state);
+    process(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out.0)
+}
+
+/// A counter's value now.
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Subscribers, connections, messages in and out, Redis.
+fn traffic(out: &mut Exposition, state: &AppState) {
+    let m = &state.metrics;
     out.family(
         "ringback_subscribers",
         "gauge",
@@ -124,6 +137,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "counter",
         &[("", get(&m.redis_connects))],
     );
+}
+
+/// Inputs and subscriptions refused, by reason.
+fn refusals(out: &mut Exposition, m: &Metrics) {
     out.family(
         "ringback_rejected_total",
         "counter",
@@ -158,6 +175,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             ("reason=\"bad_request\"", get(&m.refused_bad_request)),
         ],
     );
+}
+
+/// Connections and requests cut by a bound, malformed requests, stalled writers and laggards.
+fn bounds(out: &mut Exposition, m: &Metrics) {
     out.family(
         "ringback_cuts_total",
         "counter",
@@ -180,16 +201,6 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         &[("reason=\"host\"", get(&m.bad_host))],
     );
     out.family(
-        "ringback_channels",
-        "gauge",
-        &[("", state.feed.channel_count() as u64)],
-    );
-    out.family(
-        "ringback_channels_forgotten_total",
-        "counter",
-        &[("", get(&m.channels_forgotten))],
-    );
-    out.family(
         "ringback_write_timeouts_total",
         "counter",
         &[("", get(&m.write_timeouts))],
@@ -199,6 +210,22 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "ringback_lagged_disconnects_total",
         "counter",
         &[("", lagged)],
+    );
+}
+
+/// The feed: channels, resumes, pushes and hints, history.
+fn feed(out: &mut Exposition, state: &AppState) {
+    let m = &state.metrics;
+    let (held, held_bytes) = state.feed.held();
+    out.family(
+        "ringback_channels",
+        "gauge",
+        &[("", state.feed.channel_count() as u64)],
+    );
+    out.family(
+        "ringback_channels_forgotten_total",
+        "counter",
+        &[("", get(&m.channels_forgotten))],
     );
     out.family(
         "ringback_resumes_total",
@@ -227,6 +254,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         "gauge",
         &[("", state.feed.newest_id())],
     );
+}
+
+/// This process's memory and CPU.
+fn process(out: &mut Exposition) {
     if let Some(process) = process_stats() {
         out.value(
             "process_resident_memory_bytes",
@@ -235,7 +266,6 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         );
         out.value("process_cpu_seconds_total", "counter", process.cpu_seconds);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out.0)
 }
 
 /// This process's resident memory and CPU time, as Prometheus's process collector names them.

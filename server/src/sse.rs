@@ -9,9 +9,10 @@
 //! a `retry:` and heartbeats of its own, and stops on shutdown, on a cut-off, or when the client
 //! goes away (hyper drops the body, which drops the subscription).
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, ChannelSet};
 use crate::broadcast::{Start, Subscription};
 use crate::cancel::{CancelToken, Cancelled};
+use crate::config::ServeArgs;
 use crate::error::AppError;
 use crate::jitter;
 use crate::limits::{self, ClientAddr, SubscriberPermit};
@@ -179,6 +180,54 @@ pub fn parse_last_event_id(raw: &str) -> Result<u64, AppError> {
 /// a bad credential, `403` for a `type` filter naming a private channel the credential does not
 /// grant, `429` beyond the subscribers per address, `503` beyond the subscribers in total.
 pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+    let Admitted {
+        params,
+        grants,
+        permit,
+    } = admit(&state, &req)?;
+    // An HTTP/1.1 connection's own token, so a cut-off closes the socket even if hyper has
+    // stopped polling this body; otherwise a fresh one, handed to the HTTP/2 driver with the
+    // response (`StreamCut`) so it resets this stream.
+    let cut = req
+        .extensions()
+        .get::<ConnectionCut>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    let start = params.start.map_or(Start::Live, Start::After);
+    let filter = (!params.types.is_empty()).then_some(params.types);
+    let grants = (!grants.is_empty()).then(|| Arc::new(grants));
+    let (sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
+    if let Some(gap) = &gap {
+        tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
+    }
+    let mut source = state.source.watch_online();
+    let online = source.as_mut().map(|s| *s.borrow_and_update());
+    let stream = EventStream::new(
+        sub,
+        preamble(state.config.retry, gap.as_ref(), online),
+        state.config.heartbeat,
+        cut.clone(),
+        &state.shutdown,
+        source,
+        state.config.retry,
+        ends_at(state.config.max_stream_age),
+        permit,
+        batch(req.version(), &state.config),
+    );
+    Ok(event_stream_response(stream, cut))
+}
+
+/// What [`admit`] let through: the request's parameters, the private channels its credential
+/// grants, and its place under the subscriber limits.
+struct Admitted {
+    params: SubscribeParams,
+    grants: ChannelSet,
+    permit: SubscriberPermit,
+}
+
+/// The checks before a subscription, each refusal counted by reason: the query and
+/// `Last-Event-ID`, the credential, the private channels named, the subscriber limits.
+fn admit(state: &AppState, req: &Request) -> Result<Admitted, AppError> {
     let refused = |reason: &'static str| {
         let metrics = state.metrics.clone();
         move |e| {
@@ -217,52 +266,35 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
         .subscribers
         .admit(ip)
         .map_err(|e| refused(e.reason())(AppError::from(e)))?;
-    // An HTTP/1.1 connection's own token, so a cut-off closes the socket even if hyper has
-    // stopped polling this body; otherwise a fresh one, handed to the HTTP/2 driver with the
-    // response (`StreamCut`) so it resets this stream.
-    let cut = req
-        .extensions()
-        .get::<ConnectionCut>()
-        .map(|c| c.0.clone())
-        .unwrap_or_default();
-    let start = params.start.map_or(Start::Live, Start::After);
-    let filter = (!params.types.is_empty()).then_some(params.types);
-    let grants = (!grants.is_empty()).then(|| Arc::new(grants));
-    let (sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
-    if let Some(gap) = &gap {
-        tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
-    }
-    let cut_for_driver = cut.clone();
-    // What one step hands the connection: the frames ready together, copied into one buffer
-    // (one write, one chunk or DATA frame, under load) of at most the connection's batch; a
-    // single frame is the list's own shared bytes, never copied. HTTP/1.1 writes a step as one
-    // chunk, up to `--max-write-buffer`, which is then all a stalled HTTP/1.1 subscriber holds.
-    // HTTP/2 batches at most one DATA frame (16 KiB): many streams share a connection's send
-    // budget, and a stalled one should hold the list's frames rather than copies of them, but
-    // one frame per message would double what a busy connection sends and its client parses
-    // (measured: p99 ×1.5 at 10,000 streams × 50/s).
-    let batch = if req.version() == Version::HTTP_2 {
+    Ok(Admitted {
+        params,
+        grants,
+        permit,
+    })
+}
+
+/// What one step of a stream hands its connection: the frames ready together, copied into one
+/// buffer (one write, one chunk or DATA frame, under load) of at most this; a single frame is
+/// the list's own shared bytes, never copied. HTTP/1.1 writes a step as one chunk, up to
+/// `--max-write-buffer`, which is then all a stalled HTTP/1.1 subscriber holds. HTTP/2 batches
+/// at most one DATA frame (16 KiB): many streams share a connection's send budget, and a
+/// stalled one should hold the list's frames rather than copies of them, but one frame per
+/// message would double what a busy connection sends and its client parses (measured: p99
+/// ×1.5 at 10,000 streams × 50/s).
+fn batch(version: Version, config: &ServeArgs) -> usize {
+    if version == Version::HTTP_2 {
         crate::h2_budget::MAX_DATA_FRAME
     } else {
-        state.config.max_write_buffer
-    };
-    let mut source = state.source.watch_online();
-    let online = source.as_mut().map(|s| *s.borrow_and_update());
-    let stream = EventStream::new(
-        sub,
-        preamble(state.config.retry, gap.as_ref(), online),
-        state.config.heartbeat,
-        cut,
-        &state.shutdown,
-        source,
-        state.config.retry,
-        ends_at(state.config.max_stream_age),
-        permit,
-        batch,
-    );
+        config.max_write_buffer
+    }
+}
+
+/// The `text/event-stream` response for `stream`, carrying its cut-off switch for the HTTP/2
+/// driver.
+fn event_stream_response(stream: EventStream, cut: CancelToken) -> Response {
     let body = Body::from_stream(futures::stream::unfold(stream, EventStream::step));
     let mut response = body.into_response();
-    response.extensions_mut().insert(StreamCut(cut_for_driver));
+    response.extensions_mut().insert(StreamCut(cut));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -270,7 +302,7 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 /// One subscriber's stream: the subscription plus what ends it.
