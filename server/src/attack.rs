@@ -202,7 +202,7 @@ fn stalling_h2_client(streams: u32, authority: &str) -> Vec<u8> {
 }
 
 /// An attack going on beside a load run: its attackers, and the server's RSS peak meanwhile.
-pub struct Running {
+pub(crate) struct Running {
     kind: Attack,
     asked: usize,
     tally: Arc<Tally>,
@@ -213,7 +213,7 @@ pub struct Running {
 }
 
 /// What an attack cost the server (RSS in bytes, CPU in seconds) and how its attackers fared.
-pub struct Report {
+pub(crate) struct Report {
     kind: Attack,
     asked: usize,
     opened: usize,
@@ -229,7 +229,7 @@ pub struct Report {
 impl Running {
     /// Starts sampling the server's RSS (its `/metrics` at `base`), then `count` attackers of
     /// `kind` (see [`launch`]).
-    pub async fn start(
+    pub(crate) async fn start(
         kind: Attack,
         count: usize,
         streams: usize,
@@ -255,7 +255,7 @@ impl Running {
 
     /// Ends the attack (the attackers still open leave), lets the server settle for 2 s, and
     /// reports against the server's `idle` figures (RSS, CPU) taken before the attack.
-    pub async fn finish(self, base: &http::Uri, idle: Option<(f64, f64)>) -> Report {
+    pub(crate) async fn finish(self, base: &http::Uri, idle: Option<(f64, f64)>) -> Report {
         self.stop.cancel();
         for attacker in self.attackers {
             let _ = attacker.await;
@@ -285,7 +285,7 @@ impl Running {
 
 impl Report {
     /// The report's lines for the load tool's output.
-    pub fn lines(&self) -> String {
+    pub(crate) fn lines(&self) -> String {
         let mib = |b: f64| b / 1048576.0;
         format!(
             "attack        {:?}: {} asked, {} connections opened, {} closed by the server (median {:.1}s, last {:.1}s after opening)\n\
@@ -297,7 +297,7 @@ impl Report {
     }
 
     /// The report for the load tool's `json` line (read by `bench/attacks.sh`).
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": format!("{:?}", self.kind), "asked": self.asked, "opened": self.opened,
             "closed": self.closed, "closed_median_s": self.closed_median_s,

@@ -28,21 +28,21 @@ use tokio::time::{Instant, Sleep};
 
 /// How long a body may take before its rate is held to `--min-body-rate`: a client's first
 /// bytes may wait on a slow start or a TLS record.
-pub const BODY_RATE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const BODY_RATE_GRACE: Duration = Duration::from_secs(1);
 
 /// The bounds on request bodies, and where their cuts are counted.
 #[derive(Clone)]
-pub struct BodyLimits {
+pub(crate) struct BodyLimits {
     /// `--body-timeout`; zero: none.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// `--min-body-rate`, bytes per second; zero: none.
-    pub min_rate: u64,
-    pub metrics: Arc<Metrics>,
+    pub(crate) min_rate: u64,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Why a request body was cut off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BodyCut {
+pub(crate) enum BodyCut {
     #[error("the request body did not arrive within {} s", .0.as_secs_f64())]
     TimedOut(Duration),
     #[error("the request body arrived slower than {0} bytes per second")]
@@ -52,7 +52,7 @@ pub enum BodyCut {
 impl BodyCut {
     /// The cut behind a body's read error, if it was one (wrapped in any number of errors
     /// that name their source, as axum's do).
-    pub fn of(error: &(dyn std::error::Error + 'static)) -> Option<BodyCut> {
+    pub(crate) fn of(error: &(dyn std::error::Error + 'static)) -> Option<BodyCut> {
         let mut next = Some(error);
         while let Some(e) = next {
             if let Some(cut) = e.downcast_ref::<BodyCut>() {
@@ -71,7 +71,7 @@ impl BodyCut {
 /// `from_fn` layer measured ~6,300 instructions per request under callgrind, a tower layer
 /// through `Router::layer` ~2,900 (it boxes each route once more), the guard inside the one
 /// layer the Router already had ~870 (`bench/h2-instructions.sh`: 62,317 against 61,445).
-pub async fn front(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+pub(crate) async fn front(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     match admit(&limits, req) {
         Ok(req) => crate::trace::request_id(req, next).await,
         Err(refusal) => refusal.into_response(),

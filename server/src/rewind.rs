@@ -12,13 +12,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// An IO with bytes already read from it put back in front, for hyper.
-pub struct Rewind<IO> {
+pub(crate) struct Rewind<IO> {
     prefix: Bytes,
     io: IO,
 }
 
 impl<IO> Rewind<IO> {
-    pub fn new(prefix: Bytes, io: IO) -> Self {
+    pub(crate) fn new(prefix: Bytes, io: IO) -> Self {
         Rewind { prefix, io }
     }
 }
