@@ -63,7 +63,8 @@ for (const attack of [...new Set(rows.map((r) => r.name))]) {
   const a = rows.find((r) => r.name === attack && r.mode === "attacked");
   const x = a.attack;
   const closed = `${x.closed} (${x.closed_median_s.toFixed(1)}/${x.closed_max_s.toFixed(1)})`;
-  const cpu = (x.server_cpu_s - u.attack.server_cpu_s).toFixed(2);
+  // The unloaded run's CPU over its publishing; the attacked run's from attack start to settled.
+  const cpu = (x.server_cpu_s - u.server_cpu_s).toFixed(2);
   console.log(`${attack.padEnd(16)}${String(x.asked).padStart(10)}  ${closed.padStart(22)}  ${mib(x.rss_peak - x.rss_idle).padStart(9)}  ${mib(x.rss_after - x.rss_idle).padStart(10)}  ${cpu.padStart(11)}  ${String(a.lost).padStart(11)}  ${u.p99_ms.toFixed(1)}/${a.p99_ms.toFixed(1)} (x${(a.p99_ms / u.p99_ms).toFixed(2)})`);
 }
 JS

@@ -99,7 +99,7 @@ async fn launch(
         };
         let (tally, stop) = (tally.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let Ok(mut stream) = connect(server, source).await else {
+            let Ok(mut stream) = small_socket(server, source).await else {
                 return;
             };
             tally.opened.fetch_add(1, Ordering::Relaxed);
@@ -130,8 +130,10 @@ async fn launch(
     (tally, tasks)
 }
 
-/// A socket from `source` with a small receive buffer.
-async fn connect(server: SocketAddr, source: Ipv4Addr) -> std::io::Result<TcpStream> {
+/// A connection from `source` whose receive buffer is small (4 KiB): what the server writes to
+/// a client that does not read stays on the server's side. The stalled and hostile clients of
+/// the load tool and of `server/tests/stalled.rs` all connect this way.
+pub async fn small_socket(server: SocketAddr, source: Ipv4Addr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     socket.bind(SocketAddr::from((source, 0)))?;
@@ -182,8 +184,9 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A cleartext HTTP/2 client in raw frames: every window opened to 2^31-1, `streams` requests
-/// for the event stream, and then it never reads.
-fn stalling_h2_client(streams: u32, authority: &str) -> Vec<u8> {
+/// for the event stream, and then it never reads (the bytes to send, after which the client
+/// sends nothing and reads nothing).
+pub fn stalling_h2_client(streams: u32, authority: &str) -> Vec<u8> {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     let mut settings = vec![0, 2, 0, 0, 0, 0, 0, 4];
     settings.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());

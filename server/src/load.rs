@@ -472,17 +472,8 @@ fn own_cpu_seconds() -> f64 {
 async fn open_stalled(server: SocketAddr, authority: &str, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
-        let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
-            continue;
-        };
-        let _ = socket.set_recv_buffer_size(4096);
-        if socket
-            .bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 250), 0)))
-            .is_err()
-        {
-            continue;
-        }
-        let Ok(mut stream) = socket.connect(server).await else {
+        let source = Ipv4Addr::new(127, 0, 0, 250);
+        let Ok(mut stream) = crate::attack::small_socket(server, source).await else {
             continue;
         };
         let request = format!("GET /messages HTTP/1.1\r\nhost: {authority}\r\n\r\n");
@@ -713,18 +704,10 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             args.stalled
         );
     }
-    let attack_json = match &attack {
-        Some(report) => {
-            out.push_str(&report.lines());
-            report.json()
-        }
-        None => match (idle, after) {
-            (Some((_, cpu0)), Some((_, cpu1))) => {
-                serde_json::json!({ "server_cpu_s": cpu1 - cpu0 })
-            }
-            _ => serde_json::Value::Null,
-        },
-    };
+    let attack_json = attack.as_ref().map_or(serde_json::Value::Null, |report| {
+        out.push_str(&report.lines());
+        report.json()
+    });
     let _ = writeln!(
         out,
         "load tool     {:.0}% CPU (of one core)",
@@ -741,6 +724,7 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             "p99_ms": ms(shared.percentile(0.99)), "max_ms": ms(shared.max_us.load(Ordering::Relaxed)),
             "lost": lost,
             "idle_kib_per_subscriber": match (before, idle) { (Some((a, _)), Some((b, _))) => (b - a) / 1024.0 / connected.max(1) as f64, _ => f64::NAN },
+            "server_cpu_s": match (idle, after) { (Some((_, a)), Some((_, b))) => b - a, _ => f64::NAN },
             "attack": attack_json,
         })
     );

@@ -10,8 +10,10 @@ mod common;
 
 use cap::Cap;
 use common::{config, SseClient, TestServer, PATIENCE};
+use server::attack::{small_socket, stalling_h2_client};
 use server::config::ServeArgs;
 use std::alloc::System;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -82,12 +84,9 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     .await;
     let mut stalled = Vec::with_capacity(STALLED);
     for _ in 0..STALLED {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&server.addr.into()).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        let mut s = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+        let mut s = small_socket(server.addr, Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap();
         s.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
             .await
             .unwrap();
@@ -122,48 +121,6 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     server.shutdown().await;
 }
 
-/// A client socket from `from` whose receive buffer is small: what the server writes stays
-/// on the server's side.
-async fn small_socket(from: [u8; 4], to: std::net::SocketAddr) -> tokio::net::TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket
-        .bind(&std::net::SocketAddr::from((from, 0)).into())
-        .unwrap();
-    socket.connect(&to.into()).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    tokio::net::TcpStream::from_std(socket.into()).unwrap()
-}
-
-/// One HTTP/2 frame: its header (length, type, flags, stream) and payload.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = (payload.len() as u32).to_be_bytes();
-    let mut f = vec![len[1], len[2], len[3], kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// A cleartext HTTP/2 connection, in raw frames, that opens every flow-control window as wide
-/// as the protocol allows and asks for `streams` event streams; it never reads.
-fn stalling_h2_client(streams: u32) -> Vec<u8> {
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    // SETTINGS: ENABLE_PUSH 0, INITIAL_WINDOW_SIZE 2^31-1.
-    let mut settings = vec![0, 2, 0, 0, 0, 0, 0, 4];
-    settings.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
-    out.extend(frame(4, 0, 0, &settings));
-    // The connection's window, opened to 2^31-1 too.
-    out.extend(frame(8, 0, 0, &(0x7fff_ffffu32 - 65_535).to_be_bytes()));
-    // HPACK: :method GET, :scheme http (static table), :path /messages, :authority t.
-    let mut block = vec![0x82, 0x86, 0x04, 9];
-    block.extend_from_slice(b"/messages");
-    block.extend_from_slice(&[0x01, 1, b't']);
-    for i in 0..streams {
-        out.extend(frame(1, 0x4 | 0x1, 2 * i + 1, &block));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_http2_streams_cost_one_budget_per_connection() {
     const CONNECTIONS: usize = 3;
@@ -182,8 +139,9 @@ async fn stalled_http2_streams_cost_one_budget_per_connection() {
     .await;
     let mut attackers = Vec::new();
     for i in 0..CONNECTIONS {
-        let mut s = small_socket([127, 0, 0, 2 + i as u8], server.addr).await;
-        s.write_all(&stalling_h2_client(STREAMS as u32))
+        let from = Ipv4Addr::new(127, 0, 0, 2 + i as u8);
+        let mut s = small_socket(server.addr, from).await.unwrap();
+        s.write_all(&stalling_h2_client(STREAMS as u32, "t"))
             .await
             .unwrap();
         attackers.push(s);

@@ -212,11 +212,10 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
     let server = TestServer::start(cfg).await;
 
     // The stalled client: a small receive buffer, and it never reads.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    let mut stalled = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let mut stalled = server::attack::small_socket(server.addr, localhost)
+        .await
+        .unwrap();
     stalled
         .write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
         .await
