@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What hostile clients cost (issue 11): for each attack, a fresh release server with its default
-# settings, and `ringback bench` with a canary of 100 HTTP/1.1 subscribers at 200 msg/s of 1 KiB
+# settings, and `ringback-bench load` with a canary of 100 HTTP/1.1 subscribers at 200 msg/s of 1 KiB
 # for 10 s (2,000 messages), once without the attack and once with it. Prints each run, then a
 # table: the attackers closed by the server (and when), the server's RSS growth at peak and after
 # the attack, the server CPU the attack added, and the canary's loss and p99 against the unloaded
@@ -12,6 +12,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
+# The load tool, a client of the server (its own crate, built here if it is not yet).
+cargo build --release --quiet -p ringback-bench
+tool=target/release/ringback-bench
 bin=target/release/ringback
 # The server under test (another build for an A/B); the load tool is always this build's.
 server_bin=${SERVER_BIN:-$bin}
@@ -41,7 +44,7 @@ for attack in "${attacks[@]}"; do
       args+=(--attack "$attack" --attackers "$(count_for "$attack")" --attack-streams 1000)
     fi
     echo "== $attack: $mode" >&2
-    out=$("$bin" bench "${args[@]}")
+    out=$("$tool" load "${args[@]}")
     echo "$out" | grep -v '^json ' >&2
     cuts=$(curl -fs "http://127.0.0.1:$port/metrics" | grep '^ringback_cuts_total' | tr '\n' ' ' || true)
     echo "cuts: $cuts" >&2

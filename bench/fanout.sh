@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Short fan-out regression run (issue 5; about a minute): a fresh release server per
-# configuration, `ringback bench` against it, and each figure printed beside the one recorded in
+# configuration, `ringback-bench load` against it, and each figure printed beside the one recorded in
 # bench/fanout-baseline.json as a ratio (now ÷ recorded). Machines are noisy: read the ratios,
 # and re-run before believing a change under ~20%.
 # Needs the release build (cargo leptos build --release).
@@ -9,6 +9,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
+# The load tool, a client of the server (its own crate, built here if it is not yet).
+cargo build --release --quiet -p ringback-bench
+tool=target/release/ringback-bench
 bin=target/release/ringback
 # The server under test (another build for an A/B); the load tool is always this build's.
 server_bin=${SERVER_BIN:-$bin}
@@ -28,7 +31,7 @@ for run in 1000x10 10000x10 1000x100 h2-10000x10 h2-10000x50; do
   pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   echo "== $run: $subscribers subscribers x $rate msg/s for 10 s ${transport[*]}" >&2
-  out=$("$bin" bench --url "http://127.0.0.1:$port" --subscribers "$subscribers" --rate "$rate" --duration 10s --drain 5s "${transport[@]}")
+  out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers "$subscribers" --rate "$rate" --duration 10s --drain 5s "${transport[@]}")
   echo "$out" | grep -v '^json ' >&2
   echo "$run $(echo "$out" | sed -n 's/^json //p')" >>"$results"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""

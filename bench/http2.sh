@@ -2,12 +2,15 @@
 # HTTP/2 benchmarks (issue 3), recorded in BENCHMARKS.md:
 #  1. h2load against a small route (/healthz), Ringback's h2 driver vs hyper's HTTP/2 on the same
 #     binary (--http2-driver), over h2c and TLS, in alternating rounds;
-#  2. page load with vs without push (ringback pageload).
+#  2. page load with vs without push (ringback-bench pageload).
 # Needs the release build (cargo leptos build --release) and h2load (Debian nghttp2-client).
 # Usage: bench/http2.sh [rounds]   -- everything stays on 127.0.0.1 and stops by itself.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
+# The load tool, a client of the server (its own crate, built here if it is not yet).
+cargo build --release --quiet -p ringback-bench
+tool=target/release/ringback-bench
 rounds=${1:-3}
 bin=target/release/ringback
 export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
@@ -36,8 +39,8 @@ for r in $(seq "$rounds"); do
 done
 
 echo
-echo "ringback pageload --iterations 300 (fresh TLS connection per load)"
+echo "ringback-bench pageload --iterations 300 (fresh TLS connection per load)"
 for r in $(seq "$rounds"); do
-  "$bin" pageload --url https://127.0.0.1:3300/ --push --iterations 300
-  "$bin" pageload --url https://127.0.0.1:3300/ --iterations 300
+  "$tool" pageload --url https://127.0.0.1:3300/ --push --iterations 300
+  "$tool" pageload --url https://127.0.0.1:3300/ --iterations 300
 done

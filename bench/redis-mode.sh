@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One `ringback bench` run against a server in Redis mode: a fresh redis-server (no persistence)
+# One `ringback-bench load` run against a server in Redis mode: a fresh redis-server (no persistence)
 # and a fresh release server following it, both on free ports, stopped afterwards.
 # Needs the release build (cargo leptos build --release) and redis-server.
 # Usage: bench/redis-mode.sh <bench args...>
@@ -9,6 +9,9 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
+# The load tool, a client of the server (its own crate, built here if it is not yet).
+cargo build --release --quiet -p ringback-bench
+tool=target/release/ringback-bench
 export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true RINGBACK_LOG=warn
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 redis_port=$(free_port)
@@ -24,4 +27,4 @@ target/release/ringback --addr "127.0.0.1:$port" --redis-url "$url" --data-dir t
 pids+=($!)
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/readyz" && break; sleep 0.1; done
 args=("$@")
-target/release/ringback bench --url "http://127.0.0.1:$port" "${args[@]//REDIS/$url}"
+"$tool" load --url "http://127.0.0.1:$port" "${args[@]//REDIS/$url}"

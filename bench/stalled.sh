@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # What clients that stop reading cost the others (issue 6): a fresh release server per run,
-# `ringback bench` with 1,000 reading subscribers at 10 msg/s of 2 KiB (so the stalled sockets'
+# `ringback-bench load` with 1,000 reading subscribers at 10 msg/s of 2 KiB (so the stalled sockets'
 # buffers fill), without and then with 1,000 subscribers that never read (4 KiB receive
 # buffers). Prints each run's figures and the ratios with/without. Needs the release build
 # (cargo leptos build --release). Usage: bench/stalled.sh [rounds]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
+# The load tool, a client of the server (its own crate, built here if it is not yet).
+cargo build --release --quiet -p ringback-bench
+tool=target/release/ringback-bench
 bin=target/release/ringback
 port=3391
 rounds=${1:-2}
@@ -21,7 +24,7 @@ for round in $(seq "$rounds"); do
     pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
     echo "== round $round: 1000 readers x 10 msg/s x 2 KiB, $stalled stalled" >&2
-    out=$("$bin" bench --url "http://127.0.0.1:$port" --subscribers 1000 --rate 10 --payload 2048 \
+    out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 1000 --rate 10 --payload 2048 \
       --duration 10s --drain 5s --stalled "$stalled")
     echo "$out" | grep -v '^json ' >&2
     rss=$(curl -fs "http://127.0.0.1:$port/metrics" | sed -n 's/^process_resident_memory_bytes //p')

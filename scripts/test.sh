@@ -14,10 +14,10 @@ cargo leptos build --release --precompress
 
 step "format and lints (rustfmt, clippy with the workspace lints)"
 cargo fmt --all --check
-cargo clippy -p app -p server --all-targets -- -D warnings
+cargo clippy -p app -p server -p ringback-bench --all-targets -- -D warnings
 
 step "Rust unit and integration tests"
-cargo test -p app -p server
+cargo test -p app -p server -p ringback-bench
 
 step "end-to-end tests (Playwright, Chromium)"
 (cd end2end && npx playwright test)

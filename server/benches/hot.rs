@@ -4,9 +4,9 @@
 //! `cargo bench -p server --bench hot`; results and their dates in BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use server::broadcast::{BroadcastList, Limits, Start};
-use server::cancel::CancelToken;
-use server::metrics::Metrics;
+use ringback::feed::broadcast::{BroadcastList, Limits, Start};
+use ringback::metrics::Metrics;
+use ringback::runtime::cancel::CancelToken;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -37,7 +37,13 @@ fn encoder(c: &mut Criterion) {
     let data = serde_json::to_vec(&payload()).unwrap_or_default();
     c.bench_function("sse/encode_message", |b| {
         b.iter(|| {
-            server::sse::encode_message(black_box(1_795_000_000_000_001), "blue", &data, b"", false)
+            ringback::feed::frame::encode_message(
+                black_box(1_795_000_000_000_001),
+                "blue",
+                &data,
+                b"",
+                false,
+            )
         })
     });
 }

@@ -137,85 +137,59 @@ pub enum Command {
     Serve(ServeArgs),
     /// Publish one message to a running server through `POST /messages`.
     Publish(PublishArgs),
-    /// Benchmark: time page loads over HTTP/2 with or without push (see BENCHMARKS.md).
-    Pageload(PageloadArgs),
-    /// Load tool: N SSE subscribers, messages at a fixed rate; reports deliveries, latency,
-    /// losses and the server's memory and CPU (see BENCHMARKS.md).
-    Bench(LoadArgs),
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct LoadArgs {
-    /// The server's base URL (HTTP/1.1, IPv4).
-    #[arg(long, default_value = defaults::PUBLISH_URL)]
-    pub url: String,
-    /// SSE subscribers to open.
-    #[arg(long, default_value_t = 1000)]
-    pub subscribers: usize,
-    /// Messages published per second.
-    #[arg(long, default_value_t = 10.0)]
-    pub rate: f64,
-    /// How long to publish, e.g. `10s`.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub duration: Duration,
-    /// How long to wait after the last publish for deliveries to finish.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub drain: Duration,
-    /// Padding bytes in each message.
-    #[arg(long, default_value_t = 64)]
-    pub payload: usize,
-    /// Loopback source addresses to connect from (127.0.0.2, …); 0: one per 20,000 subscribers.
-    #[arg(long, default_value_t = 0)]
-    pub sources: usize,
-    /// Publish with Redis `PUBLISH` to this Redis instead of `POST /messages`.
-    #[arg(long)]
-    pub redis_url: Option<String>,
-    /// The Pub/Sub channel for `--redis-url`.
-    #[arg(long, default_value = defaults::REDIS_CHANNELS)]
-    pub redis_channel: String,
-    /// Also hold this many subscribers that never read (small receive buffers), to measure
-    /// what slow clients cost the others.
-    #[arg(long, default_value_t = 0)]
-    pub stalled: usize,
-    /// Subscribe with HTTP/2 streams (h2c), this many to a connection, instead of one
-    /// HTTP/1.1 connection each. At most the server's `--h2-max-concurrent-streams`.
-    #[arg(long, default_value_t = 0)]
-    pub http2_streams: usize,
-    /// Subscribe over TLS (the certificate is not verified): ALPN `h2` with `--http2-streams`
-    /// (`--http2-streams 1`: a browser's shape, one TLS connection and one stream each),
-    /// `http/1.1` otherwise.
-    #[arg(long)]
-    pub tls: bool,
-    /// Hostile clients to open as publishing starts (see BENCHMARKS.md): what they cost the
-    /// server and the subscribers.
-    #[arg(long, value_enum)]
-    pub attack: Option<crate::attack::Attack>,
-    /// Attackers (`h2-stalled`: event streams) to open.
-    #[arg(long, default_value_t = 1000)]
-    pub attackers: usize,
-    /// `h2-stalled`: streams to one attacking connection.
-    #[arg(long, default_value_t = 1000)]
-    pub attack_streams: usize,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct PageloadArgs {
-    /// The server's HTTPS base URL.
-    #[arg(long, default_value = "https://127.0.0.1:3000/")]
-    pub url: String,
-    /// Accept push (otherwise fetch the page, then its assets).
-    #[arg(long)]
-    pub push: bool,
-    /// Page loads to time.
-    #[arg(long, default_value_t = 200)]
-    pub iterations: usize,
-}
-
+/// `ringback [serve]`: every setting of the server, by the component that takes it.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "RINGBACK_ADDR")]
     pub addr: Option<SocketAddr>,
+    /// Log filter, e.g. `info`, `ringback=debug,info`.
+    #[arg(long, env = "RINGBACK_LOG", default_value = defaults::LOG)]
+    pub log: String,
+    #[command(flatten, next_help_heading = "Feed")]
+    pub feed: FeedLimits,
+    #[command(flatten, next_help_heading = "Event streams")]
+    pub events: EventArgs,
+    #[command(flatten, next_help_heading = "Credentials")]
+    pub auth: AuthArgs,
+    #[command(flatten, next_help_heading = "Client limits")]
+    pub limits: LimitArgs,
+    #[command(flatten, next_help_heading = "Request bodies")]
+    pub body: BodyArgs,
+    #[command(flatten, next_help_heading = "Page and demo")]
+    pub site: SiteArgs,
+    #[command(flatten, next_help_heading = "Connections")]
+    pub transport: TransportArgs,
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: TlsArgs,
+    #[command(flatten, next_help_heading = "Redis")]
+    pub redis: RedisArgs,
+}
+
+impl Default for ServeArgs {
+    /// The defaults, as `ringback` with no flags and no environment would use them.
+    fn default() -> Self {
+        ServeArgs {
+            addr: None,
+            log: defaults::LOG.to_owned(),
+            feed: FeedLimits::default(),
+            events: EventArgs::default(),
+            auth: AuthArgs::default(),
+            limits: LimitArgs::default(),
+            body: BodyArgs::default(),
+            site: SiteArgs::default(),
+            transport: TransportArgs::default(),
+            tls: TlsArgs::default(),
+            redis: RedisArgs::default(),
+        }
+    }
+}
+
+/// The broadcast list: what it keeps, and what it accepts.
+#[derive(Debug, Clone, Args)]
+pub struct FeedLimits {
     /// Messages kept in history for resume and first paint.
     #[arg(long, env = "RINGBACK_HISTORY", default_value_t = defaults::HISTORY)]
     pub history: usize,
@@ -232,19 +206,23 @@ pub struct ServeArgs {
     /// longer counts against `--max-channels`), e.g. `10m`; `0s`: never.
     #[arg(long, env = "RINGBACK_CHANNEL_IDLE", value_parser = parse_duration, default_value = "10m")]
     pub channel_idle: Duration,
-    /// New channels per minute per publish credential (per address when publishing is open;
-    /// 0: no limit).
-    #[arg(long, env = "RINGBACK_NEW_CHANNEL_RATE", default_value_t = defaults::NEW_CHANNEL_RATE)]
-    pub new_channel_rate: f64,
-    /// Burst of new channels per credential above `--new-channel-rate`.
-    #[arg(long, env = "RINGBACK_NEW_CHANNEL_BURST", default_value_t = defaults::NEW_CHANNEL_BURST)]
-    pub new_channel_burst: u32,
-    /// Channels one subscriber may name in `?type=` filters.
-    #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
-    pub max_filter_channels: usize,
-    /// Open connections accepted at once.
-    #[arg(long, env = "RINGBACK_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
-    pub max_connections: usize,
+}
+
+impl Default for FeedLimits {
+    fn default() -> Self {
+        FeedLimits {
+            history: defaults::HISTORY,
+            history_bytes: defaults::HISTORY_BYTES,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            max_channels: defaults::MAX_CHANNELS,
+            channel_idle: defaults::CHANNEL_IDLE,
+        }
+    }
+}
+
+/// Event streams (`GET /messages`).
+#[derive(Debug, Clone, Args)]
+pub struct EventArgs {
     /// SSE heartbeat interval when idle, e.g. `15s`, `500ms`.
     #[arg(long, env = "RINGBACK_HEARTBEAT", value_parser = parse_duration, default_value = "15s")]
     pub heartbeat: Duration,
@@ -255,76 +233,25 @@ pub struct ServeArgs {
     /// random), so clients reconnect, and rebalance, a few at a time. `0`: no limit.
     #[arg(long, env = "RINGBACK_MAX_STREAM_AGE", value_parser = parse_duration, default_value = "0s")]
     pub max_stream_age: Duration,
-    /// Messages each channel's box keeps on the page.
-    #[arg(long, env = "RINGBACK_UI_MESSAGES", default_value_t = defaults::UI_MESSAGES)]
-    pub ui_messages: usize,
-    /// Publish a demo message every `--demo-interval` across a few channels.
-    #[arg(long, env = "RINGBACK_DEMO", default_value_t = false, action = clap::ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub demo: bool,
-    /// Interval of the demo source, e.g. `1s`.
-    #[arg(long, env = "RINGBACK_DEMO_INTERVAL", value_parser = parse_duration, default_value = "1s")]
-    pub demo_interval: Duration,
-    /// How long shutdown waits for open connections, e.g. `10s`.
-    #[arg(long, env = "RINGBACK_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
-    pub shutdown_grace: Duration,
-    /// Log filter, e.g. `info`, `ringback=debug,info`.
-    #[arg(long, env = "RINGBACK_LOG", default_value = defaults::LOG)]
-    pub log: String,
-    /// TLS certificate chain (PEM). Without it, a self-signed one for localhost is made once.
-    #[arg(long, env = "RINGBACK_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM), with `--tls-cert`.
-    #[arg(long, env = "RINGBACK_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Directory for local state (the self-signed certificate). Never commit it.
-    #[arg(long, env = "RINGBACK_DATA_DIR", default_value = defaults::DATA_DIR)]
-    pub data_dir: PathBuf,
-    /// Time from accept to a whole request head: the HTTP/1.1 head, or the TLS handshake plus
-    /// the HTTP/2 preface; also each later HTTP/1.1 head on a kept-alive connection, e.g. `5s`.
-    #[arg(long, alias = "tls-handshake-timeout", env = "RINGBACK_HEADER_READ_TIMEOUT",
-          value_parser = parse_duration, default_value = "5s")]
-    pub header_read_timeout: Duration,
-    /// Time a request body has to arrive whole (`408` after it), e.g. `10s`.
-    #[arg(long, env = "RINGBACK_BODY_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
-    pub body_timeout: Duration,
-    /// Bytes per second a request body must keep up after its first second (`408` below it;
-    /// 0: no minimum).
-    #[arg(long, env = "RINGBACK_MIN_BODY_RATE", default_value_t = defaults::MIN_BODY_RATE)]
-    pub min_body_rate: u64,
-    /// HTTP/2: bytes all streams of one connection may hold unsent (handed to the protocol,
-    /// not yet written to the socket); a connection over it is closed, its subscribers resume
-    /// with `Last-Event-ID`.
-    #[arg(long, env = "RINGBACK_MAX_CONNECTION_BUFFER", default_value_t = defaults::MAX_CONNECTION_BUFFER)]
-    pub max_connection_buffer: usize,
-    /// HTTP/2: a connection with no stream in flight this long gets GOAWAY, e.g. `120s`.
-    #[arg(long, env = "RINGBACK_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "120s")]
-    pub idle_timeout: Duration,
-    /// HTTP/2: concurrent streams per connection.
-    #[arg(long, env = "RINGBACK_H2_MAX_CONCURRENT_STREAMS", default_value_t = defaults::H2_MAX_CONCURRENT_STREAMS)]
-    pub h2_max_concurrent_streams: u32,
-    /// HTTP/2: largest request header list, in bytes.
-    #[arg(long, env = "RINGBACK_H2_MAX_HEADER_LIST_SIZE", default_value_t = defaults::H2_MAX_HEADER_LIST_SIZE)]
-    pub h2_max_header_list_size: u32,
-    /// HTTP/2: receive window per stream, in bytes.
-    #[arg(long, env = "RINGBACK_H2_STREAM_WINDOW", default_value_t = defaults::H2_STREAM_WINDOW)]
-    pub h2_stream_window: u32,
-    /// HTTP/2: receive window per connection, in bytes.
-    #[arg(long, env = "RINGBACK_H2_CONNECTION_WINDOW", default_value_t = defaults::H2_CONNECTION_WINDOW)]
-    pub h2_connection_window: u32,
-    /// HTTP/2: send buffer per stream, in bytes.
-    #[arg(long, env = "RINGBACK_H2_MAX_SEND_BUFFER", default_value_t = defaults::H2_MAX_SEND_BUFFER)]
-    pub h2_max_send_buffer: usize,
-    /// HTTP/2: client resets of not-yet-accepted streams tolerated (rapid reset).
-    #[arg(long, env = "RINGBACK_H2_MAX_PENDING_ACCEPT_RESETS", default_value_t = defaults::H2_MAX_PENDING_ACCEPT_RESETS)]
-    pub h2_max_pending_accept_resets: usize,
-    /// HTTP/2: resets caused by client errors tolerated before the connection is closed.
-    #[arg(long, env = "RINGBACK_H2_MAX_LOCAL_ERROR_RESETS", default_value_t = defaults::H2_MAX_LOCAL_ERROR_RESETS)]
-    pub h2_max_local_error_resets: usize,
-    /// Which HTTP/2 implementation serves: `ringback` (the h2 driver, with push and 103) or
-    /// `hyper` (hyper's own, without them; kept to benchmark the driver against).
-    #[arg(long, env = "RINGBACK_HTTP2_DRIVER", value_enum, default_value_t = Http2Driver::Ringback)]
-    pub http2_driver: Http2Driver,
+    /// Channels one subscriber may name in `?type=` filters.
+    #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
+    pub max_filter_channels: usize,
+}
+
+impl Default for EventArgs {
+    fn default() -> Self {
+        EventArgs {
+            heartbeat: defaults::HEARTBEAT,
+            retry: defaults::RETRY,
+            max_stream_age: Duration::ZERO,
+            max_filter_channels: defaults::MAX_FILTER_CHANNELS,
+        }
+    }
+}
+
+/// Credentials: who may publish, who may read private channels.
+#[derive(Debug, Clone, Args, Default)]
+pub struct AuthArgs {
     /// Bearer token(s) required to publish through `POST /messages`, comma-separated; none:
     /// publishing is open (set this in production).
     #[arg(
@@ -347,10 +274,11 @@ pub struct ServeArgs {
     /// `ringback.subscribe` claim lists them. Needs a JWT key.
     #[arg(long, env = "RINGBACK_PRIVATE_CHANNELS", value_delimiter = ',')]
     pub private_channels: Vec<String>,
-    /// Origins allowed to use the API from other sites (CORS), comma-separated, e.g.
-    /// `https://app.example`; `*` allows any origin, but then without cookies or credentials.
-    #[arg(long, env = "RINGBACK_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
+}
+
+/// What one client may take: subscribers, publishes, new channels; and where it comes from.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
     /// SSE subscribers held at once (0: no limit).
     #[arg(long, env = "RINGBACK_MAX_SUBSCRIBERS", default_value_t = defaults::MAX_SUBSCRIBERS)]
     pub max_subscribers: usize,
@@ -364,18 +292,205 @@ pub struct ServeArgs {
     /// Burst of messages per credential above `--publish-rate`.
     #[arg(long, env = "RINGBACK_PUBLISH_BURST", default_value_t = defaults::PUBLISH_BURST)]
     pub publish_burst: u32,
+    /// New channels per minute per publish credential (per address when publishing is open;
+    /// 0: no limit).
+    #[arg(long, env = "RINGBACK_NEW_CHANNEL_RATE", default_value_t = defaults::NEW_CHANNEL_RATE)]
+    pub new_channel_rate: f64,
+    /// Burst of new channels per credential above `--new-channel-rate`.
+    #[arg(long, env = "RINGBACK_NEW_CHANNEL_BURST", default_value_t = defaults::NEW_CHANNEL_BURST)]
+    pub new_channel_burst: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy that
     /// sets it: otherwise clients could pick their own address).
     #[arg(long, env = "RINGBACK_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub trust_forwarded_for: bool,
+    /// Origins allowed to use the API from other sites (CORS), comma-separated, e.g.
+    /// `https://app.example`; `*` allows any origin, but then without cookies or credentials.
+    #[arg(long, env = "RINGBACK_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        LimitArgs {
+            max_subscribers: defaults::MAX_SUBSCRIBERS,
+            max_subscribers_per_ip: defaults::MAX_SUBSCRIBERS_PER_IP,
+            publish_rate: defaults::PUBLISH_RATE,
+            publish_burst: defaults::PUBLISH_BURST,
+            new_channel_rate: defaults::NEW_CHANNEL_RATE,
+            new_channel_burst: defaults::NEW_CHANNEL_BURST,
+            trust_forwarded_for: false,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Request bodies: how long they may take.
+#[derive(Debug, Clone, Args)]
+pub struct BodyArgs {
+    /// Time a request body has to arrive whole (`408` after it), e.g. `10s`.
+    #[arg(long, env = "RINGBACK_BODY_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub body_timeout: Duration,
+    /// Bytes per second a request body must keep up after its first second (`408` below it;
+    /// 0: no minimum).
+    #[arg(long, env = "RINGBACK_MIN_BODY_RATE", default_value_t = defaults::MIN_BODY_RATE)]
+    pub min_body_rate: u64,
+}
+
+impl Default for BodyArgs {
+    fn default() -> Self {
+        BodyArgs {
+            body_timeout: defaults::BODY_TIMEOUT,
+            min_body_rate: defaults::MIN_BODY_RATE,
+        }
+    }
+}
+
+/// The page, and the demo source that keeps it alive.
+#[derive(Debug, Clone, Args)]
+pub struct SiteArgs {
+    /// Messages each channel's box keeps on the page.
+    #[arg(long, env = "RINGBACK_UI_MESSAGES", default_value_t = defaults::UI_MESSAGES)]
+    pub ui_messages: usize,
+    /// Publish a demo message every `--demo-interval` across a few channels.
+    #[arg(long, env = "RINGBACK_DEMO", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub demo: bool,
+    /// Interval of the demo source, e.g. `1s`.
+    #[arg(long, env = "RINGBACK_DEMO_INTERVAL", value_parser = parse_duration, default_value = "1s")]
+    pub demo_interval: Duration,
+}
+
+impl Default for SiteArgs {
+    fn default() -> Self {
+        SiteArgs {
+            ui_messages: defaults::UI_MESSAGES,
+            demo: false,
+            demo_interval: defaults::DEMO_INTERVAL,
+        }
+    }
+}
+
+/// Connections: how many, and how long and how much each may take.
+#[derive(Debug, Clone, Args)]
+pub struct TransportArgs {
+    /// Open connections accepted at once.
+    #[arg(long, env = "RINGBACK_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Time from accept to a whole request head: the HTTP/1.1 head, or the TLS handshake plus
+    /// the HTTP/2 preface; also each later HTTP/1.1 head on a kept-alive connection, e.g. `5s`.
+    #[arg(long, alias = "tls-handshake-timeout", env = "RINGBACK_HEADER_READ_TIMEOUT",
+          value_parser = parse_duration, default_value = "5s")]
+    pub header_read_timeout: Duration,
+    /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
+    #[arg(long, env = "RINGBACK_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub write_timeout: Duration,
     /// HTTP/1.1: bytes a connection holds beyond the socket: hyper's write buffer for pages and
     /// API (min 8 KiB), and the largest batch of frames an event stream writes at once.
     #[arg(long, env = "RINGBACK_MAX_WRITE_BUFFER", default_value_t = defaults::MAX_WRITE_BUFFER)]
     pub max_write_buffer: usize,
-    /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
-    #[arg(long, env = "RINGBACK_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
-    pub write_timeout: Duration,
+    /// HTTP/2: bytes all streams of one connection may hold unsent (handed to the protocol,
+    /// not yet written to the socket); a connection over it is closed, its subscribers resume
+    /// with `Last-Event-ID`.
+    #[arg(long, env = "RINGBACK_MAX_CONNECTION_BUFFER", default_value_t = defaults::MAX_CONNECTION_BUFFER)]
+    pub max_connection_buffer: usize,
+    /// HTTP/2: a connection with no stream in flight this long gets GOAWAY, e.g. `120s`.
+    #[arg(long, env = "RINGBACK_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "120s")]
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for open connections, e.g. `10s`.
+    #[arg(long, env = "RINGBACK_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
+    /// Which HTTP/2 implementation serves: `ringback` (the h2 driver, with push and 103) or
+    /// `hyper` (hyper's own, without them; kept to benchmark the driver against).
+    #[arg(long, env = "RINGBACK_HTTP2_DRIVER", value_enum, default_value_t = Http2Driver::Ringback)]
+    pub http2_driver: Http2Driver,
+    #[command(flatten, next_help_heading = "HTTP/2")]
+    pub http2: Http2Limits,
+}
+
+impl Default for TransportArgs {
+    fn default() -> Self {
+        TransportArgs {
+            max_connections: defaults::MAX_CONNECTIONS,
+            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            write_timeout: defaults::WRITE_TIMEOUT,
+            max_write_buffer: defaults::MAX_WRITE_BUFFER,
+            max_connection_buffer: defaults::MAX_CONNECTION_BUFFER,
+            idle_timeout: defaults::IDLE_TIMEOUT,
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            http2_driver: Http2Driver::Ringback,
+            http2: Http2Limits::default(),
+        }
+    }
+}
+
+/// HTTP/2: the limits applied to every connection, by either driver.
+#[derive(Debug, Clone, Args)]
+pub struct Http2Limits {
+    /// HTTP/2: concurrent streams per connection.
+    #[arg(long, env = "RINGBACK_H2_MAX_CONCURRENT_STREAMS", default_value_t = defaults::H2_MAX_CONCURRENT_STREAMS)]
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: largest request header list, in bytes.
+    #[arg(long, env = "RINGBACK_H2_MAX_HEADER_LIST_SIZE", default_value_t = defaults::H2_MAX_HEADER_LIST_SIZE)]
+    pub h2_max_header_list_size: u32,
+    /// HTTP/2: receive window per stream, in bytes.
+    #[arg(long, env = "RINGBACK_H2_STREAM_WINDOW", default_value_t = defaults::H2_STREAM_WINDOW)]
+    pub h2_stream_window: u32,
+    /// HTTP/2: receive window per connection, in bytes.
+    #[arg(long, env = "RINGBACK_H2_CONNECTION_WINDOW", default_value_t = defaults::H2_CONNECTION_WINDOW)]
+    pub h2_connection_window: u32,
+    /// HTTP/2: send buffer per stream, in bytes.
+    #[arg(long, env = "RINGBACK_H2_MAX_SEND_BUFFER", default_value_t = defaults::H2_MAX_SEND_BUFFER)]
+    pub h2_max_send_buffer: usize,
+    /// HTTP/2: client resets of not-yet-accepted streams tolerated (rapid reset).
+    #[arg(long, env = "RINGBACK_H2_MAX_PENDING_ACCEPT_RESETS", default_value_t = defaults::H2_MAX_PENDING_ACCEPT_RESETS)]
+    pub h2_max_pending_accept_resets: usize,
+    /// HTTP/2: resets caused by client errors tolerated before the connection is closed.
+    #[arg(long, env = "RINGBACK_H2_MAX_LOCAL_ERROR_RESETS", default_value_t = defaults::H2_MAX_LOCAL_ERROR_RESETS)]
+    pub h2_max_local_error_resets: usize,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
+            h2_max_header_list_size: defaults::H2_MAX_HEADER_LIST_SIZE,
+            h2_stream_window: defaults::H2_STREAM_WINDOW,
+            h2_connection_window: defaults::H2_CONNECTION_WINDOW,
+            h2_max_send_buffer: defaults::H2_MAX_SEND_BUFFER,
+            h2_max_pending_accept_resets: defaults::H2_MAX_PENDING_ACCEPT_RESETS,
+            h2_max_local_error_resets: defaults::H2_MAX_LOCAL_ERROR_RESETS,
+        }
+    }
+}
+
+/// TLS: the certificate, given or made.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// TLS certificate chain (PEM). Without it, a self-signed one for localhost is made once.
+    #[arg(long, env = "RINGBACK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with `--tls-cert`.
+    #[arg(long, env = "RINGBACK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Directory for local state (the self-signed certificate). Never commit it.
+    #[arg(long, env = "RINGBACK_DATA_DIR", default_value = defaults::DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+impl Default for TlsArgs {
+    fn default() -> Self {
+        TlsArgs {
+            tls_cert: None,
+            tls_key: None,
+            data_dir: PathBuf::from(defaults::DATA_DIR),
+        }
+    }
+}
+
+/// Redis: the shared feed of several servers.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
     /// Follow this Redis (`redis://host:port/db`) instead of the in-process bus; several servers
     /// on one Redis serve one feed. Also read from `REDIS_URL`.
     #[arg(long, env = "RINGBACK_REDIS_URL", hide_env_values = true)]
@@ -395,6 +510,19 @@ pub struct ServeArgs {
     /// How long a publish waits for Redis before answering 503, e.g. `2s`.
     #[arg(long, env = "RINGBACK_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
     pub redis_timeout: Duration,
+}
+
+impl Default for RedisArgs {
+    fn default() -> Self {
+        RedisArgs {
+            redis_url: None,
+            redis_channels: vec![defaults::REDIS_CHANNELS.to_owned()],
+            redis_prefix: defaults::REDIS_PREFIX.to_owned(),
+            history_age: defaults::HISTORY_AGE,
+            redis_backoff_max: defaults::REDIS_BACKOFF_MAX,
+            redis_timeout: defaults::REDIS_TIMEOUT,
+        }
+    }
 }
 
 /// See `--http2-driver`.
@@ -432,75 +560,16 @@ impl ServeArgs {
         raw.parse()
             .map_err(|e| format!("bad LEPTOS_SITE_ADDR {raw:?}: {e}"))
     }
+}
 
+impl RedisArgs {
     /// The Redis to follow: `--redis-url`/`RINGBACK_REDIS_URL`, else `REDIS_URL`, else none
     /// (the in-process bus). An empty value means none.
-    pub fn redis_url(&self) -> Option<String> {
+    pub fn url(&self) -> Option<String> {
         self.redis_url
             .clone()
             .or_else(|| std::env::var("REDIS_URL").ok())
             .filter(|u| !u.trim().is_empty())
-    }
-}
-
-impl Default for ServeArgs {
-    /// The defaults, as `ringback` with no flags and no environment would use them.
-    fn default() -> Self {
-        ServeArgs {
-            addr: None,
-            history: defaults::HISTORY,
-            history_bytes: defaults::HISTORY_BYTES,
-            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
-            max_channels: defaults::MAX_CHANNELS,
-            max_filter_channels: defaults::MAX_FILTER_CHANNELS,
-            max_connections: defaults::MAX_CONNECTIONS,
-            heartbeat: defaults::HEARTBEAT,
-            retry: defaults::RETRY,
-            max_stream_age: Duration::ZERO,
-            ui_messages: defaults::UI_MESSAGES,
-            demo: false,
-            demo_interval: defaults::DEMO_INTERVAL,
-            shutdown_grace: defaults::SHUTDOWN_GRACE,
-            log: defaults::LOG.to_owned(),
-            tls_cert: None,
-            tls_key: None,
-            data_dir: PathBuf::from(defaults::DATA_DIR),
-            header_read_timeout: defaults::HEADER_READ_TIMEOUT,
-            body_timeout: defaults::BODY_TIMEOUT,
-            min_body_rate: defaults::MIN_BODY_RATE,
-            max_connection_buffer: defaults::MAX_CONNECTION_BUFFER,
-            channel_idle: defaults::CHANNEL_IDLE,
-            new_channel_rate: defaults::NEW_CHANNEL_RATE,
-            new_channel_burst: defaults::NEW_CHANNEL_BURST,
-            idle_timeout: defaults::IDLE_TIMEOUT,
-            h2_max_concurrent_streams: defaults::H2_MAX_CONCURRENT_STREAMS,
-            h2_max_header_list_size: defaults::H2_MAX_HEADER_LIST_SIZE,
-            h2_stream_window: defaults::H2_STREAM_WINDOW,
-            h2_connection_window: defaults::H2_CONNECTION_WINDOW,
-            h2_max_send_buffer: defaults::H2_MAX_SEND_BUFFER,
-            h2_max_pending_accept_resets: defaults::H2_MAX_PENDING_ACCEPT_RESETS,
-            h2_max_local_error_resets: defaults::H2_MAX_LOCAL_ERROR_RESETS,
-            http2_driver: Http2Driver::Ringback,
-            publish_token: Vec::new(),
-            redis_url: None,
-            redis_channels: vec![defaults::REDIS_CHANNELS.to_owned()],
-            redis_prefix: defaults::REDIS_PREFIX.to_owned(),
-            history_age: defaults::HISTORY_AGE,
-            redis_backoff_max: defaults::REDIS_BACKOFF_MAX,
-            redis_timeout: defaults::REDIS_TIMEOUT,
-            jwt_secret: None,
-            jwt_public_key: None,
-            jwt_audience: None,
-            private_channels: Vec::new(),
-            cors_origins: Vec::new(),
-            max_subscribers: defaults::MAX_SUBSCRIBERS,
-            max_subscribers_per_ip: defaults::MAX_SUBSCRIBERS_PER_IP,
-            publish_rate: defaults::PUBLISH_RATE,
-            publish_burst: defaults::PUBLISH_BURST,
-            trust_forwarded_for: false,
-            write_timeout: defaults::WRITE_TIMEOUT,
-            max_write_buffer: defaults::MAX_WRITE_BUFFER,
-        }
     }
 }
 
@@ -545,25 +614,10 @@ mod tests {
 
     #[test]
     fn defaults_match_the_parser() {
-        // The string defaults of the duration flags must agree with the named constants.
+        // The parser's defaults (strings, for durations) must agree with the named constants,
+        // every group, every field.
         let parsed = Cli::try_parse_from(["ringback"]).unwrap().serve;
-        let named = ServeArgs::default();
-        assert_eq!(parsed.heartbeat, named.heartbeat);
-        assert_eq!(parsed.retry, named.retry);
-        assert_eq!(parsed.demo_interval, named.demo_interval);
-        assert_eq!(parsed.shutdown_grace, named.shutdown_grace);
-        assert_eq!(parsed.history, named.history);
-        assert_eq!(parsed.header_read_timeout, named.header_read_timeout);
-        assert_eq!(parsed.body_timeout, named.body_timeout);
-        assert_eq!(parsed.channel_idle, named.channel_idle);
-        assert_eq!(parsed.idle_timeout, named.idle_timeout);
-        assert_eq!(parsed.data_dir, named.data_dir);
-        assert_eq!(parsed.redis_channels, named.redis_channels);
-        assert_eq!(parsed.redis_prefix, named.redis_prefix);
-        assert_eq!(parsed.history_age, named.history_age);
-        assert_eq!(parsed.redis_backoff_max, named.redis_backoff_max);
-        assert_eq!(parsed.redis_timeout, named.redis_timeout);
-        assert_eq!(parsed.write_timeout, named.write_timeout);
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", ServeArgs::default()));
     }
 
     #[test]

@@ -1,60 +1,71 @@
-//! The server: the one axum Router, the accept loop that hands each connection to the listener
-//! (`listener.rs`), and notify-then-drain shutdown.
-//!
-//! Shutdown (as in mini-redis): the `shutdown` token is cancelled once, which every connection
-//! task and every SSE stream watches; SSE streams end (EventSource reconnects elsewhere), each
-//! connection finishes its in-flight requests, and `run` waits, up to a grace period, for the
-//! last connection task to drop its clone of the drain sender.
+//! The composition root: builds every part from the settings and wires them together: the
+//! feed and its source, the API's state, the one Router (API, pages, assets), and the transport
+//! that carries it. Only `main.rs` (and the tests) use it.
 
-use crate::assets::{self, AssetManifest};
-use crate::auth::{Auth, AuthSettings};
-use crate::broadcast::{BroadcastList, Limits};
-use crate::cancel::CancelToken;
+use crate::api::auth::Auth;
+use crate::api::limits::{PublishRate, SubscriberLimits};
+use crate::api::{guard, trace, ApiState};
 use crate::config::ServeArgs;
-use crate::limits::{PublishRate, SubscriberLimits};
+use crate::feed::broadcast::BroadcastList;
+use crate::feed::redis_ingest::{RedisIngest, RedisSettings};
+use crate::feed::source::Source;
 use crate::metrics::Metrics;
-use crate::push::{self, PushPolicy};
-use crate::redis_ingest::{RedisIngest, RedisSettings};
-use crate::source::Source;
-use crate::{listener, metrics, publish, sse};
+use crate::runtime::cancel::CancelToken;
+use crate::site::assets::{self, AssetManifest};
+use crate::site::push::{self, PushPolicy};
+use crate::transport::{accept, Transport};
 use app::message::DEFAULT_CHANNELS;
 use app::snapshot::SnapshotSource;
 use app::{shell, App};
 use axum::extract::FromRef;
 use axum::middleware;
-use axum::routing::get;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::LeptosRoutes;
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 
-/// Everything a handler needs, cloned into each request (all fields are shared handles).
+/// Why the server could not start: each a setting it cannot use, or a resource it cannot have.
+/// Redis itself need not be up: the server starts, serves, and connects when it can.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bad address: {0}")]
+    Address(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("Leptos configuration: {0}")]
+    Leptos(String),
+    #[error("asset manifest: {0}")]
+    Manifest(#[from] assets::ManifestError),
+    #[error(
+        "release builds serve the hashed site: set LEPTOS_HASH_FILES=true (scripts/run.sh does)"
+    )]
+    UnhashedSite,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("credentials: {0}")]
+    Auth(String),
+    #[error("--cors-origins: {0}")]
+    Cors(String),
+    #[error("Redis: {0}")]
+    Redis(String),
+    #[error("{0}")]
+    Runtime(std::io::Error),
+}
+
+/// Everything the server is made of, cloned into each request as the Router's state.
 #[derive(Clone)]
 pub struct AppState {
-    /// The broadcast list every subscriber reads.
-    pub feed: BroadcastList,
-    /// Where publishers append: the list itself, or the Redis log it follows.
-    pub source: Source,
-    /// Who may publish over HTTP, and who may read private channels.
-    pub auth: Arc<Auth>,
-    /// Subscribers held, in total and per address.
-    pub subscribers: Arc<SubscriberLimits>,
-    /// Publish rate per credential.
-    pub publish_rate: Arc<PublishRate>,
-    /// New channels per credential (the same keys as the publish rate).
-    pub new_channel_rate: Arc<PublishRate>,
-    pub config: Arc<ServeArgs>,
-    pub metrics: Arc<Metrics>,
-    /// Cancelled once at shutdown; SSE streams watch it so a graceful shutdown can finish.
-    pub shutdown: CancelToken,
+    /// What the API's handlers share.
+    pub api: ApiState,
     /// What leptos_axum needs to render pages and serve `/pkg`.
     pub leptos: LeptosOptions,
     /// Which requests are pages and which assets they bring (push, hints, `Link`).
@@ -62,7 +73,7 @@ pub struct AppState {
     /// TLS for connections that start with a ClientHello; `None` serves cleartext only.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Cross-origin access to the API, when origins are configured.
-    pub cors: Option<CorsLayer>,
+    cors: Option<CorsLayer>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -71,89 +82,55 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+impl FromRef<AppState> for ApiState {
+    fn from_ref(state: &AppState) -> Self {
+        state.api.clone()
+    }
+}
+
 impl AppState {
     /// Fails only on a configuration it cannot use (a malformed Redis URL, an unreadable JWT
-    /// key, a bad channel pattern). Redis itself need not be up: the server starts, serves, and
-    /// connects when it can.
-    pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Result<Self, String> {
+    /// key, a bad channel pattern or origin).
+    pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::default());
-        let jwt_public_key = config
-            .jwt_public_key
-            .as_ref()
-            .map(|path| {
-                std::fs::read(path)
-                    .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))
-            })
-            .transpose()?;
-        let auth = Auth::new(&AuthSettings {
-            publish_tokens: config.publish_token.clone(),
-            jwt_secret: config.jwt_secret.clone(),
-            jwt_public_key,
-            jwt_audience: config.jwt_audience.clone(),
-            private_channels: config.private_channels.clone(),
-        })?;
-        let cors = cors(&config.cors_origins)?;
-        let limits = Limits {
-            history: config.history,
-            history_bytes: config.history_bytes,
-            max_message_bytes: config.max_message_bytes,
-            max_channels: config.max_channels,
-            channel_idle: config.channel_idle,
-        };
-        let redis_url = config.redis_url();
-        // Embedded, ids start at the clock's microseconds so they keep increasing across
-        // restarts; behind Redis, they are the log's.
-        let first_id = match redis_url {
-            Some(_) => 1,
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2)),
-        };
-        let feed = BroadcastList::new(limits, first_id, &DEFAULT_CHANNELS, metrics.clone());
-        feed.set_private(auth.private().clone());
-        if redis_url.is_some() {
-            // Before Redis is first reached, a resume waits for the log instead of being told
-            // of a gap.
-            feed.follow_log(0);
-        }
+        let auth = Auth::from_args(&config.auth).map_err(StartError::Auth)?;
+        let cors = cors(&config.limits.cors_origins)?;
+        let redis_url = config.redis.url();
+        let feed = feed(&config, redis_url.is_some(), &auth, metrics.clone());
         let source = match redis_url {
             None => Source::Embedded(feed.clone()),
             Some(url) => {
-                let settings = RedisSettings {
-                    url,
-                    channels: config.redis_channels.clone(),
-                    prefix: config.redis_prefix.clone(),
-                    history: config.history,
-                    history_age: config.history_age,
-                    backoff_min: crate::config::defaults::REDIS_BACKOFF_MIN,
-                    backoff_max: config.redis_backoff_max,
-                    command_timeout: config.redis_timeout,
-                    max_message_bytes: config.max_message_bytes,
-                };
-                Source::Redis(RedisIngest::new(settings, feed.clone(), metrics.clone())?)
+                let settings = RedisSettings::new(url, &config.redis, &config.feed);
+                let redis = RedisIngest::new(settings, feed.clone(), metrics.clone())
+                    .map_err(StartError::Redis)?;
+                Source::Redis(redis)
             }
         };
-        Ok(AppState {
+        let limits = &config.limits;
+        let api = ApiState {
             feed,
             source,
             auth: Arc::new(auth),
             subscribers: SubscriberLimits::new(
-                config.max_subscribers,
-                config.max_subscribers_per_ip,
+                limits.max_subscribers,
+                limits.max_subscribers_per_ip,
             ),
-            publish_rate: Arc::new(PublishRate::new(config.publish_rate, config.publish_burst)),
+            publish_rate: Arc::new(PublishRate::new(limits.publish_rate, limits.publish_burst)),
             // The flag is per minute; the bucket counts per second.
             new_channel_rate: Arc::new(PublishRate::new(
-                config.new_channel_rate / 60.0,
-                config.new_channel_burst,
+                limits.new_channel_rate / 60.0,
+                limits.new_channel_burst,
             )),
-            cors,
             config: Arc::new(config),
             metrics,
             shutdown: CancelToken::new(),
+        };
+        Ok(AppState {
+            api,
             leptos,
             push: Arc::new(PushPolicy::new(Arc::default(), page_paths())),
             tls: None,
+            cors,
         })
     }
 
@@ -170,6 +147,30 @@ impl AppState {
     }
 }
 
+/// The broadcast list. Embedded, ids start at the clock's microseconds so they keep increasing
+/// across restarts; behind Redis, they are the log's, and until Redis is first reached a resume
+/// waits for the log instead of being told of a gap.
+fn feed(
+    config: &ServeArgs,
+    behind_redis: bool,
+    auth: &Auth,
+    metrics: Arc<Metrics>,
+) -> BroadcastList {
+    let first_id = if behind_redis {
+        1
+    } else {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2))
+    };
+    let feed = BroadcastList::new(config.feed.clone(), first_id, &DEFAULT_CHANNELS, metrics);
+    feed.set_private(auth.private().clone());
+    if behind_redis {
+        feed.follow_log(0);
+    }
+    feed
+}
+
 /// The app's page routes: the requests that bring the assets with them.
 fn page_paths() -> Vec<String> {
     leptos_axum::generate_route_list(App)
@@ -183,37 +184,18 @@ async fn page_not_found() -> (http::StatusCode, &'static str) {
     (http::StatusCode::NOT_FOUND, "Page not found.\n")
 }
 
-/// An HTTP/1.1 connection's cut-off switch, put in each of its requests' extensions:
-/// cancelling it closes the connection. This is how a subscriber that fell behind the history
-/// is disconnected even while its stalled socket keeps hyper from polling its body.
-#[derive(Clone, Debug)]
-pub struct ConnectionCut(pub CancelToken);
-
-/// The switch of one streaming response, put in the *response's* extensions by the SSE handler;
-/// the HTTP/2 driver resets the stream when it fires (one HTTP/2 stream, not the connection).
-#[derive(Clone, Debug)]
-pub struct StreamCut(pub CancelToken);
-
 /// The one Router, for every protocol: the request guard (`Host`, body deadlines), then a request
-/// id and its span (outermost, one layer), hashed assets from memory, `Link` headers and the cache cookie on
-/// pages, the API routes, the Leptos pages, then static files.
+/// id and its span (outermost, one layer), hashed assets from memory, `Link` headers and the
+/// cache cookie on pages, the API routes, the Leptos pages, then static files.
 pub fn router(state: AppState) -> Router {
     let routes = leptos_axum::generate_route_list(App);
     let source = SnapshotSource(Arc::new({
-        let feed = state.feed.clone();
-        let per_channel = state.config.ui_messages;
+        let feed = state.api.feed.clone();
+        let per_channel = state.api.config.site.ui_messages;
         move || feed.snapshot(per_channel)
     }));
     let leptos = state.leptos.clone();
-    let app = Router::new()
-        .route(
-            "/messages",
-            // The publish handler reads its body within `--max-message-bytes` itself.
-            get(sse::subscribe).post(publish::publish),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics::render))
+    let app = crate::api::routes::<AppState>()
         .leptos_routes_with_context(
             &state,
             routes,
@@ -240,12 +222,12 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    let guard = crate::guard::BodyLimits {
-        timeout: state.config.body_timeout,
-        min_rate: state.config.min_body_rate,
-        metrics: state.metrics.clone(),
+    let guard = guard::BodyLimits {
+        timeout: state.api.config.body.body_timeout,
+        min_rate: state.api.config.body.min_body_rate,
+        metrics: state.api.metrics.clone(),
     };
-    app.layer(middleware::from_fn_with_state(guard, crate::guard::front))
+    app.layer(middleware::from_fn_with_state(guard, guard::front))
         .with_state(state)
 }
 
@@ -253,7 +235,7 @@ pub fn router(state: AppState) -> Router {
 /// that carries a subscriber's JWT, `Authorization`). `*` lets any origin read the public API,
 /// and then never with credentials: a credentialed wildcard would let every site act with a
 /// visitor's cookie (browsers refuse it too).
-fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
+fn cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
     use axum::http::{header, HeaderName, HeaderValue, Method};
     use tower_http::cors::AllowOrigin;
     let origins: Vec<&str> = origins
@@ -271,11 +253,13 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
             header::CONTENT_TYPE,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([HeaderName::from_static(crate::trace::REQUEST_ID)])
+        .expose_headers([HeaderName::from_static(trace::REQUEST_ID)])
         .max_age(Duration::from_secs(600));
     if origins.contains(&"*") {
         if origins.len() > 1 {
-            return Err("--cors-origins: `*` stands alone (it allows every origin)".into());
+            return Err(StartError::Cors(
+                "`*` stands alone (it allows every origin)".into(),
+            ));
         }
         return Ok(Some(layer.allow_origin(AllowOrigin::any())));
     }
@@ -283,15 +267,15 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     for origin in origins {
         let uri: axum::http::Uri = origin
             .parse()
-            .map_err(|_| format!("--cors-origins: {origin:?} is not an origin"))?;
+            .map_err(|_| StartError::Cors(format!("{origin:?} is not an origin")))?;
         let bare = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
         if uri.scheme().is_none() || uri.host().is_none() || !bare {
-            return Err(format!(
-                "--cors-origins: {origin:?} is not an origin (scheme://host[:port], no path)"
-            ));
+            return Err(StartError::Cors(format!(
+                "{origin:?} is not an origin (scheme://host[:port], no path)"
+            )));
         }
         let origin = origin.trim_end_matches('/');
-        list.push(HeaderValue::from_str(origin).map_err(|e| format!("--cors-origins: {e}"))?);
+        list.push(HeaderValue::from_str(origin).map_err(|e| StartError::Cors(e.to_string()))?);
     }
     Ok(Some(
         layer
@@ -300,99 +284,29 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, String> {
     ))
 }
 
-/// `GET /readyz`: `200` while the server can serve the whole feed, `503` while its source
-/// (Redis) is unreachable. `/healthz` stays `200` as long as the process serves at all: a load
-/// balancer should route by readiness, a supervisor restart by health.
-async fn ready(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if state.source.is_ready() {
-        "ready".into_response()
-    } else {
-        crate::error::AppError::Unavailable("the message source (Redis) is unreachable".into())
-            .into_response()
-    }
-}
-
-/// Serves `listener` until `shutdown` completes, then drains (see the module docs).
+/// Serves `listener` until `shutdown` completes, then drains: the feed's own tasks (Redis, the
+/// demo) and the accept loop, which carries the Router.
 pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
-    let router = router(state.clone());
-    if let Source::Redis(redis) = &state.source {
-        tokio::spawn(redis.clone().run(state.shutdown.clone()));
+    let api = &state.api;
+    if let Source::Redis(redis) = &api.source {
+        tokio::spawn(redis.clone().run(api.shutdown.clone()));
     }
-    if state.config.demo {
-        tokio::spawn(crate::demo::run(
-            state.source.clone(),
-            state.metrics.clone(),
-            state.config.demo_interval,
-            state.shutdown.clone(),
+    let site = &api.config.site;
+    if site.demo {
+        tokio::spawn(crate::feed::demo::run(
+            api.source.clone(),
+            api.metrics.clone(),
+            site.demo_interval,
+            api.shutdown.clone(),
         ));
     }
-    // Bounds open connections: when all permits are out, the loop stops accepting and new
-    // clients wait in the kernel's backlog instead of exhausting the process's files.
-    let limit = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
-    let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, _peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of files, or a connection reset before accept: wait, don't spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            router.clone(),
-            state.clone(),
-            drain_tx.clone(),
-            permit,
-        ));
-    }
-    tracing::info!("shutting down: closing streams and draining connections");
-    drop(listener);
-    state.shutdown.cancel();
-    drop(drain_tx);
-    let grace = state.config.shutdown_grace;
-    if tokio::time::timeout(grace, drain_rx.recv()).await.is_err() {
-        tracing::warn!(
-            open = state.metrics.connections.load(Ordering::Relaxed),
-            "connections still open after the shutdown grace period; dropping them"
-        );
-    }
-}
-
-/// Counts a connection for as long as its task lives.
-struct ConnectionGuard(Arc<Metrics>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    router: Router,
-    state: AppState,
-    _drain: mpsc::Sender<()>,
-    _permit: OwnedSemaphorePermit,
-) {
-    state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    let _guard = ConnectionGuard(state.metrics.clone());
-    listener::serve(stream, router, state).await;
+    let transport = Transport {
+        router: router(state.clone()),
+        tls: state.tls.clone(),
+        push: state.push.clone(),
+        settings: Arc::new(api.config.transport.clone()),
+        shutdown: api.shutdown.clone(),
+        metrics: api.metrics.clone(),
+    };
+    accept::serve(listener, transport, shutdown).await;
 }

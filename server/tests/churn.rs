@@ -42,10 +42,11 @@ async fn round(server: &TestServer) {
     for _ in 0..SUBSCRIBERS {
         clients.push(open(server.addr).await);
     }
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == SUBSCRIBERS).await.unwrap();
     server
         .state
+        .api
         .feed
         .publish("red", &serde_json::json!("to all"))
         .unwrap();
@@ -55,7 +56,7 @@ async fn round(server: &TestServer) {
         .unwrap()
         .unwrap();
     // Connection tasks end right after their subscriptions are dropped.
-    let metrics = server.state.metrics.clone();
+    let metrics = server.state.api.metrics.clone();
     tokio::time::timeout(PATIENCE, async move {
         while metrics.connections.load(Ordering::Relaxed) != 0 {
             tokio::task::yield_now().await;
@@ -93,7 +94,7 @@ async fn subscribers_that_leave_free_everything() {
         tasks,
         "task count back to baseline"
     );
-    assert_eq!(server.state.feed.subscriber_count(), 0);
+    assert_eq!(server.state.api.feed.subscriber_count(), 0);
     let after = ALLOCATOR.allocated();
     let growth = after.saturating_sub(heap);
     eprintln!("heap growth {growth} tasks {tasks}");

@@ -10,8 +10,7 @@ mod common;
 
 use cap::Cap;
 use common::{config, SseClient, TestServer, PATIENCE};
-use server::attack::{small_socket, stalling_h2_client};
-use server::config::ServeArgs;
+use ringback_bench::attack::{small_socket, stalling_h2_client};
 use std::alloc::System;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -52,7 +51,7 @@ async fn feed_beside_the_stalled(
     });
     let payload = serde_json::Value::String("x".repeat(size));
     let (published, received) =
-        common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES).await;
+        common::publish_to_reader(&server.state.api.feed, reader, "blue", &payload, MESSAGES).await;
     assert_eq!(
         received, published,
         "the reader got every message, in order"
@@ -74,12 +73,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     let _turn = SERIAL.lock().await;
-    let server = TestServer::start(ServeArgs {
-        history: 256,
-        history_bytes: HISTORY_BYTES,
-        max_message_bytes: 2 * SIZE,
-        max_subscribers_per_ip: 0,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.feed.history = 256;
+        cfg.feed.history_bytes = HISTORY_BYTES;
+        cfg.feed.max_message_bytes = 2 * SIZE;
+        cfg.limits.max_subscribers_per_ip = 0;
+        cfg
     })
     .await;
     let mut stalled = Vec::with_capacity(STALLED);
@@ -93,7 +93,7 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
         stalled.push(s);
     }
     let reader = SseClient::connect(server.addr, "/messages", &[]).await;
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == STALLED + 1).await.unwrap();
     let (peak, _after) = feed_beside_the_stalled(&server, reader, &mut subs, SIZE).await;
     let per_stalled = peak.saturating_sub(HISTORY_BYTES) / STALLED;
@@ -112,6 +112,7 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .lagged_disconnects
             .load(Ordering::Relaxed),
@@ -128,13 +129,14 @@ async fn stalled_http2_streams_cost_one_budget_per_connection() {
     const SIZE: usize = 1024;
     const BUDGET: usize = 256 * 1024;
     let _turn = SERIAL.lock().await;
-    let server = TestServer::start(ServeArgs {
-        history: 256,
-        history_bytes: HISTORY_BYTES,
-        max_message_bytes: 2 * SIZE,
-        max_subscribers_per_ip: 0,
-        max_connection_buffer: BUDGET,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.feed.history = 256;
+        cfg.feed.history_bytes = HISTORY_BYTES;
+        cfg.feed.max_message_bytes = 2 * SIZE;
+        cfg.limits.max_subscribers_per_ip = 0;
+        cfg.transport.max_connection_buffer = BUDGET;
+        cfg
     })
     .await;
     let mut attackers = Vec::new();
@@ -147,13 +149,14 @@ async fn stalled_http2_streams_cost_one_budget_per_connection() {
         attackers.push(s);
     }
     let reader = SseClient::connect(server.addr, "/messages", &[]).await;
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == CONNECTIONS * STREAMS + 1)
         .await
         .unwrap();
     let (peak, after) = feed_beside_the_stalled(&server, reader, &mut subs, SIZE).await;
     let cuts = server
         .state
+        .api
         .metrics
         .cut_max_connection_buffer
         .load(Ordering::Relaxed);

@@ -7,8 +7,8 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use server::config::ServeArgs;
-use server::server::AppState;
+use ringback::config::ServeArgs;
+use ringback::server::AppState;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -35,7 +35,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::server::run(listener, state.clone(), async move {
+        let task = tokio::spawn(ringback::server::run(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
         TestServer {
@@ -232,7 +232,7 @@ pub fn config() -> ServeArgs {
 /// ahead of what the reader reports through `progress` (so only a stalled subscriber can fall
 /// behind a small history). Returns the ids.
 pub async fn publish_keeping_pace(
-    feed: &server::broadcast::BroadcastList,
+    feed: &ringback::feed::broadcast::BroadcastList,
     channel: &str,
     payload: &serde_json::Value,
     count: usize,
@@ -250,7 +250,7 @@ pub async fn publish_keeping_pace(
 /// reads them, never more than 8 ahead of it; returns the ids published and the ids the reader
 /// received, in order. The reader's stream must stay open throughout.
 pub async fn publish_to_reader(
-    feed: &server::broadcast::BroadcastList,
+    feed: &ringback::feed::broadcast::BroadcastList,
     mut reader: SseClient,
     channel: &str,
     payload: &serde_json::Value,
@@ -378,16 +378,19 @@ pub fn free_port() -> u16 {
 
 /// Configuration for a server following `redis`.
 pub fn redis_config(redis: &RedisServer) -> ServeArgs {
-    ServeArgs {
-        redis_url: Some(redis.url()),
-        redis_backoff_max: Duration::from_millis(500),
-        ..config()
-    }
+    let mut cfg = config();
+    cfg.redis.redis_url = Some(redis.url());
+    cfg.redis.redis_backoff_max = Duration::from_millis(500);
+    cfg
 }
 
 /// Waits until the server's Redis ingest is `online` (or not).
 pub async fn await_online(state: &AppState, online: bool) {
-    let mut rx = state.source.watch_online().expect("a Redis-backed server");
+    let mut rx = state
+        .api
+        .source
+        .watch_online()
+        .expect("a Redis-backed server");
     tokio::time::timeout(PATIENCE, rx.wait_for(|o| *o == online))
         .await
         .expect("the Redis ingest changed state in time")

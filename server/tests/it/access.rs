@@ -6,8 +6,8 @@ use crate::common::{config, request, SseClient, TestServer, PATIENCE};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use ringback::config::ServeArgs;
 use serde_json::json;
-use server::config::ServeArgs;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -29,14 +29,12 @@ fn later() -> u64 {
 }
 
 fn private_config() -> ServeArgs {
-    ServeArgs {
-        jwt_secret: Some(SECRET.into()),
-        jwt_public_key: Some(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt-rs256.pub").into(),
-        ),
-        private_channels: vec!["secret-*".into()],
-        ..config()
-    }
+    let mut cfg = config();
+    cfg.auth.jwt_secret = Some(SECRET.into());
+    cfg.auth.jwt_public_key =
+        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt-rs256.pub").into());
+    cfg.auth.private_channels = vec!["secret-*".into()];
+    cfg
 }
 
 /// `POST /messages` with a bearer credential; the status and the JSON answer.
@@ -119,7 +117,7 @@ async fn jwt_publishers_publish_only_to_their_channels() {
         read_until(&mut sse, "rs256").await,
         pairs(&[("blue", "allowed"), ("yellow", "rs256")])
     );
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.rejected_forbidden.load(Ordering::Relaxed), 1);
     assert_eq!(m.rejected_unauthorized.load(Ordering::Relaxed), 2);
     server.shutdown().await;
@@ -211,7 +209,7 @@ async fn private_channels_reach_only_granted_subscribers_live_and_on_replay() {
     )
     .await;
     assert_eq!(stale.status, StatusCode::OK);
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.refused_forbidden.load(Ordering::Relaxed), 2);
     assert_eq!(m.refused_unauthorized.load(Ordering::Relaxed), 1);
 
@@ -229,9 +227,10 @@ async fn private_channels_reach_only_granted_subscribers_live_and_on_replay() {
 
 #[tokio::test]
 async fn cors_allows_the_listed_origins_with_credentials_and_no_others() {
-    let server = TestServer::start(ServeArgs {
-        cors_origins: vec!["https://app.example".into()],
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.limits.cors_origins = vec!["https://app.example".into()];
+        cfg
     })
     .await;
     let preflight = |origin: &'static str| {
@@ -276,9 +275,10 @@ async fn cors_allows_the_listed_origins_with_credentials_and_no_others() {
     );
     server.shutdown().await;
 
-    let any = TestServer::start(ServeArgs {
-        cors_origins: vec!["*".into()],
-        ..config()
+    let any = TestServer::start({
+        let mut cfg = config();
+        cfg.limits.cors_origins = vec!["*".into()];
+        cfg
     })
     .await;
     let sse = SseClient::connect(any.addr, "/messages", &[("origin", "https://x.example")]).await;
@@ -297,12 +297,13 @@ async fn cors_allows_the_listed_origins_with_credentials_and_no_others() {
         vec!["https://a.example/path"],
         vec!["a.example"],
     ] {
-        let cfg = ServeArgs {
-            cors_origins: bad.iter().map(|s| s.to_string()).collect(),
-            ..config()
+        let cfg = {
+            let mut cfg = config();
+            cfg.limits.cors_origins = bad.iter().map(|s| s.to_string()).collect();
+            cfg
         };
         assert!(
-            server::server::AppState::new(cfg, leptos.clone()).is_err(),
+            ringback::server::AppState::new(cfg, leptos.clone()).is_err(),
             "{bad:?}"
         );
     }
@@ -337,10 +338,11 @@ async fn subscribe_from(
 
 #[tokio::test]
 async fn subscribers_are_limited_per_address_and_in_total() {
-    let server = TestServer::start(ServeArgs {
-        max_subscribers: 3,
-        max_subscribers_per_ip: 2,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.limits.max_subscribers = 3;
+        cfg.limits.max_subscribers_per_ip = 2;
+        cfg
     })
     .await;
     let addr = server.addr;
@@ -353,20 +355,21 @@ async fn subscribers_are_limited_per_address_and_in_total() {
     assert_eq!((s4, s5), (200, 503));
     // A subscriber leaves: its place is free again.
     drop(a1);
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == 2).await.unwrap();
     let (s6, _a3) = subscribe_from([127, 0, 0, 1], addr, "").await;
     assert_eq!(s6, 200);
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.refused_subscribers_per_ip.load(Ordering::Relaxed), 1);
     assert_eq!(m.refused_subscribers.load(Ordering::Relaxed), 1);
     server.shutdown().await;
 
     // Behind a trusted proxy, the address is the one the proxy appended to X-Forwarded-For.
-    let server = TestServer::start(ServeArgs {
-        max_subscribers_per_ip: 1,
-        trust_forwarded_for: true,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.limits.max_subscribers_per_ip = 1;
+        cfg.limits.trust_forwarded_for = true;
+        cfg
     })
     .await;
     let via = |ip: &str| format!("x-forwarded-for: 10.9.9.9, {ip}\r\n");
@@ -379,11 +382,12 @@ async fn subscribers_are_limited_per_address_and_in_total() {
 
 #[tokio::test]
 async fn failed_credentials_are_limited_per_address() {
-    let server = TestServer::start(ServeArgs {
-        publish_token: vec!["alice".into()],
-        publish_rate: 0.01,
-        publish_burst: 2,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.auth.publish_token = vec!["alice".into()];
+        cfg.limits.publish_rate = 0.01;
+        cfg.limits.publish_burst = 2;
+        cfg
     })
     .await;
     for guess in ["guess-1", "guess-2"] {
@@ -400,6 +404,7 @@ async fn failed_credentials_are_limited_per_address() {
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .rejected_rate_limited
             .load(Ordering::Relaxed),
@@ -410,11 +415,12 @@ async fn failed_credentials_are_limited_per_address() {
 
 #[tokio::test]
 async fn the_publish_rate_is_limited_per_credential() {
-    let server = TestServer::start(ServeArgs {
-        publish_token: vec!["alice".into(), "bob".into()],
-        publish_rate: 0.01,
-        publish_burst: 2,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.auth.publish_token = vec!["alice".into(), "bob".into()];
+        cfg.limits.publish_rate = 0.01;
+        cfg.limits.publish_burst = 2;
+        cfg
     })
     .await;
     let mut sse = SseClient::connect(server.addr, "/messages", &[]).await;
@@ -446,6 +452,7 @@ async fn the_publish_rate_is_limited_per_credential() {
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .rejected_rate_limited
             .load(Ordering::Relaxed),
@@ -456,9 +463,10 @@ async fn the_publish_rate_is_limited_per_credential() {
 
 #[tokio::test]
 async fn channel_names_and_filters_are_bounded() {
-    let server = TestServer::start(ServeArgs {
-        max_filter_channels: 2,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.events.max_filter_channels = 2;
+        cfg
     })
     .await;
     let long = "x".repeat(65);
@@ -474,6 +482,7 @@ async fn channel_names_and_filters_are_bounded() {
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .refused_bad_request
             .load(Ordering::Relaxed),
@@ -487,34 +496,35 @@ async fn channel_names_and_filters_are_bounded() {
 #[tokio::test]
 async fn a_stalled_socket_is_closed_at_the_write_deadline() {
     const SIZE: usize = 60 * 1024;
-    let server = TestServer::start(ServeArgs {
-        write_timeout: Duration::from_millis(500),
-        max_message_bytes: 2 * SIZE,
-        history_bytes: 64 << 20,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.transport.write_timeout = Duration::from_millis(500);
+        cfg.feed.max_message_bytes = 2 * SIZE;
+        cfg.feed.history_bytes = 64 << 20;
+        cfg
     })
     .await;
     let localhost = std::net::Ipv4Addr::LOCALHOST;
-    let mut stalled = server::attack::small_socket(server.addr, localhost)
+    let mut stalled = ringback_bench::attack::small_socket(server.addr, localhost)
         .await
         .unwrap();
     stalled
         .write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
         .await
         .unwrap();
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == 1).await.unwrap();
     // More than the socket buffers hold (loopback's send buffer grows to a few MiB), less than
     // the history (1,024 messages, 64 MiB).
     let payload = serde_json::Value::String("x".repeat(SIZE));
     for _ in 0..300 {
-        server.state.feed.publish("blue", &payload).unwrap();
+        server.state.api.feed.publish("blue", &payload).unwrap();
     }
     tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0))
         .await
         .expect("the stalled subscriber was dropped")
         .unwrap();
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.write_timeouts.load(Ordering::Relaxed), 1);
     assert_eq!(m.lagged_disconnects.load(Ordering::Relaxed), 0);
     server.shutdown().await;
@@ -524,9 +534,10 @@ async fn a_stalled_socket_is_closed_at_the_write_deadline() {
 /// refused) and is served as soon as another closes.
 #[tokio::test]
 async fn connections_beyond_the_limit_wait_for_a_free_slot() {
-    let server = TestServer::start(ServeArgs {
-        max_connections: 1,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.transport.max_connections = 1;
+        cfg
     })
     .await;
     let first = SseClient::connect(server.addr, "/messages", &[]).await;
@@ -534,7 +545,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let waiting = tokio::spawn(request(server.addr, "GET", "/healthz", &[], ""));
     // A negative check needs a bound: in 300 ms the waiting connection is not served.
     let early = tokio::time::timeout(Duration::from_millis(300), async {
-        while server.state.metrics.connections.load(Ordering::Relaxed) < 2 {
+        while server.state.api.metrics.connections.load(Ordering::Relaxed) < 2 {
             tokio::task::yield_now().await;
         }
     })

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common::{config, publish_ok, TestServer, PATIENCE};
-use server::config::ServeArgs;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -80,7 +79,7 @@ async fn a_partial_preface_is_closed_at_the_header_deadline() {
         .unwrap();
     assert!(until_closed(&mut s).await.is_empty());
     assert_eq!(started.elapsed().as_secs(), HEAD_TIMEOUT.as_secs());
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 1);
     server.shutdown().await;
 }
@@ -89,11 +88,12 @@ async fn a_partial_preface_is_closed_at_the_header_deadline() {
 async fn a_half_sent_tls_handshake_is_closed_at_the_header_deadline() {
     let dir = crate::common::scratch("attack-tls");
     let server = TestServer::start_state(
-        crate::common::state(ServeArgs {
-            data_dir: dir.clone(),
-            ..config()
+        crate::common::state({
+            let mut cfg = config();
+            cfg.tls.data_dir = dir.clone();
+            cfg
         })
-        .with_tls(server::tls::server_config(None, None, &dir).unwrap()),
+        .with_tls(ringback::transport::tls::server_config(None, None, &dir).unwrap()),
     )
     .await;
     // A ClientHello record header that promises 512 bytes, and 3 of them.
@@ -104,7 +104,7 @@ async fn a_half_sent_tls_handshake_is_closed_at_the_header_deadline() {
     let started = Instant::now();
     assert!(until_closed(&mut tls).await.is_empty());
     assert_eq!(started.elapsed().as_secs(), HEAD_TIMEOUT.as_secs());
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 1);
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -124,7 +124,7 @@ async fn a_dripped_request_head_is_closed_at_the_header_deadline() {
         assert!(said.is_empty(), "no answer to half a head");
         assert!(started.elapsed() <= HEAD_TIMEOUT + Duration::from_secs(1));
     }
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 2);
     server.shutdown().await;
 }
@@ -148,17 +148,18 @@ async fn a_body_declared_over_the_limit_is_refused_before_it_is_read() {
     let answer = until_closed(&mut s).await;
     assert_eq!(status_of(&answer), 413);
     assert_eq!(started.elapsed(), Duration::ZERO);
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.rejected_too_large.load(Ordering::Relaxed), 1);
     server.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_or_dripping_body_is_cut_and_its_connection_closed() {
-    let server = TestServer::start(ServeArgs {
-        body_timeout: Duration::from_secs(10),
-        min_body_rate: 4096,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.body.body_timeout = Duration::from_secs(10);
+        cfg.body.min_body_rate = 4096;
+        cfg
     })
     .await;
     // Two bytes of a declared thousand, then silence: under the minimum rate after 1 s.
@@ -172,15 +173,16 @@ async fn a_stalled_or_dripping_body_is_cut_and_its_connection_closed() {
         "{:?}",
         started.elapsed()
     );
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.cut_min_body_rate.load(Ordering::Relaxed), 1);
     server.shutdown().await;
 
     // Without a minimum rate, a byte every 5 s is held until the body timeout, and no longer.
-    let server = TestServer::start(ServeArgs {
-        body_timeout: Duration::from_secs(10),
-        min_body_rate: 0,
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.body.body_timeout = Duration::from_secs(10);
+        cfg.body.min_body_rate = 0;
+        cfg
     })
     .await;
     let mut dripping = post_head(server.addr, 1000).await;
@@ -190,7 +192,7 @@ async fn a_stalled_or_dripping_body_is_cut_and_its_connection_closed() {
     assert!(sent <= 3, "{sent} bytes sent before the cut");
     assert_eq!(status_of(&said), 408);
     assert!(started.elapsed() <= Duration::from_secs(15));
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.cut_body_timeout.load(Ordering::Relaxed), 1);
     // Nothing else was lost: the server still publishes.
     publish_ok(server.addr, "blue", "after").await;
@@ -229,7 +231,7 @@ async fn an_http1_request_needs_exactly_one_host() {
     );
     // HTTP/1.0 has no Host requirement.
     assert_eq!(ask(b"GET /healthz HTTP/1.0\r\n\r\n").await, 200);
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.bad_host.load(Ordering::Relaxed), 4);
     server.shutdown().await;
 }
@@ -250,13 +252,14 @@ async fn publish_from(from: [u8; 4], to: SocketAddr, channel: &str) -> u16 {
 
 #[tokio::test(start_paused = true)]
 async fn one_address_cannot_take_every_channel_and_idle_ones_are_forgotten() {
-    let server = TestServer::start(ServeArgs {
+    let server = TestServer::start({
+        let mut cfg = config();
         // Room for 5 channels beyond the 3 defaults.
-        max_channels: 8,
-        new_channel_rate: 1.0,
-        new_channel_burst: 3,
-        channel_idle: Duration::from_secs(600),
-        ..config()
+        cfg.feed.max_channels = 8;
+        cfg.limits.new_channel_rate = 1.0;
+        cfg.limits.new_channel_burst = 3;
+        cfg.feed.channel_idle = Duration::from_secs(600);
+        cfg
     })
     .await;
     let (a, b) = ([127, 0, 0, 2], [127, 0, 0, 3]);
@@ -273,13 +276,17 @@ async fn one_address_cannot_take_every_channel_and_idle_ones_are_forgotten() {
         publish_from(b, server.addr, "b2").await,
         429 /* --max-channels */
     );
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.rejected_new_channel_rate.load(Ordering::Relaxed), 1);
     assert_eq!(m.rejected_too_many_channels.load(Ordering::Relaxed), 1);
     // Ten minutes on, the attacker's channels are idle: forgotten when room is needed.
     tokio::time::advance(Duration::from_secs(600)).await;
     assert_eq!(publish_from(b, server.addr, "b2").await, 202);
     assert!(m.channels_forgotten.load(Ordering::Relaxed) >= 3);
-    assert_eq!(server.state.feed.channel_count(), 4, "3 defaults and b2");
+    assert_eq!(
+        server.state.api.feed.channel_count(),
+        4,
+        "3 defaults and b2"
+    );
     server.shutdown().await;
 }

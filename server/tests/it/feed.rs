@@ -135,7 +135,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
 #[tokio::test]
 async fn resume_beyond_history_is_told_of_the_gap() {
     let mut cfg = config();
-    cfg.history = 4;
+    cfg.feed.history = 4;
     let server = TestServer::start(cfg).await;
     let mut ids = Vec::new();
     for i in 0..10 {
@@ -155,14 +155,17 @@ async fn resume_beyond_history_is_told_of_the_gap() {
     );
     // Then it continues from the oldest message still held.
     assert_eq!(a.next_message().await.unwrap().id, Some(ids[6].to_string()));
-    assert_eq!(server.state.metrics.resume_gaps.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        server.state.api.metrics.resume_gaps.load(Ordering::Relaxed),
+        1
+    );
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn bad_publishes_are_refused_counted_and_harmless() {
     let mut cfg = config();
-    cfg.max_message_bytes = 1024;
+    cfg.feed.max_message_bytes = 1024;
     let server = TestServer::start(cfg).await;
     let mut watcher = SseClient::connect(server.addr, "/messages", &[]).await;
     let cases = [
@@ -187,7 +190,7 @@ async fn bad_publishes_are_refused_counted_and_harmless() {
     assert_eq!(got, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(json["error"].as_str().unwrap().contains("1024"));
 
-    let m = &server.state.metrics;
+    let m = &server.state.api.metrics;
     assert_eq!(m.rejected_bad_json.load(Ordering::Relaxed), 3);
     assert_eq!(m.rejected_bad_type.load(Ordering::Relaxed), 4);
     assert_eq!(m.rejected_too_large.load(Ordering::Relaxed), 1);
@@ -207,13 +210,13 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
     const MESSAGES: usize = 300;
     const SIZE: usize = 64 * 1024;
     let mut cfg = config();
-    cfg.history = 16;
-    cfg.max_message_bytes = 2 * SIZE;
+    cfg.feed.history = 16;
+    cfg.feed.max_message_bytes = 2 * SIZE;
     let server = TestServer::start(cfg).await;
 
     // The stalled client: a small receive buffer, and it never reads.
     let localhost = std::net::Ipv4Addr::LOCALHOST;
-    let mut stalled = server::attack::small_socket(server.addr, localhost)
+    let mut stalled = ringback_bench::attack::small_socket(server.addr, localhost)
         .await
         .unwrap();
     stalled
@@ -222,13 +225,18 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
         .unwrap();
 
     let reader = SseClient::connect(server.addr, "/messages", &[]).await;
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == 2).await.unwrap();
 
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    let (published, received) =
-        crate::common::publish_to_reader(&server.state.feed, reader, "blue", &payload, MESSAGES)
-            .await;
+    let (published, received) = crate::common::publish_to_reader(
+        &server.state.api.feed,
+        reader,
+        "blue",
+        &payload,
+        MESSAGES,
+    )
+    .await;
     assert_eq!(
         received, published,
         "the reading subscriber got every message in order"
@@ -236,6 +244,7 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .lagged_disconnects
             .load(Ordering::Relaxed),
@@ -263,7 +272,7 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
         "the stalled client did not get everything ({total} bytes)"
     );
     subs.wait_for(|n| *n == 0).await.unwrap();
-    let (held, bytes) = server.state.feed.held();
+    let (held, bytes) = server.state.api.feed.held();
     assert!(
         held <= 16 && bytes <= 16 * (SIZE + 512),
         "history bounded: {held} entries, {bytes} bytes"
@@ -367,31 +376,32 @@ async fn healthz_and_metrics_answer() {
 async fn the_publish_command_reaches_subscribers() {
     let server = TestServer::start(config()).await;
     let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
-    let args = server::config::PublishArgs {
+    let args = ringback::config::PublishArgs {
         channel: "yellow".into(),
         data: "from the command".into(),
         json: false,
         url: format!("http://{}", server.addr),
         token: None,
     };
-    let id = server::client::publish(&args).await.unwrap();
+    let id = ringback::client::publish(&args).await.unwrap();
     let e = a.next_message().await.unwrap();
     assert_eq!(e.id, Some(id.to_string()));
     assert_eq!(e.json()["data"], "from the command");
-    let bad = server::config::PublishArgs {
+    let bad = ringback::config::PublishArgs {
         channel: "no good".into(),
         ..args
     };
-    let err = server::client::publish(&bad).await.unwrap_err();
+    let err = ringback::client::publish(&bad).await.unwrap_err();
     assert!(err.contains("400"), "{err}");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn publishing_requires_a_valid_token_when_tokens_are_set() {
-    let server = TestServer::start(server::config::ServeArgs {
-        publish_token: vec!["s3cret".into(), "other".into()],
-        ..config()
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.auth.publish_token = vec!["s3cret".into(), "other".into()];
+        cfg
     })
     .await;
     let mut sse = SseClient::connect(server.addr, "/messages", &[]).await;
@@ -415,24 +425,25 @@ async fn publishing_requires_a_valid_token_when_tokens_are_set() {
     let (status, _, _) = request(server.addr, "POST", "/messages", &[], "not json").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let mut args = server::config::PublishArgs {
+    let mut args = ringback::config::PublishArgs {
         channel: "red".into(),
         data: "with the token".into(),
         json: false,
         url: format!("http://{}", server.addr),
         token: Some("other".into()),
     };
-    let id = server::client::publish(&args).await.unwrap();
+    let id = ringback::client::publish(&args).await.unwrap();
     // The first message the subscriber sees is the authorised one: nothing refused got through.
     let e = sse.next_message().await.unwrap();
     assert_eq!(e.id, Some(id.to_string()));
     assert_eq!(e.json()["data"], "with the token");
     args.token = None;
-    let err = server::client::publish(&args).await.unwrap_err();
+    let err = ringback::client::publish(&args).await.unwrap_err();
     assert!(err.contains("401"), "{err}");
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .rejected_unauthorized
             .load(Ordering::Relaxed),

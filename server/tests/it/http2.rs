@@ -9,13 +9,31 @@ use futures::FutureExt;
 use h2::client::SendRequest;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
-use server::assets::{write_test_build, AssetManifest};
+use ringback::site::assets::AssetManifest;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
+
+/// Writes a small fake build into `dir`: cargo-leptos's hash file and three hashed assets.
+fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let pkg = dir.join("pkg");
+    std::fs::create_dir_all(&pkg)?;
+    std::fs::write(
+        pkg.join("ringback.JJJ.js"),
+        b"export default function init() {}\n",
+    )?;
+    std::fs::write(
+        pkg.join("ringback.WWW.wasm"),
+        [0u8, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+    )?;
+    std::fs::write(pkg.join("ringback.CCC.css"), b"body { color: red }\n")?;
+    let hash = dir.join("hash.txt");
+    std::fs::write(&hash, "js: JJJ\nwasm: WWW\ncss: CCC\n")?;
+    Ok((hash, pkg))
+}
 
 /// A server with a fake build (three assets) and TLS from a self-signed certificate.
 struct Fixture {
@@ -28,12 +46,12 @@ async fn fixture(name: &str) -> Fixture {
     fixture_with(name, config()).await
 }
 
-async fn fixture_with(name: &str, cfg: server::config::ServeArgs) -> Fixture {
+async fn fixture_with(name: &str, cfg: ringback::config::ServeArgs) -> Fixture {
     let dir = scratch(name);
     let (hash, pkg) = write_test_build(&dir).unwrap();
     let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
-    let tls = server::tls::server_config(None, None, &dir).unwrap();
-    let (cert, _) = server::tls::self_signed_paths(&dir);
+    let tls = ringback::transport::tls::server_config(None, None, &dir).unwrap();
+    let (cert, _) = ringback::transport::tls::self_signed_paths(&dir);
     let state = state(cfg).with_assets(manifest).with_tls(tls);
     Fixture {
         server: TestServer::start_state(state).await,
@@ -258,7 +276,7 @@ async fn push_cycle(via: Via) {
     );
     assert!(cached.hints.is_empty());
     assert!(cached.response.headers().get(header::SET_COOKIE).is_none());
-    assert!(f.server.state.metrics.pushes.load(Ordering::Relaxed) == 3);
+    assert!(f.server.state.api.metrics.pushes.load(Ordering::Relaxed) == 3);
     f.server.shutdown().await;
 }
 
@@ -343,7 +361,7 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
     );
     assert!(response.headers().get(header::CONNECTION).is_none());
     let mut body = response.into_body();
-    let mut subs = f.server.state.feed.watch_subscribers();
+    let mut subs = f.server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == 1).await.unwrap();
 
     // Publish over HTTP/2 too.
@@ -641,8 +659,8 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     const MESSAGES: usize = 200;
     const SIZE: usize = 16 * 1024;
     let mut cfg = config();
-    cfg.history = 16;
-    cfg.max_message_bytes = 2 * SIZE;
+    cfg.feed.history = 16;
+    cfg.feed.max_message_bytes = 2 * SIZE;
     let server = TestServer::start_state(state(cfg)).await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     // Small stream windows, a large connection window: one stalled stream cannot block another.
@@ -665,7 +683,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     };
     let mut stalled = open(client.clone()).await;
     let mut reader = open(client.clone()).await;
-    let mut subs = server.state.feed.watch_subscribers();
+    let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == 2).await.unwrap();
 
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
@@ -687,7 +705,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
     crate::common::publish_keeping_pace(
-        &server.state.feed,
+        &server.state.api.feed,
         "blue",
         &payload,
         MESSAGES,
@@ -704,6 +722,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     assert_eq!(
         server
             .state
+            .api
             .metrics
             .lagged_disconnects
             .load(Ordering::Relaxed),
@@ -733,13 +752,11 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
 /// respects it (as the h2 crate does) opens a further stream only once one ends.
 #[tokio::test]
 async fn http2_streams_per_connection_are_limited() {
-    let f = fixture_with(
-        "h2-streams",
-        server::config::ServeArgs {
-            h2_max_concurrent_streams: 2,
-            ..config()
-        },
-    )
+    let f = fixture_with("h2-streams", {
+        let mut cfg = config();
+        cfg.transport.http2.h2_max_concurrent_streams = 2;
+        cfg
+    })
     .await;
     let addr = f.server.addr;
     let mut client = connect(addr, Via::H2c, &f.cert, false).await;
@@ -764,7 +781,7 @@ async fn http2_streams_per_connection_are_limited() {
         .send_request(sse(), true)
         .unwrap();
     // A negative check needs a bound: in 300 ms no third subscriber appears.
-    let mut subs = f.server.state.feed.watch_subscribers();
+    let mut subs = f.server.state.api.feed.watch_subscribers();
     let early = tokio::time::timeout(
         std::time::Duration::from_millis(300),
         subs.wait_for(|n| *n > 2),

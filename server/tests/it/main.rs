@@ -12,4 +12,5 @@ mod faults;
 mod feed;
 mod fuzz_corpus;
 mod http2;
+mod layers;
 mod redis;

@@ -5,7 +5,7 @@
 use crate::common::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
-use server::config::ServeArgs;
+use ringback::config::ServeArgs;
 
 async fn server(config: ServeArgs) -> TestServer {
     let s = TestServer::start(config).await;
@@ -146,9 +146,10 @@ async fn a_restarted_server_resumes_a_client_with_none_lost_or_duplicated() {
     assert_eq!(next(&mut resumed).await.0, after);
 
     // A server whose history holds fewer messages than the client missed tells it of the gap.
-    let small = server(ServeArgs {
-        history: 2,
-        ..redis_config(&redis)
+    let small = server({
+        let mut cfg = redis_config(&redis);
+        cfg.feed.history = 2;
+        cfg
     })
     .await;
     let mut old =
@@ -213,9 +214,10 @@ async fn redis_killed_and_restarted_mid_stream() {
 async fn a_server_cut_off_from_redis_recovers_what_others_published() {
     let redis = RedisServer::start("partition").await;
     let proxy = Proxy::start(redis.port).await;
-    let a = server(ServeArgs {
-        redis_url: Some(proxy.url()),
-        ..redis_config(&redis)
+    let a = server({
+        let mut cfg = redis_config(&redis);
+        cfg.redis.redis_url = Some(proxy.url());
+        cfg
     })
     .await;
     let b = server(redis_config(&redis)).await;
@@ -252,9 +254,10 @@ async fn a_server_cut_off_from_redis_recovers_what_others_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_redis_is_counted_and_dropped() {
     let redis = RedisServer::start("garbage").await;
-    let a = server(ServeArgs {
-        max_message_bytes: 1024,
-        ..redis_config(&redis)
+    let a = server({
+        let mut cfg = redis_config(&redis);
+        cfg.feed.max_message_bytes = 1024;
+        cfg
     })
     .await;
     let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;

@@ -18,14 +18,14 @@
 //! specific headers are stripped and `Date` added here; a client's RST_STREAM is watched with
 //! `poll_reset`, so even an idle SSE handler ends at once.
 
-use crate::cancel::CancelToken;
-use crate::config::ServeArgs;
-use crate::h2_budget::{Metered, SendBudget, MAX_DATA_FRAME};
-use crate::limits::ClientAddr;
-use crate::push::PagePlan;
-use crate::server::{AppState, StreamCut};
+use crate::config::Http2Limits;
+use crate::runtime::cancel::CancelToken;
+use crate::runtime::connection::ClientAddr;
+use crate::runtime::connection::StreamCut;
+use crate::site::push::PagePlan;
+use crate::transport::h2_budget::{Metered, SendBudget, MAX_DATA_FRAME};
+use crate::transport::Transport;
 use axum::body::Body;
-use axum::Router;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use h2::server::{SendPushedResponse, SendResponse};
@@ -58,45 +58,21 @@ impl Scheme {
     }
 }
 
-/// The HTTP/2 limits (`--h2-*`), applied in one place to this driver's h2 and, for
-/// `--http2-driver hyper`, to hyper's HTTP/2.
-pub(crate) struct Limits {
-    max_concurrent_streams: u32,
-    max_header_list_size: u32,
-    stream_window: u32,
-    connection_window: u32,
-    max_send_buffer: usize,
-    max_pending_accept_resets: usize,
-    max_local_error_resets: usize,
-}
-
-impl From<&ServeArgs> for Limits {
-    fn from(cfg: &ServeArgs) -> Self {
-        Limits {
-            max_concurrent_streams: cfg.h2_max_concurrent_streams,
-            max_header_list_size: cfg.h2_max_header_list_size,
-            stream_window: cfg.h2_stream_window,
-            connection_window: cfg.h2_connection_window,
-            max_send_buffer: cfg.h2_max_send_buffer,
-            max_pending_accept_resets: cfg.h2_max_pending_accept_resets,
-            max_local_error_resets: cfg.h2_max_local_error_resets,
-        }
-    }
-}
-
-impl Limits {
+/// The HTTP/2 limits (`--h2-*`, [`Http2Limits`]), applied in one place to this driver's h2 and,
+/// for `--http2-driver hyper`, to hyper's HTTP/2.
+impl Http2Limits {
     /// An h2 server builder with these limits (h2's own defaults are unlike hyper's: 64 KiB
     /// windows, unlimited streams, 16 MiB header lists).
     fn h2_builder(&self) -> h2::server::Builder {
         let mut builder = h2::server::Builder::new();
         builder
-            .max_concurrent_streams(self.max_concurrent_streams)
-            .max_header_list_size(self.max_header_list_size)
-            .initial_window_size(self.stream_window)
-            .initial_connection_window_size(self.connection_window)
-            .max_send_buffer_size(self.max_send_buffer)
-            .max_pending_accept_reset_streams(self.max_pending_accept_resets)
-            .max_local_error_reset_streams(Some(self.max_local_error_resets));
+            .max_concurrent_streams(self.h2_max_concurrent_streams)
+            .max_header_list_size(self.h2_max_header_list_size)
+            .initial_window_size(self.h2_stream_window)
+            .initial_connection_window_size(self.h2_connection_window)
+            .max_send_buffer_size(self.h2_max_send_buffer)
+            .max_pending_accept_reset_streams(self.h2_max_pending_accept_resets)
+            .max_local_error_reset_streams(Some(self.h2_max_local_error_resets));
         builder
     }
 
@@ -107,20 +83,19 @@ impl Limits {
     ) {
         builder
             .timer(hyper_util::rt::TokioTimer::new())
-            .max_concurrent_streams(self.max_concurrent_streams)
-            .max_header_list_size(self.max_header_list_size)
-            .initial_stream_window_size(self.stream_window)
-            .initial_connection_window_size(self.connection_window)
-            .max_send_buf_size(self.max_send_buffer)
-            .max_pending_accept_reset_streams(self.max_pending_accept_resets)
-            .max_local_error_reset_streams(self.max_local_error_resets);
+            .max_concurrent_streams(self.h2_max_concurrent_streams)
+            .max_header_list_size(self.h2_max_header_list_size)
+            .initial_stream_window_size(self.h2_stream_window)
+            .initial_connection_window_size(self.h2_connection_window)
+            .max_send_buf_size(self.h2_max_send_buffer)
+            .max_pending_accept_reset_streams(self.h2_max_pending_accept_resets)
+            .max_local_error_reset_streams(self.h2_max_local_error_resets);
     }
 }
 
 /// What every stream of one connection shares.
 struct Conn {
-    router: Router,
-    state: AppState,
+    transport: Transport,
     scheme: Scheme,
     /// The client's address, put in each request's extensions (per-address limits).
     peer: Option<ClientAddr>,
@@ -142,23 +117,21 @@ type EventPump = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// `preface_deadline`.
 pub(crate) async fn serve<IO>(
     io: IO,
-    router: Router,
-    state: AppState,
+    transport: Transport,
     scheme: Scheme,
     peer: Option<ClientAddr>,
     preface_deadline: Instant,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (budget, written) = SendBudget::new(state.config.max_connection_buffer);
+    let (budget, written) = SendBudget::new(transport.settings.max_connection_buffer);
     let io = Metered::new(io, written);
-    let Some(connection) = handshake(io, &state, preface_deadline).await else {
+    let Some(connection) = handshake(io, &transport, preface_deadline).await else {
         return;
     };
     let (event_streams, handed_over) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
-        router,
-        state,
+        transport,
         scheme,
         peer,
         pushed: AtomicBool::new(false),
@@ -171,11 +144,13 @@ pub(crate) async fn serve<IO>(
 
 /// The client's connection preface, by `deadline`, under this server's HTTP/2 limits; `None`
 /// when it fails or does not come in time (counted as a header read timeout).
-async fn handshake<T>(io: T, state: &AppState, deadline: Instant) -> Option<Connection<T>>
+async fn handshake<T>(io: T, transport: &Transport, deadline: Instant) -> Option<Connection<T>>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshake = Limits::from(&*state.config)
+    let handshake = transport
+        .settings
+        .http2
         .h2_builder()
         .handshake::<_, Bytes>(io);
     match tokio::time::timeout_at(deadline, handshake).await {
@@ -185,7 +160,7 @@ where
             None
         }
         Err(_) => {
-            state
+            transport
                 .metrics
                 .cut_header_read_timeout
                 .fetch_add(1, Ordering::Relaxed);
@@ -208,8 +183,8 @@ async fn drive<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let state = &conn.state;
-    let idle_timeout = state.config.idle_timeout;
+    let transport = &conn.transport;
+    let idle_timeout = transport.settings.idle_timeout;
     // The connection's event streams, driven by this task rather than a task each: a message
     // then wakes this task once, which writes to every stream that has it and flushes once,
     // instead of a scheduler wake-up, a poll chain and a lock on the connection's stream store
@@ -228,7 +203,7 @@ async fn drive<T>(
     let mut accepted_at_last_check: u64 = 0;
     let mut closing = false;
     // Made once: a `cancelled()` registers a waiter on its first poll.
-    let mut shutdown = state.shutdown.cancelled();
+    let mut shutdown = transport.shutdown.cancelled();
     let mut over_budget = conn.budget.exceeded().cancelled();
     loop {
         tokio::select! {
@@ -249,13 +224,13 @@ async fn drive<T>(
             _ = &mut over_budget => {
                 // Dropping the connection frees everything its streams hold; the socket is
                 // not draining, so a GOAWAY would only queue behind the rest.
-                state
+                transport
                     .metrics
                     .cut_max_connection_buffer
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     unsent = conn.budget.unsent(),
-                    limit = state.config.max_connection_buffer,
+                    limit = transport.settings.max_connection_buffer,
                     "an HTTP/2 connection went over its send budget (its client is not reading); closing it"
                 );
                 break;
@@ -294,7 +269,7 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
     // header is synthesised (that would cost an allocation per request).
     let (parts, recv) = request.into_parts();
     if let Some(plan) = conn
-        .state
+        .transport
         .push
         .plan(&parts.method, parts.uri.path(), &parts.headers)
     {
@@ -320,7 +295,7 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
         req.extensions_mut().insert(peer);
     }
     let response = tokio::select! {
-        r = conn.router.clone().oneshot(req) => match r {
+        r = conn.transport.router.clone().oneshot(req) => match r {
             Ok(r) => r,
             Err(never) => match never {},
         },
@@ -356,8 +331,8 @@ fn announce_assets(
     authority: &str,
     accept_encoding: Option<HeaderValue>,
 ) {
-    let policy = &conn.state.push;
-    let metrics = &conn.state.metrics;
+    let policy = &conn.transport.push;
+    let metrics = &conn.transport.metrics;
     if plan.may_push && !plan.cached && !conn.pushed.swap(true, Ordering::AcqRel) {
         let mut promised = 0;
         for asset in policy.manifest.assets() {
@@ -418,7 +393,7 @@ async fn push_one(
         return;
     };
     let response = tokio::select! {
-        r = conn.router.clone().oneshot(req) => match r {
+        r = conn.transport.router.clone().oneshot(req) => match r {
             Ok(r) => r,
             Err(never) => match never {},
         },
@@ -440,7 +415,9 @@ fn start(target: Target<'_>, response: Response<Body>) -> Option<(SendStream<Byt
     let (mut parts, body) = response.into_parts();
     strip_connection_headers(&mut parts.headers);
     if !parts.headers.contains_key(header::DATE) {
-        parts.headers.insert(header::DATE, date());
+        parts
+            .headers
+            .insert(header::DATE, crate::transport::date::now());
     }
     let end = http_body::Body::is_end_stream(&body);
     let head = Response::from_parts(parts, ());
@@ -560,27 +537,6 @@ fn send_frame(stream: &mut SendStream<Bytes>, data: Bytes, end: bool, budget: &S
         return false;
     }
     stream.send_data(data, end).is_ok()
-}
-
-/// The `Date` header value, formatted once per second per thread (as hyper does).
-pub(crate) fn date() -> HeaderValue {
-    thread_local! {
-        static CACHE: std::cell::RefCell<(u64, HeaderValue)> =
-            const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
-    }
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            cache.1 = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
-            cache.0 = secs;
-        }
-        cache.1.clone()
-    })
 }
 
 /// Headers that mean something only to one HTTP/1.1 connection; HTTP/2 forbids them.

@@ -4,11 +4,12 @@
 //! validates and appends it. Every refusal is counted and answered with a JSON error; nothing a
 //! publisher sends affects other publishers or subscribers.
 
-use crate::error::AppError;
-use crate::guard::BodyCut;
-use crate::limits::{client_ip, ClientAddr};
-use crate::redis_ingest::PublishError;
-use crate::server::AppState;
+use crate::api::error::AppError;
+use crate::api::guard::BodyCut;
+use crate::api::limits::client_ip;
+use crate::api::state::ApiState;
+use crate::feed::redis_ingest::PublishError;
+use crate::runtime::connection::ClientAddr;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -35,12 +36,16 @@ pub struct PublishRequest {
 /// for a body that does not arrive in time (`--body-timeout`, `--min-body-rate`); `503` while
 /// Redis (when configured) is unreachable.
 pub async fn publish(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     peer: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    let ip = client_ip(peer.as_deref(), &headers, state.config.trust_forwarded_for);
+    let ip = client_ip(
+        peer.as_deref(),
+        &headers,
+        state.config.limits.trust_forwarded_for,
+    );
     // Failed credentials spend the address's allowance at the publish rate, and an address
     // that has spent it is refused before its credential is even looked at: guessing tokens
     // is then no faster than publishing, and a guess cannot be told right while throttled.
@@ -105,8 +110,8 @@ pub async fn publish(
 /// The body, whole, within the message limit: refused at once when its declared length is
 /// over it, cut when more than that arrives, and `408` when the body's deadline cut it (see
 /// `guard.rs`).
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, AppError> {
-    let limit = state.config.max_message_bytes;
+async fn read_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Bytes, AppError> {
+    let limit = state.config.feed.max_message_bytes;
     let too_large = || {
         state.metrics.reject("too_large");
         AppError::TooLarge { limit }

@@ -6,7 +6,7 @@
 //! and the middleware below adds `Link: rel=preload` and the cache cookie to the final response
 //! for every protocol.
 
-use crate::assets::AssetManifest;
+use crate::site::assets::AssetManifest;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
@@ -53,7 +53,7 @@ impl PushPolicy {
     }
 
     fn has_cookie(&self, headers: &HeaderMap) -> bool {
-        crate::cookie::values(headers, COOKIE).any(|v| v == self.manifest.digest())
+        crate::runtime::cookie::values(headers, COOKIE).any(|v| v == self.manifest.digest())
     }
 
     /// The `Link` header values for every asset.
@@ -101,7 +101,7 @@ mod tests {
 
     fn policy() -> PushPolicy {
         let dir = std::env::temp_dir().join(format!("ringback-push-{}", std::process::id()));
-        let (hash, pkg) = crate::assets::write_test_build(&dir).unwrap();
+        let (hash, pkg) = crate::site::assets::write_test_build(&dir).unwrap();
         let m = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
         PushPolicy::new(Arc::new(m), vec!["/".into()])
     }

@@ -19,10 +19,11 @@
 //! (shutdown, `--max-stream-age`) or the client leaves, and EventSource opens a new connection to
 //! reconnect anyway, so keeping this one alive would buy nothing.
 
-use crate::cancel::CancelToken;
-use crate::limits::ClientAddr;
-use crate::rewind::Rewind;
-use crate::server::{AppState, ConnectionCut};
+use crate::runtime::cancel::CancelToken;
+use crate::runtime::connection::ClientAddr;
+use crate::runtime::connection::ConnectionCut;
+use crate::transport::rewind::Rewind;
+use crate::transport::Transport;
 use axum::body::Body;
 use axum::Router;
 use bytes::{Buf, Bytes};
@@ -51,8 +52,7 @@ const MAX_HEADERS: usize = 64;
 pub(crate) async fn serve<IO>(
     mut io: IO,
     first: Bytes,
-    router: Router,
-    state: AppState,
+    transport: Transport,
     peer: Option<ClientAddr>,
     head_deadline: Instant,
 ) where
@@ -60,15 +60,15 @@ pub(crate) async fn serve<IO>(
 {
     let head = tokio::select! {
         head = tokio::time::timeout_at(head_deadline, read_head(&mut io, first)) => head,
-        _ = state.shutdown.cancelled() => return,
+        _ = transport.shutdown.cancelled() => return,
     };
     match head {
-        Ok(Ok(Head::Events(request))) => serve_events(io, *request, router, peer).await,
+        Ok(Ok(Head::Events(request))) => serve_events(io, *request, transport.router, peer).await,
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
-        Ok(Ok(Head::Other(read))) => to_hyper(Rewind::new(read, io), router, state, peer).await,
+        Ok(Ok(Head::Other(read))) => to_hyper(Rewind::new(read, io), transport, peer).await,
         Ok(Err(_)) => {} // closed or failed
         Err(_) => {
-            state
+            transport
                 .metrics
                 .cut_header_read_timeout
                 .fetch_add(1, Ordering::Relaxed);
@@ -81,14 +81,15 @@ pub(crate) async fn serve<IO>(
 /// that function's stack and moved to the heap, never laid out in the caller's future.
 fn to_hyper<IO>(
     io: Rewind<IO>,
-    router: Router,
-    state: AppState,
+    transport: Transport,
     peer: Option<ClientAddr>,
 ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(crate::listener::serve_hyper_http1(io, router, state, peer))
+    Box::pin(crate::transport::hyper_conn::serve_http1(
+        io, transport, peer,
+    ))
 }
 
 /// What the first request on a connection is.
@@ -216,7 +217,7 @@ fn response_head(parts: http::response::Parts, length: Option<u64>) -> Vec<u8> {
     headers.remove(header::CONNECTION);
     headers.remove(header::TRANSFER_ENCODING);
     if !headers.contains_key(header::DATE) {
-        headers.insert(header::DATE, crate::http2::date());
+        headers.insert(header::DATE, crate::transport::date::now());
     }
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     match length {

@@ -29,9 +29,10 @@
 //! server is (re)subscribing may be matched to one another by that server; another server that
 //! saw both still writes both.
 
-use crate::broadcast::{BroadcastList, Rejected};
-use crate::cancel::CancelToken;
+use crate::config::{FeedLimits, RedisArgs};
+use crate::feed::broadcast::{BroadcastList, Rejected};
 use crate::metrics::Metrics;
+use crate::runtime::cancel::CancelToken;
 use app::message::SOURCE_ID_FIELD;
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
@@ -188,7 +189,25 @@ pub fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
     };
     let data = serde_json::to_vec(&fields.remove("data")?).ok()?;
     fields.remove("id");
-    Some((channel, data, crate::sse::object_members(&fields)))
+    Some((channel, data, crate::feed::frame::object_members(&fields)))
+}
+
+impl RedisSettings {
+    /// The settings for following the Redis at `url`: the `--redis-*` flags, and the feed's
+    /// bounds (the log keeps as many messages as the list, and refuses what the list would).
+    pub fn new(url: String, redis: &RedisArgs, feed: &FeedLimits) -> Self {
+        RedisSettings {
+            url,
+            channels: redis.redis_channels.clone(),
+            prefix: redis.redis_prefix.clone(),
+            history: feed.history,
+            history_age: redis.history_age,
+            backoff_min: crate::config::defaults::REDIS_BACKOFF_MIN,
+            backoff_max: redis.redis_backoff_max,
+            command_timeout: redis.redis_timeout,
+            max_message_bytes: feed.max_message_bytes,
+        }
+    }
 }
 
 impl RedisIngest {
@@ -579,7 +598,7 @@ fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
     let full = min
         .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
         .min(max);
-    crate::jitter::between(full / 2, full)
+    crate::runtime::jitter::between(full / 2, full)
 }
 
 /// The URL without its password, for logs.

@@ -17,7 +17,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 fn new_id() -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let prefix = *PREFIX.get_or_init(|| (crate::jitter::fraction() * f64::from(u32::MAX)) as u32);
+    let prefix =
+        *PREFIX.get_or_init(|| (crate::runtime::jitter::fraction() * f64::from(u32::MAX)) as u32);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     HeaderValue::from_str(&format!("{prefix:08x}-{n}"))
         .unwrap_or(HeaderValue::from_static("unknown"))

@@ -7,7 +7,7 @@
 //! and the bytes received. Loopback has almost no round-trip time, which is what push saves, so
 //! the difference here is a floor, not the gain on a real network.
 
-use crate::config::PageloadArgs;
+use crate::args::PageloadArgs;
 use bytes::Bytes;
 use futures::FutureExt;
 use h2::client::SendRequest;

@@ -23,7 +23,7 @@
 //! reaches its budget sooner (its clients then resume with `Last-Event-ID`), never later.
 //! What TLS holds below (rustls's buffer of records, 64 KiB) counts as written.
 
-use crate::cancel::CancelToken;
+use crate::runtime::cancel::CancelToken;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// What one queued DATA frame costs beyond its payload (h2's bookkeeping, measured).
 pub(crate) const FRAME_COST: u64 = 384;
 
-/// The most the driver hands h2 in one DATA frame: the protocol's smallest maximum frame size,
-/// which every peer accepts, so h2 sends each exactly as handed.
-pub(crate) const MAX_DATA_FRAME: usize = 16_384;
+pub(crate) use crate::runtime::connection::MAX_DATA_FRAME;
 
 /// One connection's budget of unsent bytes.
 pub(crate) struct SendBudget {

@@ -2,10 +2,10 @@
 //!
 //! Handlers return `Result<_, AppError>`; nothing a client sends can panic the server.
 
-use crate::auth::AuthError;
-use crate::broadcast::Rejected;
-use crate::limits::LimitError;
-use crate::redis_ingest::PublishError;
+use crate::api::auth::AuthError;
+use crate::api::limits::LimitError;
+use crate::feed::broadcast::Rejected;
+use crate::feed::redis_ingest::PublishError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;

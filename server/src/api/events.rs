@@ -1,28 +1,27 @@
-//! Server-sent events: the one frame encoder, and `GET /messages`.
+//! `GET /messages`: a subscriber's event stream.
 //!
-//! Frames are encoded here and nowhere else. Every field that reaches a frame is either a number
-//! (`id:`), a validated channel token (`event:`, see [`app::message::validate_channel`]) or JSON
-//! produced by serde_json, which escapes every control character: no input can put a line break
-//! where the protocol does not expect one.
-//!
-//! The handler does not re-encode anything: it streams the broadcast list's shared frames, adds
-//! a `retry:` and heartbeats of its own, and stops on shutdown, on a cut-off, or when the client
-//! goes away (hyper drops the body, which drops the subscription).
+//! The handler does not re-encode anything: it streams the broadcast list's shared frames
+//! (encoded once, by [`crate::feed::frame`]), adds a `retry:` and heartbeats of its own, and
+//! stops on shutdown, on a cut-off, or when the client goes away (the driver drops the body,
+//! which drops the subscription).
 
-use crate::auth::{AuthError, ChannelSet};
-use crate::broadcast::{Start, Subscription};
-use crate::cancel::{CancelToken, Cancelled};
+use crate::api::auth::AuthError;
+use crate::api::error::AppError;
+use crate::api::limits::{self, SubscriberPermit};
+use crate::api::state::ApiState;
 use crate::config::ServeArgs;
-use crate::error::AppError;
-use crate::jitter;
-use crate::limits::{self, ClientAddr, SubscriberPermit};
-use crate::server::{AppState, ConnectionCut, StreamCut};
-use app::message::{validate_channel, Gap, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
+use crate::feed::broadcast::{Start, Subscription};
+use crate::feed::channels::ChannelSet;
+use crate::runtime::cancel::{CancelToken, Cancelled};
+use crate::runtime::connection::ClientAddr;
+use crate::runtime::connection::{ConnectionCut, StreamCut};
+use crate::runtime::jitter;
+use app::message::{validate_channel, Gap, EVENT_GAP, EVENT_SOURCE};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Version};
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,65 +31,6 @@ use tokio::time::{Instant, Sleep};
 
 /// A comment line: ignored by EventSource, keeps proxies and NATs from closing an idle stream.
 const HEARTBEAT: &[u8] = b":\n\n";
-
-/// Encodes one message's frame; returns it and the slice of it holding the message JSON.
-///
-/// `extra_json` holds the publisher's own further members of the message object (`"k":v,...`,
-/// serialised by serde_json), or nothing.
-///
-/// With `announce`, the frame is preceded by a `ringback.channel` event naming the channel, so a
-/// browser subscribes to the new event name before the message is dispatched.
-pub fn encode_message(
-    id: u64,
-    channel: &str,
-    data_json: &[u8],
-    extra_json: &[u8],
-    announce: bool,
-) -> (Bytes, Bytes) {
-    let mut buf =
-        BytesMut::with_capacity(64 + 2 * channel.len() + data_json.len() + extra_json.len());
-    if announce {
-        buf.put_slice(b"event: ");
-        buf.put_slice(EVENT_CHANNEL.as_bytes());
-        buf.put_slice(b"\ndata: {\"type\":\"");
-        buf.put_slice(channel.as_bytes());
-        buf.put_slice(b"\"}\n\n");
-    }
-    let num = id.to_string();
-    buf.put_slice(b"id: ");
-    buf.put_slice(num.as_bytes());
-    buf.put_slice(b"\nevent: ");
-    buf.put_slice(channel.as_bytes());
-    buf.put_slice(b"\ndata: ");
-    let json_start = buf.len();
-    buf.put_slice(b"{\"id\":");
-    buf.put_slice(num.as_bytes());
-    buf.put_slice(b",\"type\":\"");
-    buf.put_slice(channel.as_bytes());
-    buf.put_slice(b"\",\"data\":");
-    buf.put_slice(data_json);
-    if !extra_json.is_empty() {
-        buf.put_slice(b",");
-        buf.put_slice(extra_json);
-    }
-    buf.put_slice(b"}");
-    let json_end = buf.len();
-    buf.put_slice(b"\n\n");
-    let frame = buf.freeze();
-    let json = frame.slice(json_start..json_end);
-    (frame, json)
-}
-
-/// The members of a JSON object without its braces (`"k":v,...`, or nothing for an empty one):
-/// the form [`encode_message`] takes a publisher's further fields in.
-pub fn object_members(fields: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
-    if fields.is_empty() {
-        return Vec::new();
-    }
-    // A map of strings and values always serialises; `{}` is the fallback that cannot happen.
-    let all = serde_json::to_vec(fields).unwrap_or_else(|_| b"{}".to_vec());
-    all[1..all.len() - 1].to_vec()
-}
 
 /// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first bytes of a
 /// stream. Sent at once so the browser sees the stream open without waiting for a message.
@@ -179,7 +119,7 @@ pub fn parse_last_event_id(raw: &str) -> Result<u64, AppError> {
 /// Refusals, each counted by reason: `400` for a malformed query or `Last-Event-ID`, `401` for
 /// a bad credential, `403` for a `type` filter naming a private channel the credential does not
 /// grant, `429` beyond the subscribers per address, `503` beyond the subscribers in total.
-pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+pub async fn subscribe(State(state): State<ApiState>, req: Request) -> Result<Response, AppError> {
     let Admitted {
         params,
         grants,
@@ -204,13 +144,13 @@ pub async fn subscribe(State(state): State<AppState>, req: Request) -> Result<Re
     let online = source.as_mut().map(|s| *s.borrow_and_update());
     let stream = EventStream::new(
         sub,
-        preamble(state.config.retry, gap.as_ref(), online),
-        state.config.heartbeat,
+        preamble(state.config.events.retry, gap.as_ref(), online),
+        state.config.events.heartbeat,
         cut.clone(),
         &state.shutdown,
         source,
-        state.config.retry,
-        ends_at(state.config.max_stream_age),
+        state.config.events.retry,
+        ends_at(state.config.events.max_stream_age),
         permit,
         batch(req.version(), &state.config),
     );
@@ -227,7 +167,7 @@ struct Admitted {
 
 /// The checks before a subscription, each refusal counted by reason: the query and
 /// `Last-Event-ID`, the credential, the private channels named, the subscriber limits.
-fn admit(state: &AppState, req: &Request) -> Result<Admitted, AppError> {
+fn admit(state: &ApiState, req: &Request) -> Result<Admitted, AppError> {
     let refused = |reason: &'static str| {
         let metrics = state.metrics.clone();
         move |e| {
@@ -238,7 +178,7 @@ fn admit(state: &AppState, req: &Request) -> Result<Admitted, AppError> {
     let params = SubscribeParams::parse(
         req.uri().query(),
         req.headers(),
-        state.config.max_filter_channels,
+        state.config.events.max_filter_channels,
     )
     .map_err(refused("bad_request"))?;
     let grants = state
@@ -260,7 +200,7 @@ fn admit(state: &AppState, req: &Request) -> Result<Admitted, AppError> {
     let ip = limits::client_ip(
         req.extensions().get::<ClientAddr>(),
         req.headers(),
-        state.config.trust_forwarded_for,
+        state.config.limits.trust_forwarded_for,
     );
     let permit = state
         .subscribers
@@ -283,9 +223,9 @@ fn admit(state: &AppState, req: &Request) -> Result<Admitted, AppError> {
 /// ×1.5 at 10,000 streams × 50/s).
 fn batch(version: Version, config: &ServeArgs) -> usize {
     if version == Version::HTTP_2 {
-        crate::h2_budget::MAX_DATA_FRAME
+        crate::runtime::connection::MAX_DATA_FRAME
     } else {
-        config.max_write_buffer
+        config.transport.max_write_buffer
     }
 }
 
@@ -442,6 +382,8 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feed::frame::{encode_message, object_members};
+    use app::message::EVENT_CHANNEL;
 
     /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's line and field
     /// rules: a line ends at CRLF, CR or LF): returns (id, event, data) per dispatched event.
@@ -561,7 +503,7 @@ mod tests {
     /// A stream as `subscribe` makes it (heartbeat 15 s, retry 2 s), and its cut-off and
     /// shutdown switches.
     fn stream_with(
-        feed: &crate::broadcast::BroadcastList,
+        feed: &crate::feed::broadcast::BroadcastList,
         heartbeat: Duration,
         ends_at: Option<Instant>,
         source: Option<watch::Receiver<bool>>,
@@ -578,7 +520,7 @@ mod tests {
             source,
             Duration::from_secs(2),
             ends_at,
-            crate::limits::SubscriberLimits::new(0, 0)
+            crate::api::limits::SubscriberLimits::new(0, 0)
                 .admit([127, 0, 0, 1].into())
                 .unwrap(),
             64 * 1024,
@@ -586,15 +528,15 @@ mod tests {
         (s, cut, shutdown)
     }
 
-    fn feed() -> crate::broadcast::BroadcastList {
-        let limits = crate::broadcast::Limits {
+    fn feed() -> crate::feed::broadcast::BroadcastList {
+        let limits = crate::feed::broadcast::Limits {
             history: 8,
             history_bytes: 1 << 20,
             max_message_bytes: 1024,
             max_channels: 8,
             channel_idle: std::time::Duration::ZERO,
         };
-        crate::broadcast::BroadcastList::new(limits, 1, &[], Default::default())
+        crate::feed::broadcast::BroadcastList::new(limits, 1, &[], Default::default())
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,9 +2,9 @@
 //!
 //! On for the README's run command, off by default for the binary (`--demo`).
 
-use crate::cancel::CancelToken;
+use crate::feed::source::Source;
 use crate::metrics::Metrics;
-use crate::source::Source;
+use crate::runtime::cancel::CancelToken;
 use app::message::DEFAULT_CHANNELS as CHANNELS;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub async fn run(source: Source, metrics: Arc<Metrics>, interval: Duration, shut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broadcast::{BroadcastList, Limits, Start};
+    use crate::feed::broadcast::{BroadcastList, Limits, Start};
 
     #[tokio::test(start_paused = true)]
     async fn publishes_once_per_interval_across_channels() {

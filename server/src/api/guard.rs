@@ -9,7 +9,7 @@
 //! its handler and its buffer for as long as it likes. A body cut here fails the handler's read
 //! with [`BodyCut`] (the publish API answers `408`), and the connection is closed with it.
 
-use crate::error::AppError;
+use crate::api::error::AppError;
 use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -65,7 +65,7 @@ impl BodyCut {
 }
 
 /// The Router's outermost layer: the guard, then the request id and its span
-/// ([`crate::trace::request_id`]).
+/// ([`crate::api::trace::request_id`]).
 ///
 /// One `from_fn` layer for both, because each layer costs on every request: a second
 /// `from_fn` layer measured ~6,300 instructions per request under callgrind, a tower layer
@@ -73,7 +73,7 @@ impl BodyCut {
 /// layer the Router already had ~870 (`bench/h2-instructions.sh`: 62,317 against 61,445).
 pub(crate) async fn front(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
     match admit(&limits, req) {
-        Ok(req) => crate::trace::request_id(req, next).await,
+        Ok(req) => crate::api::trace::request_id(req, next).await,
         Err(refusal) => refusal.into_response(),
     }
 }

@@ -2,23 +2,19 @@
 //! publish rate per credential.
 //!
 //! The other limits live where their input is read: message size and channels (the broadcast
-//! list and `POST /messages`), `type` filters per subscription (`sse.rs`), connections (the
-//! accept loop), HTTP/2 streams and header sizes (`http2.rs`).
+//! list and `POST /messages`), `type` filters per subscription (`events.rs`), connections (the
+//! accept loop), HTTP/2 streams and header sizes (`transport/`).
 //!
 //! Why a `std::sync::Mutex` around plain maps: each critical section is a lookup and an
 //! increment, with no `.await` inside; subscriptions and publishes are rare next to deliveries.
 
+use crate::runtime::connection::ClientAddr;
 use axum::http::{HeaderMap, StatusCode};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// The peer address of a request's connection, put in every request's extensions by the
-/// listener (both HTTP/1.1 and HTTP/2).
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
 
 /// The client's address: the connection's peer, or, behind a trusted proxy
 /// (`--trust-forwarded-for`), the address that proxy appended last to `X-Forwarded-For`.
@@ -223,6 +219,7 @@ impl PublishRate {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use std::net::SocketAddr;
 
     #[test]
     fn subscribers_in_total_and_per_address() {

@@ -26,7 +26,8 @@
 //! Tokens are compared by their SHA-256 digests in constant time, so neither a token's bytes nor
 //! its length leak through timing. No credential is ever logged.
 
-use app::message::validate_channel;
+use crate::config::AuthArgs;
+use crate::feed::channels::ChannelSet;
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -34,54 +35,7 @@ use serde::Deserialize;
 /// The cookie a browser carries its subscriber JWT in.
 pub const TOKEN_COOKIE: &str = "ringback_token";
 
-/// A set of channels given as patterns: `name`, `prefix*`, or `*`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ChannelSet {
-    any: bool,
-    exact: Vec<Box<str>>,
-    prefixes: Vec<Box<str>>,
-}
-
-impl ChannelSet {
-    /// Every channel.
-    pub fn all() -> Self {
-        ChannelSet {
-            any: true,
-            ..ChannelSet::default()
-        }
-    }
-
-    /// Parses patterns; each must be a channel name, optionally ending in `*`.
-    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
-        let mut set = ChannelSet::default();
-        for pattern in patterns.iter().map(|p| p.as_ref().trim()) {
-            if pattern == "*" {
-                set.any = true;
-            } else if let Some(prefix) = pattern.strip_suffix('*') {
-                validate_channel(prefix)
-                    .map_err(|e| format!("bad channel pattern {pattern:?}: {e}"))?;
-                set.prefixes.push(prefix.into());
-            } else {
-                validate_channel(pattern)
-                    .map_err(|e| format!("bad channel pattern {pattern:?}: {e}"))?;
-                set.exact.push(pattern.into());
-            }
-        }
-        Ok(set)
-    }
-
-    pub fn contains(&self, channel: &str) -> bool {
-        self.any
-            || self.exact.iter().any(|c| &**c == channel)
-            || self.prefixes.iter().any(|p| channel.starts_with(&**p))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        !self.any && self.exact.is_empty() && self.prefixes.is_empty()
-    }
-}
-
-/// What configures [`Auth`]: the serve flags, read once.
+/// What configures [`Auth`]: the flags ([`AuthArgs`]), with the key file read.
 #[derive(Clone, Debug, Default)]
 pub struct AuthSettings {
     pub publish_tokens: Vec<String>,
@@ -170,6 +124,25 @@ struct Grants {
 }
 
 impl Auth {
+    /// From the flags: reads the RS256 key file, if one is named.
+    pub fn from_args(args: &AuthArgs) -> Result<Self, String> {
+        let jwt_public_key = args
+            .jwt_public_key
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))
+            })
+            .transpose()?;
+        Auth::new(&AuthSettings {
+            publish_tokens: args.publish_token.clone(),
+            jwt_secret: args.jwt_secret.clone(),
+            jwt_public_key,
+            jwt_audience: args.jwt_audience.clone(),
+            private_channels: args.private_channels.clone(),
+        })
+    }
+
     pub fn new(settings: &AuthSettings) -> Result<Self, String> {
         let hs256 = settings
             .jwt_secret
@@ -198,7 +171,7 @@ impl Auth {
                 .publish_tokens
                 .iter()
                 .filter(|t| !t.is_empty())
-                .map(|t| crate::assets::sha256(t.as_bytes()))
+                .map(|t| crate::runtime::digest::sha256(t.as_bytes()))
                 .collect(),
             hs256,
             rs256,
@@ -226,7 +199,7 @@ impl Auth {
             });
         }
         let token = bearer(headers).ok_or(AuthError::Missing)?;
-        let digest = crate::assets::sha256(token.as_bytes());
+        let digest = crate::runtime::digest::sha256(token.as_bytes());
         // Every configured token is compared, whichever matches, in constant time.
         let matched = self.digests.iter().enumerate().fold(None, |found, (i, d)| {
             if constant_time_eq(d, &digest) {
@@ -281,7 +254,7 @@ impl Auth {
         if let Some(token) = explicit {
             return self.grants(token);
         }
-        match crate::cookie::values(headers, TOKEN_COOKIE).find(|t| !t.is_empty()) {
+        match crate::runtime::cookie::values(headers, TOKEN_COOKIE).find(|t| !t.is_empty()) {
             Some(token) => Ok(self.grants(token).unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "subscriber cookie not accepted; public channels only");
                 ChannelSet::default()
@@ -568,11 +541,12 @@ mod tests {
     #[test]
     fn rs256_with_a_public_key() {
         let auth = auth(AuthSettings {
-            jwt_public_key: Some(include_bytes!("../tests/fixtures/jwt-rs256.pub").to_vec()),
+            jwt_public_key: Some(include_bytes!("../../tests/fixtures/jwt-rs256.pub").to_vec()),
             ..Default::default()
         });
         let private =
-            EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/jwt-rs256.key")).unwrap();
+            EncodingKey::from_rsa_pem(include_bytes!("../../tests/fixtures/jwt-rs256.key"))
+                .unwrap();
         let claims = json!({"exp": in_an_hour(), "ringback": {"publish": ["blue"]}});
         let token = encode(&Header::new(Algorithm::RS256), &claims, &private).unwrap();
         let p = auth
@@ -580,7 +554,7 @@ mod tests {
             .unwrap();
         assert_eq!(p.check("blue"), Ok(()));
         // An HS256 token "signed" with the public key's text is not accepted (alg confusion).
-        let forged = hs256(claims, include_str!("../tests/fixtures/jwt-rs256.pub"));
+        let forged = hs256(claims, include_str!("../../tests/fixtures/jwt-rs256.pub"));
         assert_eq!(
             auth.publisher(&with(header::AUTHORIZATION, &format!("Bearer {forged}")))
                 .unwrap_err(),

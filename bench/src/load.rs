@@ -15,7 +15,7 @@
 //! count is not capped by one address's ephemeral ports; the tool raises its own open-file
 //! limit to the hard limit, and stops by itself after `--duration` plus `--drain`.
 
-use crate::config::LoadArgs;
+use crate::args::LoadArgs;
 use bytes::Bytes;
 use http::{header, Request, Uri};
 use http_body_util::{BodyExt, Full};
@@ -421,12 +421,12 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
         }
         return Ok(count);
     }
-    let (mut sender, authority) = crate::client::connect(base).await?;
+    let (mut sender, authority) = ringback::client::connect(base).await?;
     for n in 1..=count {
         tick.tick().await;
         let body = Bytes::from(load_message(n, &pad));
         let (status, _) =
-            crate::client::post_json(&mut sender, &authority, "/messages", body, None).await?;
+            ringback::client::post_json(&mut sender, &authority, "/messages", body, None).await?;
         if status.as_u16() != 202 {
             return Err(format!("publish {n} refused: {status}"));
         }
@@ -436,7 +436,7 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
 
 /// The server's resident memory (bytes) and CPU time (seconds) from its `/metrics`.
 pub(crate) async fn server_process(base: &Uri) -> Option<(f64, f64)> {
-    let (mut sender, authority) = crate::client::connect(base).await.ok()?;
+    let (mut sender, authority) = ringback::client::connect(base).await.ok()?;
     let request = Request::get("/metrics")
         .header(header::HOST, authority.as_str())
         .body(Full::new(Bytes::new()))
@@ -463,7 +463,7 @@ pub(crate) async fn server_process(base: &Uri) -> Option<(f64, f64)> {
 
 /// This process's CPU time in seconds (Linux `/proc/self/stat`, 100 ticks per second).
 fn own_cpu_seconds() -> f64 {
-    crate::metrics::process_stats().map_or(0.0, |p| p.cpu_seconds)
+    ringback::runtime::process::process_stats().map_or(0.0, |p| p.cpu_seconds)
 }
 
 /// Runs the benchmark and returns its report.
@@ -485,7 +485,7 @@ async fn open_stalled(server: SocketAddr, authority: &str, n: usize) -> Vec<TcpS
 }
 
 pub async fn run(args: &LoadArgs) -> Result<String, String> {
-    let raised = crate::metrics::raise_open_files_limit();
+    let raised = ringback::runtime::process::raise_open_files_limit();
     let base: Uri = args
         .url
         .parse()

@@ -5,8 +5,8 @@
 //! with Redis, it is appended to the shared log, and every server's list (this one's included)
 //! receives it from there.
 
-use crate::broadcast::BroadcastList;
-use crate::redis_ingest::{PublishError, RedisIngest};
+use crate::feed::broadcast::BroadcastList;
+use crate::feed::redis_ingest::{PublishError, RedisIngest};
 use tokio::sync::watch;
 
 #[derive(Clone)]

@@ -13,23 +13,16 @@
 //! The TLS and HTTP/2 paths are boxed: a connection's task is as large as the largest path its
 //! future could take, and a cleartext HTTP/1.1 subscriber should not carry the others' size.
 
-use crate::cancel::CancelToken;
 use crate::config::Http2Driver;
-use crate::limits::ClientAddr;
-use crate::rewind::Rewind;
-use crate::server::{AppState, ConnectionCut};
-use crate::write_deadline::WriteDeadline;
-use crate::{http1, http2};
-use axum::body::Body;
-use axum::Router;
+use crate::runtime::connection::ClientAddr;
+use crate::transport::rewind::Rewind;
+use crate::transport::write_deadline::WriteDeadline;
+use crate::transport::{http1, http2, hyper_conn, Transport};
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tower::ServiceExt;
 
 /// The HTTP/2 connection preface a client with prior knowledge sends first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -49,16 +42,20 @@ enum Sniffed {
 /// showing a protocol, the TLS handshake, the HTTP/2 preface, the HTTP/1.1 head. A peer that
 /// drips or stalls any of them is closed then, and costs nothing meanwhile (every wait is on
 /// the socket's readiness, none on a timer).
-pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
-    let deadline = Instant::now() + state.config.header_read_timeout;
+pub(crate) async fn serve(stream: TcpStream, transport: Transport) {
+    let deadline = Instant::now() + transport.settings.header_read_timeout;
     let peer = stream.peer_addr().ok().map(ClientAddr);
     let mut stream = stream;
     let (sniffed, first) = match tokio::time::timeout_at(deadline, sniff(&mut stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => return, // closed before saying anything
-        Err(_) => return header_timeout(&state, "no protocol shown"),
+        Err(_) => return header_timeout(&transport, "no protocol shown"),
     };
-    let stream = WriteDeadline::new(stream, state.config.write_timeout, state.metrics.clone());
+    let stream = WriteDeadline::new(
+        stream,
+        transport.settings.write_timeout,
+        transport.metrics.clone(),
+    );
     // The bytes read go back in front of the stream for TLS and HTTP/2, whose paths are boxed
     // anyway; HTTP/1.1 takes them as the start of its request head, so a fast-path subscriber's
     // task carries no wrapper for the hours it lives.
@@ -68,36 +65,39 @@ pub(crate) async fn serve(stream: TcpStream, router: Router, state: AppState) {
             // until the handshake is done; the stream it yields is boxed and handed on alone,
             // so the connection's protocol future is not laid out beside it (measured with
             // valgrind's massif: 9.9 KB per TLS connection held for nothing).
-            let handshake = Box::pin(tls_handshake(Rewind::new(first, stream), &state, deadline));
+            let handshake = Box::pin(tls_handshake(
+                Rewind::new(first, stream),
+                &transport,
+                deadline,
+            ));
             let Some(stream) = handshake.await else {
                 return;
             };
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 let scheme = http2::Scheme::Https;
-                Box::pin(serve_http2(stream, router, state, scheme, peer, deadline)).await;
+                Box::pin(serve_http2(stream, transport, scheme, peer, deadline)).await;
             } else {
                 let first = Bytes::new();
-                Box::pin(http1::serve(stream, first, router, state, peer, deadline)).await;
+                Box::pin(http1::serve(stream, first, transport, peer, deadline)).await;
             }
         }
         Sniffed::H2c => {
             Box::pin(serve_http2(
                 Rewind::new(first, stream),
-                router,
-                state,
+                transport,
                 http2::Scheme::Http,
                 peer,
                 deadline,
             ))
             .await;
         }
-        Sniffed::Http1 => http1::serve(stream, first, router, state, peer, deadline).await,
+        Sniffed::Http1 => http1::serve(stream, first, transport, peer, deadline).await,
     }
 }
 
 /// Counts a connection closed for not finishing its request head in time.
-fn header_timeout(state: &AppState, what: &str) {
-    state
+fn header_timeout(transport: &Transport, what: &str) {
+    transport
         .metrics
         .cut_header_read_timeout
         .fetch_add(1, Ordering::Relaxed);
@@ -107,13 +107,13 @@ fn header_timeout(state: &AppState, what: &str) {
 /// The TLS handshake, by `deadline`; the stream, boxed, or `None` when it failed.
 async fn tls_handshake<IO>(
     stream: IO,
-    state: &AppState,
+    transport: &Transport,
     deadline: Instant,
 ) -> Option<Box<tokio_rustls::server::TlsStream<IO>>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(tls) = state.tls.clone() else {
+    let Some(tls) = transport.tls.clone() else {
         tracing::debug!("TLS handshake on a server without TLS");
         return None;
     };
@@ -125,46 +125,27 @@ where
             None
         }
         Err(_) => {
-            header_timeout(state, "TLS handshake");
+            header_timeout(transport, "TLS handshake");
             None
         }
     }
 }
 
-/// HTTP/1.1 on hyper: every HTTP/1.1 request but the fast path's (see `http1.rs`).
-pub(crate) async fn serve_hyper_http1<IO>(
-    io: IO,
-    router: Router,
-    state: AppState,
-    peer: Option<ClientAddr>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    serve_hyper(io, router, state, Proto::Http1, peer).await;
-}
-
 async fn serve_http2<IO>(
     io: IO,
-    router: Router,
-    state: AppState,
+    transport: Transport,
     scheme: http2::Scheme,
     peer: Option<ClientAddr>,
     preface_deadline: Instant,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    match state.config.http2_driver {
+    match transport.settings.http2_driver {
         Http2Driver::Ringback => {
-            http2::serve(io, router, state, scheme, peer, preface_deadline).await;
+            http2::serve(io, transport, scheme, peer, preface_deadline).await;
         }
-        Http2Driver::Hyper => serve_hyper(io, router, state, Proto::Http2, peer).await,
+        Http2Driver::Hyper => hyper_conn::serve_http2(io, transport, peer).await,
     }
-}
-
-#[derive(Clone, Copy)]
-enum Proto {
-    Http1,
-    Http2,
 }
 
 /// Reads the first bytes, enough to tell the protocols apart; returns them to be put back.
@@ -190,60 +171,6 @@ async fn sniff(stream: &mut TcpStream) -> std::io::Result<(Sniffed, Bytes)> {
             continue; // a prefix of the preface so far: wait for more
         };
         return Ok((sniffed, Bytes::copy_from_slice(&buf[..n])));
-    }
-}
-
-/// HTTP/1.1 on hyper (and, with `--http2-driver hyper`, HTTP/2 on hyper, without push), with
-/// the connection's cut-off switch and peer address in every request.
-async fn serve_hyper<IO>(
-    io: IO,
-    router: Router,
-    state: AppState,
-    proto: Proto,
-    peer: Option<ClientAddr>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let cut = CancelToken::new();
-    let service = hyper::service::service_fn({
-        let cut = cut.clone();
-        move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectionCut(cut.clone()));
-            if let Some(peer) = peer {
-                req.extensions_mut().insert(peer);
-            }
-            router.clone().oneshot(req.map(Body::new))
-        }
-    });
-    let cfg = &state.config;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Later heads on a kept-alive connection (the first was read by `http1.rs`).
-        .header_read_timeout(cfg.header_read_timeout)
-        // hyper's default (~400 KiB) would let each client that stops reading pin that much.
-        .max_buf_size(cfg.max_write_buffer.max(8192));
-    http2::Limits::from(&**cfg).apply_to_hyper(&mut builder.http2());
-    let builder = match proto {
-        Proto::Http1 => builder.http1_only(),
-        Proto::Http2 => builder.http2_only(),
-    };
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        }
-        _ = state.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.as_mut().await;
-        }
-        _ = cut.cancelled() => {
-            tracing::debug!("closed the connection of a subscriber that fell behind");
-        }
     }
 }
 

@@ -17,36 +17,23 @@
 //! Why `std::sync` locks: critical sections are short (a push, a binary search, cloning a few
 //! `Bytes`), and none holds a lock across an `.await`.
 
-use crate::auth::ChannelSet;
-use crate::cancel::CancelToken;
+use crate::feed::channels::ChannelSet;
 use crate::metrics::Metrics;
+use crate::runtime::cancel::CancelToken;
 use app::message::{validate_channel, ChannelError, Gap, Message};
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
 
-/// The bounds of the list.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Entries kept in history (at least 1).
-    pub history: usize,
-    /// Bytes of frames kept in history; the newest entry is always kept.
-    pub history_bytes: usize,
-    /// Largest accepted `data`, as JSON bytes.
-    pub max_message_bytes: usize,
-    /// Distinct channels carried.
-    pub max_channels: usize,
-    /// A channel with no message for this long and no subscriber naming it is forgotten when
-    /// room is needed for a new one; zero: never.
-    pub channel_idle: Duration,
-}
+/// The bounds of the list: `--history`, `--history-bytes`, `--max-message-bytes`,
+/// `--max-channels`, `--channel-idle`.
+pub use crate::config::FeedLimits as Limits;
 
 /// Why a message was not appended. Each variant is a reason label in the metrics.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -355,7 +342,7 @@ impl BroadcastList {
             let private = ring.private.contains(&channel);
             // A private channel's name is in no snapshot, so a page granted it learns the name
             // from the announcement that every one of its frames carries.
-            let (frame, json) = crate::sse::encode_message(
+            let (frame, json) = crate::feed::frame::encode_message(
                 id,
                 &channel,
                 data_json,
@@ -728,6 +715,7 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn list(history: usize) -> BroadcastList {
         let limits = Limits {

@@ -12,6 +12,7 @@
 //! pushes carry the page request's `Accept-Encoding`, so pushed and fetched bytes are alike. The manifest's digest (over every asset's ETag) names
 //! a build: a browser that has it in its cookie already holds every asset and is not pushed them.
 
+use crate::runtime::digest;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -155,7 +156,7 @@ impl AssetManifest {
                     .map(Bytes::from)
             };
             let (br, gzip) = (variant("br"), variant("gz"));
-            let etag = format!("\"{}\"", hex(&sha256(&body)[..16]));
+            let etag = format!("\"{}\"", digest::hex(&digest::sha256(&body)[..16]));
             let link = format!("<{path}>; {}", kind.link_params());
             assets.push(Asset {
                 etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
@@ -172,7 +173,7 @@ impl AssetManifest {
         for a in &assets {
             all.extend_from_slice(a.etag.as_bytes());
         }
-        let digest = hex(&sha256(&all)[..12]);
+        let digest = digest::hex(&digest::sha256(&all)[..12]);
         Ok(AssetManifest { assets, digest })
     }
 
@@ -292,24 +293,9 @@ fn pick_encoding<'a>(
     }
 }
 
-pub(crate) fn sha256(data: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .to_vec()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// Writes a small fake build (hash file and three assets) into `dir`, for tests.
-pub fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+#[cfg(test)]
+pub(crate) fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     let pkg = dir.join("pkg");
     std::fs::create_dir_all(&pkg)?;
     std::fs::write(

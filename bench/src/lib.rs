@@ -1,0 +1,12 @@
+//! Ringback's load tool and page-load benchmark, and the hostile clients they (and the server's
+//! attack tests) open. A client of the server over the network: it uses the server's library
+//! only for the publish client and the process's own statistics.
+//!
+//! - [`load`]: `ringback-bench load`, N subscribers and a publisher at a fixed rate.
+//! - [`attack`]: `ringback-bench load --attack`, hostile clients beside the subscribers.
+//! - [`pageload`]: `ringback-bench pageload`, page loads over HTTP/2 with and without push.
+
+pub mod args;
+pub mod attack;
+pub mod load;
+pub mod pageload;

@@ -1,0 +1,21 @@
+//! `GET /healthz` and `GET /readyz`.
+
+use crate::api::error::AppError;
+use crate::api::state::ApiState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+/// `GET /healthz`: `200` as long as the process serves at all (a supervisor restarts on it).
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: `200` while the server can serve the whole feed, `503` while its source
+/// (Redis) is unreachable. A load balancer should route by readiness.
+pub async fn ready(State(state): State<ApiState>) -> Response {
+    if state.source.is_ready() {
+        "ready".into_response()
+    } else {
+        AppError::Unavailable("the message source (Redis) is unreachable".into()).into_response()
+    }
+}

@@ -1,0 +1,37 @@
+//! The API: the Router's handlers for `/messages` (subscribe and publish), `/metrics`,
+//! `/healthz` and `/readyz`, with what they check on the way (credentials, limits, the request
+//! guard) and the errors they answer. Handlers see requests, never connections: imports
+//! `runtime`, `config`, `metrics` and `feed`, never `transport` or the composition root.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod guard;
+pub mod health;
+pub mod limits;
+pub mod metrics_endpoint;
+pub mod publish;
+pub mod state;
+pub mod trace;
+
+use axum::extract::FromRef;
+use axum::routing::get;
+use axum::Router;
+pub use state::ApiState;
+
+/// The API's routes, for a Router whose state holds an [`ApiState`].
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    ApiState: FromRef<S>,
+{
+    Router::new()
+        .route(
+            "/messages",
+            // The publish handler reads its body within `--max-message-bytes` itself.
+            get(events::subscribe).post(publish::publish),
+        )
+        .route("/healthz", get(health::health))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics_endpoint::render))
+}

@@ -1,0 +1,26 @@
+//! What a connection tells the requests it carries, put in their extensions by the transport
+//! and read by the handlers: the peer's address, and the switches that close the connection or
+//! reset one of its streams.
+
+use crate::runtime::cancel::CancelToken;
+use std::net::SocketAddr;
+
+/// The peer address of a request's connection (HTTP/1.1 and HTTP/2).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// An HTTP/1.1 connection's cut-off switch, put in each of its requests' extensions:
+/// cancelling it closes the connection. This is how a subscriber that fell behind the history
+/// is disconnected even while its stalled socket keeps hyper from polling its body.
+#[derive(Clone, Debug)]
+pub struct ConnectionCut(pub CancelToken);
+
+/// The switch of one streaming response, put in the *response's* extensions by the SSE handler;
+/// the HTTP/2 driver resets the stream when it fires (one HTTP/2 stream, not the connection).
+#[derive(Clone, Debug)]
+pub struct StreamCut(pub CancelToken);
+
+/// The most the HTTP/2 driver hands h2 in one DATA frame: the protocol's smallest maximum frame
+/// size, which every peer accepts, so h2 sends each exactly as handed. An HTTP/2 event stream
+/// batches at most this much (`api/events.rs`).
+pub const MAX_DATA_FRAME: usize = 16_384;

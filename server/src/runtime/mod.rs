@@ -1,0 +1,10 @@
+//! The bottom layer: what any part of the server may use, knowing nothing of messages or HTTP
+//! handlers. Imports nothing from the crate but `config` and `metrics`.
+
+pub mod cancel;
+pub mod connection;
+pub mod cookie;
+pub mod digest;
+pub mod jitter;
+pub mod process;
+pub mod shutdown;

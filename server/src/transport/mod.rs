@@ -1,0 +1,39 @@
+//! The transport: accepting connections, telling their protocol apart, TLS, and the HTTP/1.1
+//! and HTTP/2 drivers that carry requests to the Router and responses back, each bounded in
+//! time and memory whatever the peer does. A driver sees the Router only as a service: imports
+//! `runtime`, `config`, `metrics` and `site` (the push policy), never `api` or `feed`.
+
+pub mod accept;
+mod date;
+pub mod h2_budget;
+pub mod http1;
+pub mod http2;
+mod hyper_conn;
+pub mod listener;
+pub mod rewind;
+pub mod tls;
+pub mod write_deadline;
+
+use crate::config::TransportArgs;
+use crate::metrics::Metrics;
+use crate::runtime::cancel::CancelToken;
+use crate::site::push::PushPolicy;
+use axum::Router;
+use std::sync::Arc;
+
+/// What a connection's driver needs, and nothing more (as hyper's `serve_connection(io,
+/// service)`): cloned into each connection's task.
+#[derive(Clone)]
+pub struct Transport {
+    /// The one Router, every protocol's requests go to it.
+    pub router: Router,
+    /// TLS for connections that start with a ClientHello; `None` serves cleartext only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Which requests are pages and what they bring (push, `103 Early Hints`).
+    pub push: Arc<PushPolicy>,
+    /// Connection limits and deadlines, and the HTTP/2 limits.
+    pub settings: Arc<TransportArgs>,
+    /// Cancelled once at shutdown: connections drain.
+    pub shutdown: CancelToken,
+    pub metrics: Arc<Metrics>,
+}
