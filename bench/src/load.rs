@@ -463,7 +463,7 @@ pub(crate) async fn server_process(base: &Uri) -> Option<(f64, f64)> {
 
 /// This process's CPU time in seconds (Linux `/proc/self/stat`, 100 ticks per second).
 fn own_cpu_seconds() -> f64 {
-    ringback::runtime::process::process_stats().map_or(0.0, |p| p.cpu_seconds)
+    ringback::process_stats().map_or(0.0, |p| p.cpu_seconds)
 }
 
 /// Runs the benchmark and returns its report.
@@ -484,21 +484,56 @@ async fn open_stalled(server: SocketAddr, authority: &str, n: usize) -> Vec<TcpS
     held
 }
 
+/// Where the server is: its base URL, authority and IPv4 socket address.
+struct Target {
+    base: Uri,
+    authority: http::uri::Authority,
+    server: SocketAddr,
+}
+
+impl Target {
+    async fn resolve(url: &str) -> Result<Target, String> {
+        let base: Uri = url.parse().map_err(|e| format!("bad --url {url:?}: {e}"))?;
+        let authority = base.authority().ok_or("no host in --url")?.clone();
+        let server: SocketAddr = tokio::net::lookup_host((
+            authority.host().trim_matches(['[', ']']),
+            authority.port_u16().unwrap_or(80),
+        ))
+        .await
+        .map_err(|e| e.to_string())?
+        .find(SocketAddr::is_ipv4)
+        .ok_or("--url must resolve to an IPv4 address")?;
+        Ok(Target {
+            base,
+            authority,
+            server,
+        })
+    }
+}
+
+/// What one run measured, for the report.
+struct Measured {
+    raised: u64,
+    sources: usize,
+    connect_time: Duration,
+    connected: usize,
+    published: u64,
+    publish_time: Duration,
+    expected: u64,
+    wall: Duration,
+    own_cpu: f64,
+    /// The server's (RSS, CPU seconds) before subscribing, with the subscribers idle, and after
+    /// publishing.
+    before: Option<(f64, f64)>,
+    idle: Option<(f64, f64)>,
+    after: Option<(f64, f64)>,
+    attack: Option<crate::attack::Report>,
+}
+
+/// Runs the load: subscribe, weigh the idle subscribers, (attack,) publish, drain, report.
 pub async fn run(args: &LoadArgs) -> Result<String, String> {
-    let raised = ringback::runtime::process::raise_open_files_limit();
-    let base: Uri = args
-        .url
-        .parse()
-        .map_err(|e| format!("bad --url {:?}: {e}", args.url))?;
-    let authority = base.authority().ok_or("no host in --url")?.clone();
-    let server: SocketAddr = tokio::net::lookup_host((
-        authority.host().trim_matches(['[', ']']),
-        authority.port_u16().unwrap_or(80),
-    ))
-    .await
-    .map_err(|e| e.to_string())?
-    .find(SocketAddr::is_ipv4)
-    .ok_or("--url must resolve to an IPv4 address")?;
+    let raised = ringback::raise_open_files_limit();
+    let target = Target::resolve(&args.url).await?;
     let sources = if args.sources > 0 {
         args.sources
     } else {
@@ -513,80 +548,16 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
         failed: AtomicUsize::new(0),
         received: std::sync::Mutex::new(Vec::with_capacity(args.subscribers)),
     });
-    let tls = args.tls.then(|| {
-        let alpn: &[u8] = if args.http2_streams > 0 {
-            b"h2"
-        } else {
-            b"http/1.1"
-        };
-        crate::pageload::insecure_client_config(alpn)
-    });
-    let before = server_process(&base).await;
+    let before = server_process(&target.base).await;
     let stop = CancellationToken::new();
     let connect_started = Instant::now();
-    let mut tasks = Vec::with_capacity(args.subscribers);
-    if args.http2_streams > 0 {
-        let connections = args.subscribers.div_ceil(args.http2_streams);
-        for c in 0..connections {
-            let source = Ipv4Addr::new(127, 0, 0, 2 + (c % sources) as u8);
-            let streams = args
-                .http2_streams
-                .min(args.subscribers - c * args.http2_streams);
-            tasks.push(tokio::spawn(h2_connection(
-                server,
-                source,
-                authority.to_string(),
-                streams,
-                tls.clone(),
-                shared.clone(),
-                stop.clone(),
-            )));
-            // Let each connection open its streams before the next starts (a few hundred
-            // connections in flight when they are small, as a browser's are).
-            while c * args.http2_streams
-                > shared.connected.load(Ordering::Relaxed)
-                    + shared.failed.load(Ordering::Relaxed)
-                    + (2 * args.http2_streams).max(256)
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-    }
-    for i in 0..args.subscribers * usize::from(args.http2_streams == 0) {
-        let source = Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8);
-        tasks.push(tokio::spawn(subscriber(
-            server,
-            source,
-            authority.to_string(),
-            tls.clone(),
-            shared.clone(),
-            stop.clone(),
-        )));
-        // Pace the connects a little so the server's accept backlog never overflows.
-        if i % 256 == 255 {
-            tokio::task::yield_now().await;
-            while i + 1
-                - shared.connected.load(Ordering::Relaxed)
-                - shared.failed.load(Ordering::Relaxed)
-                > 2048
-            {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed)
-        < args.subscribers
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let tasks = subscribe(args, &target, sources, &shared, &stop).await;
     let connect_time = connect_started.elapsed();
     // Let the server settle, then weigh the idle subscribers.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = server_process(&base).await;
+    let idle = server_process(&target.base).await;
     let connected = shared.connected.load(Ordering::Relaxed);
-    let stalled = open_stalled(server, authority.as_ref(), args.stalled).await;
+    let stalled = open_stalled(target.server, target.authority.as_ref(), args.stalled).await;
 
     // Hostile clients, launched as publishing starts.
     let attack = match args.attack {
@@ -595,9 +566,9 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
                 kind,
                 args.attackers,
                 args.attack_streams,
-                server,
-                authority.as_ref(),
-                base.clone(),
+                target.server,
+                target.authority.as_ref(),
+                target.base.clone(),
             );
             Some(attack.await)
         }
@@ -607,7 +578,7 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let count = (args.rate * args.duration.as_secs_f64()).round().max(1.0) as u64;
     let own_cpu0 = own_cpu_seconds();
     let started = Instant::now();
-    let published = publisher(args, count, &base).await?;
+    let published = publisher(args, count, &target.base).await?;
     let publish_time = started.elapsed();
     // Drain: wait until every subscriber has everything, or `--drain` passes.
     let expected = published * connected as u64;
@@ -616,11 +587,11 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let wall = started.elapsed();
-    let after = server_process(&base).await;
+    let after = server_process(&target.base).await;
     let own_cpu = own_cpu_seconds() - own_cpu0;
     // The attack ends: the attackers still open leave, and the server settles.
     let attack = match attack {
-        Some(attack) => Some(attack.finish(&base, idle).await),
+        Some(attack) => Some(attack.finish(&target.base, idle).await),
         None => None,
     };
     stop.cancel();
@@ -628,11 +599,103 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
         let _ = t.await;
     }
     drop(stalled);
+    let measured = Measured {
+        raised,
+        sources,
+        connect_time,
+        connected,
+        published,
+        publish_time,
+        expected,
+        wall,
+        own_cpu,
+        before,
+        idle,
+        after,
+        attack,
+    };
+    Ok(report(args, &shared, &measured))
+}
+
+/// Opens the subscribers (HTTP/2 streams, `--http2-streams` to a connection, or one HTTP/1.1
+/// connection each), paced so the server's accept backlog never overflows, and waits until
+/// they are all connected or failed (at most two minutes).
+async fn subscribe(
+    args: &LoadArgs,
+    target: &Target,
+    sources: usize,
+    shared: &Arc<Shared>,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let tls = args.tls.then(|| {
+        let alpn: &[u8] = if args.http2_streams > 0 {
+            b"h2"
+        } else {
+            b"http/1.1"
+        };
+        crate::pageload::insecure_client_config(alpn)
+    });
+    let settled =
+        || shared.connected.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed);
+    let mut tasks = Vec::with_capacity(args.subscribers);
+    if args.http2_streams > 0 {
+        let connections = args.subscribers.div_ceil(args.http2_streams);
+        for c in 0..connections {
+            let source = Ipv4Addr::new(127, 0, 0, 2 + (c % sources) as u8);
+            let streams = args
+                .http2_streams
+                .min(args.subscribers - c * args.http2_streams);
+            tasks.push(tokio::spawn(h2_connection(
+                target.server,
+                source,
+                target.authority.to_string(),
+                streams,
+                tls.clone(),
+                shared.clone(),
+                stop.clone(),
+            )));
+            // Let each connection open its streams before the next starts (a few hundred
+            // connections in flight when they are small, as a browser's are).
+            while c * args.http2_streams > settled() + (2 * args.http2_streams).max(256) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    for i in 0..args.subscribers * usize::from(args.http2_streams == 0) {
+        let source = Ipv4Addr::new(127, 0, 0, 2 + (i % sources) as u8);
+        tasks.push(tokio::spawn(subscriber(
+            target.server,
+            source,
+            target.authority.to_string(),
+            tls.clone(),
+            shared.clone(),
+            stop.clone(),
+        )));
+        // Pace the connects a little so the server's accept backlog never overflows.
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+            while i + 1 - settled() > 2048 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while settled() < args.subscribers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tasks
+}
+
+/// The report: one line per measure, then the same as one `json` line for scripts.
+fn report(args: &LoadArgs, shared: &Shared, m: &Measured) -> String {
     let received = shared
         .received
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let published = m.published;
+    let connected = m.connected;
+    let wall = m.wall;
     let lost: u64 = received.iter().map(|r| published.saturating_sub(*r)).sum();
     let max_lost = received
         .iter()
@@ -652,14 +715,14 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     } else {
         format!("{security} HTTP/1.1 connections")
     };
-    let _ = writeln!(out, "subscribers   {connected} connected, {} failed, as {transport} ({} source addresses; connected in {:.1}s; open-file limit {raised})",
-        shared.failed.load(Ordering::Relaxed), sources, connect_time.as_secs_f64());
+    let _ = writeln!(out, "subscribers   {connected} connected, {} failed, as {transport} ({} source addresses; connected in {:.1}s; open-file limit {})",
+        shared.failed.load(Ordering::Relaxed), m.sources, m.connect_time.as_secs_f64(), m.raised);
     let _ = writeln!(
         out,
         "published     {published} messages in {:.2}s ({:.0}/s asked, {:.0}/s achieved) via {}",
-        publish_time.as_secs_f64(),
+        m.publish_time.as_secs_f64(),
         args.rate,
-        published as f64 / publish_time.as_secs_f64(),
+        published as f64 / m.publish_time.as_secs_f64(),
         if args.redis_url.is_some() {
             "Redis PUBLISH"
         } else {
@@ -668,7 +731,8 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     );
     let _ = writeln!(
         out,
-        "deliveries    {deliveries} of {expected} ({:.0}/s over {:.2}s)",
+        "deliveries    {deliveries} of {} ({:.0}/s over {:.2}s)",
+        m.expected,
         deliveries as f64 / wall.as_secs_f64(),
         wall.as_secs_f64()
     );
@@ -685,11 +749,11 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
         "lost          {lost} in total, at most {max_lost} per subscriber; {} duplicates",
         shared.duplicates.load(Ordering::Relaxed)
     );
-    if let (Some((rss0, _)), Some((rss1, _))) = (before, idle) {
+    if let (Some((rss0, _)), Some((rss1, _))) = (m.before, m.idle) {
         let _ = writeln!(out, "server memory {:.1} MiB before, {:.1} MiB with {connected} idle subscribers: {:.2} KiB each",
             rss0 / 1048576.0, rss1 / 1048576.0, (rss1 - rss0) / 1024.0 / connected.max(1) as f64);
     }
-    if let (Some((_, cpu0)), Some((rss2, cpu1))) = (idle, after) {
+    if let (Some((_, cpu0)), Some((rss2, cpu1))) = (m.idle, m.after) {
         let _ = writeln!(
             out,
             "server        {:.0}% CPU while publishing (of one core), {:.1} MiB after",
@@ -704,14 +768,14 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             args.stalled
         );
     }
-    let attack_json = attack.as_ref().map_or(serde_json::Value::Null, |report| {
+    let attack_json = m.attack.as_ref().map_or(serde_json::Value::Null, |report| {
         out.push_str(&report.lines());
         report.json()
     });
     let _ = writeln!(
         out,
         "load tool     {:.0}% CPU (of one core)",
-        100.0 * own_cpu / wall.as_secs_f64()
+        100.0 * m.own_cpu / wall.as_secs_f64()
     );
     let _ = write!(
         out,
@@ -723,12 +787,12 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
             "p50_ms": ms(shared.percentile(0.5)), "p90_ms": ms(shared.percentile(0.9)),
             "p99_ms": ms(shared.percentile(0.99)), "max_ms": ms(shared.max_us.load(Ordering::Relaxed)),
             "lost": lost,
-            "idle_kib_per_subscriber": match (before, idle) { (Some((a, _)), Some((b, _))) => (b - a) / 1024.0 / connected.max(1) as f64, _ => f64::NAN },
-            "server_cpu_s": match (idle, after) { (Some((_, a)), Some((_, b))) => b - a, _ => f64::NAN },
+            "idle_kib_per_subscriber": match (m.before, m.idle) { (Some((a, _)), Some((b, _))) => (b - a) / 1024.0 / connected.max(1) as f64, _ => f64::NAN },
+            "server_cpu_s": match (m.idle, m.after) { (Some((_, a)), Some((_, b))) => b - a, _ => f64::NAN },
             "attack": attack_json,
         })
     );
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (&str, &str)| {
     let (header, query) = input;
-    match ringback::api::events::parse_last_event_id(header) {
+    match ringback::parse_last_event_id(header) {
         Ok(id) => {
             let digits = header.trim();
             assert!(digits.bytes().all(|b| b.is_ascii_digit()));
@@ -29,7 +29,7 @@ fuzz_target!(|input: (&str, &str)| {
     if let Ok(v) = http::HeaderValue::from_str(header) {
         headers.insert("last-event-id", v);
     }
-    if let Ok(params) = ringback::api::events::SubscribeParams::parse(Some(query), &headers, 8) {
+    if let Ok(params) = ringback::SubscribeParams::parse(Some(query), &headers, 8) {
         assert!(params.types.len() <= 8);
         for t in &params.types {
             assert!(app::message::validate_channel(t).is_ok());

@@ -22,8 +22,8 @@ fuzz_target!(|input: (u64, &str, &str, bool, Vec<(String, String)>)| {
         .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data"))
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
-    let extra_json = ringback::feed::frame::object_members(&extra);
-    let (frame, json) = ringback::feed::frame::encode_message(id, channel, &data_json, &extra_json, announce);
+    let extra_json = ringback::object_members(&extra);
+    let (frame, json) = ringback::encode_message(id, channel, &data_json, &extra_json, announce);
     ringback_fuzz::check_frame(&frame, id, channel, &data);
     let message: app::message::Message = serde_json::from_slice(&json).unwrap();
     assert_eq!(message.extra, extra);

@@ -3,7 +3,8 @@
 //! the decoder check itself, which `server/tests/it/fuzz_corpus.rs` also runs over the kept corpus
 //! on stable Rust (this file is included there by path).
 
-use ringback::feed::broadcast::{BroadcastList, Limits, Start};
+use ringback::config::FeedLimits;
+use ringback::{BroadcastList, Start};
 use std::sync::Arc;
 
 /// One dispatched event: its `id` (the last-event-id buffer after it), `event` and `data`.
@@ -97,7 +98,7 @@ pub fn check_frame(frame: &[u8], id: u64, channel: &str, data: &serde_json::Valu
 const MAX: usize = 64 * 1024;
 
 fn list() -> BroadcastList {
-    let limits = Limits {
+    let limits = FeedLimits {
         history: 4,
         history_bytes: 1 << 20,
         max_message_bytes: MAX,
@@ -108,7 +109,7 @@ fn list() -> BroadcastList {
 }
 
 fn last_frame(list: &BroadcastList) -> bytes::Bytes {
-    let cut = ringback::runtime::cancel::CancelToken::new();
+    let cut = ringback::CancelToken::new();
     let (mut sub, _) = list.subscribe(Start::After(0), None, None, cut);
     sub.try_next(usize::MAX)
         .expect("not lagging")
@@ -120,10 +121,9 @@ fn last_frame(list: &BroadcastList) -> bytes::Bytes {
 /// accepted becomes one well-formed frame with the same channel and data; the rest is refused
 /// without a panic.
 pub fn message_decoder(payload: &[u8]) {
-    if let Ok((channel, message)) = ringback::feed::redis_ingest::normalise(payload, MAX) {
+    if let Ok((channel, message)) = ringback::normalise(payload, MAX) {
         let (split_channel, data_json, extra_json) =
-            ringback::feed::redis_ingest::split_message(message.as_bytes())
-                .expect("normalised splits");
+            ringback::split_message(message.as_bytes()).expect("normalised splits");
         assert_eq!(split_channel, channel);
         let data: serde_json::Value = serde_json::from_slice(&data_json).expect("data is JSON");
         let list = list();
@@ -131,7 +131,7 @@ pub fn message_decoder(payload: &[u8]) {
             check_frame(&last_frame(&list), 7000, &channel, &data);
         }
     }
-    if let Ok(request) = serde_json::from_slice::<ringback::api::publish::PublishRequest>(payload) {
+    if let Ok(request) = serde_json::from_slice::<ringback::PublishRequest>(payload) {
         let list = list();
         if let Ok(id) = list.publish(&request.channel, &request.data) {
             check_frame(&last_frame(&list), id, &request.channel, &request.data);

@@ -4,14 +4,15 @@
 //! `cargo bench -p server --bench hot`; results and their dates in BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringback::feed::broadcast::{BroadcastList, Limits, Start};
+use ringback::config::FeedLimits;
 use ringback::metrics::Metrics;
-use ringback::runtime::cancel::CancelToken;
+use ringback::CancelToken;
+use ringback::{BroadcastList, Start};
 use std::hint::black_box;
 use std::sync::Arc;
 
 fn list(history: usize) -> BroadcastList {
-    let limits = Limits {
+    let limits = FeedLimits {
         history,
         history_bytes: 64 << 20,
         max_message_bytes: 64 << 10,
@@ -37,13 +38,7 @@ fn encoder(c: &mut Criterion) {
     let data = serde_json::to_vec(&payload()).unwrap_or_default();
     c.bench_function("sse/encode_message", |b| {
         b.iter(|| {
-            ringback::feed::frame::encode_message(
-                black_box(1_795_000_000_000_001),
-                "blue",
-                &data,
-                b"",
-                false,
-            )
+            ringback::encode_message(black_box(1_795_000_000_000_001), "blue", &data, b"", false)
         })
     });
 }

@@ -22,12 +22,24 @@
 //! `feed/broadcast.rs` (encoded once by `feed/frame.rs`) → `api/events.rs` → the drivers in
 //! `transport/`.
 
-pub mod api;
+mod api;
 pub mod client;
 pub mod config;
-pub mod feed;
+mod feed;
 pub mod metrics;
-pub mod runtime;
+mod runtime;
 pub mod server;
-pub mod site;
-pub mod transport;
+mod site;
+mod transport;
+
+// What the binaries, tests, benches and fuzz targets reach of the layers, and nothing more.
+pub use api::events::{parse_last_event_id, SubscribeParams};
+pub use api::publish::PublishRequest;
+pub use feed::broadcast::{BroadcastList, Start};
+pub use feed::frame::{encode_message, object_members};
+pub use feed::redis_ingest::{normalise, split_message};
+pub use runtime::cancel::CancelToken;
+pub use runtime::process::{process_stats, raise_open_files_limit, ProcessStats};
+pub use runtime::shutdown::signal;
+pub use site::assets::{AssetManifest, ManifestError};
+pub use transport::tls::{self_signed_paths, server_config};

@@ -47,7 +47,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_ansi(ansi)
         .init();
     // Every connection is a file: take all the hard limit allows.
-    let files = ringback::runtime::process::raise_open_files_limit();
+    let files = ringback::raise_open_files_limit();
     tracing::debug!(files, "open-file limit");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -82,10 +82,10 @@ async fn start(args: ServeArgs) -> Result<(), StartError> {
     if !cfg!(debug_assertions) && !leptos.hash_files {
         return Err(StartError::UnhashedSite);
     }
-    let manifest = ringback::site::assets::AssetManifest::load(&leptos)?;
+    let manifest = ringback::AssetManifest::load(&leptos)?;
     manifest.log();
     let tls = &args.tls;
-    let tls = ringback::transport::tls::server_config(
+    let tls = ringback::server_config(
         tls.tls_cert.as_deref(),
         tls.tls_key.as_deref(),
         &tls.data_dir,
@@ -94,6 +94,6 @@ async fn start(args: ServeArgs) -> Result<(), StartError> {
     let state = AppState::new(args, leptos)?
         .with_assets(manifest)
         .with_tls(tls);
-    ringback::server::run(listener, state, ringback::runtime::shutdown::signal()).await;
+    ringback::server::run(listener, state, ringback::signal()).await;
     Ok(())
 }

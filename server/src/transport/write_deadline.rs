@@ -41,10 +41,6 @@ impl<IO> WriteDeadline<IO> {
         }
     }
 
-    pub fn get_ref(&self) -> &IO {
-        &self.io
-    }
-
     /// After the inner write returned `Ready`: the clock stops.
     fn progressed<T>(&mut self, r: T) -> Poll<T> {
         self.armed = false;

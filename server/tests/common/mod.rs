@@ -232,7 +232,7 @@ pub fn config() -> ServeArgs {
 /// ahead of what the reader reports through `progress` (so only a stalled subscriber can fall
 /// behind a small history). Returns the ids.
 pub async fn publish_keeping_pace(
-    feed: &ringback::feed::broadcast::BroadcastList,
+    feed: &ringback::BroadcastList,
     channel: &str,
     payload: &serde_json::Value,
     count: usize,
@@ -250,7 +250,7 @@ pub async fn publish_keeping_pace(
 /// reads them, never more than 8 ahead of it; returns the ids published and the ids the reader
 /// received, in order. The reader's stream must stay open throughout.
 pub async fn publish_to_reader(
-    feed: &ringback::feed::broadcast::BroadcastList,
+    feed: &ringback::BroadcastList,
     mut reader: SseClient,
     channel: &str,
     payload: &serde_json::Value,

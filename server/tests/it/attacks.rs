@@ -93,7 +93,7 @@ async fn a_half_sent_tls_handshake_is_closed_at_the_header_deadline() {
             cfg.tls.data_dir = dir.clone();
             cfg
         })
-        .with_tls(ringback::transport::tls::server_config(None, None, &dir).unwrap()),
+        .with_tls(ringback::server_config(None, None, &dir).unwrap()),
     )
     .await;
     // A ClientHello record header that promises 512 bytes, and 3 of them.

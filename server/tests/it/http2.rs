@@ -9,7 +9,7 @@ use futures::FutureExt;
 use h2::client::SendRequest;
 use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
-use ringback::site::assets::AssetManifest;
+use ringback::AssetManifest;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,8 +50,8 @@ async fn fixture_with(name: &str, cfg: ringback::config::ServeArgs) -> Fixture {
     let dir = scratch(name);
     let (hash, pkg) = write_test_build(&dir).unwrap();
     let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
-    let tls = ringback::transport::tls::server_config(None, None, &dir).unwrap();
-    let (cert, _) = ringback::transport::tls::self_signed_paths(&dir);
+    let tls = ringback::server_config(None, None, &dir).unwrap();
+    let (cert, _) = ringback::self_signed_paths(&dir);
     let state = state(cfg).with_assets(manifest).with_tls(tls);
     Fixture {
         server: TestServer::start_state(state).await,

@@ -17,7 +17,15 @@ const RULES: &[(&str, &[&str])] = &[
     ("client", &["config"]),
     (
         "server",
-        &["transport", "api", "site", "feed", "runtime", "config", "metrics"],
+        &[
+            "transport",
+            "api",
+            "site",
+            "feed",
+            "runtime",
+            "config",
+            "metrics",
+        ],
     ),
 ];
 
@@ -26,13 +34,16 @@ fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
     let mut out = BTreeMap::new();
     let mut dirs = vec![src.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        for entry in std::fs::read_dir(&dir).expect("the source tree") {
+            let path = entry.expect("a directory entry").path();
             if path.is_dir() {
                 dirs.push(path);
                 continue;
             }
-            let rel = path.strip_prefix(src).unwrap().with_extension("");
+            let rel = path
+                .strip_prefix(src)
+                .expect("under src")
+                .with_extension("");
             let mut segments: Vec<String> = rel
                 .iter()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -105,12 +116,19 @@ fn imports_run_down_the_layers_with_no_circle() {
             continue; // the binary, a user of the library
         }
         let allowed = rules.get(layer).unwrap_or_else(|| {
-            panic!("{}: a module outside every layer (add it to RULES)", file.display())
+            panic!(
+                "{}: a module outside every layer (add it to RULES)",
+                file.display()
+            )
         });
         let text = std::fs::read_to_string(file).unwrap();
         for path in crate_paths(&text) {
             let Some(target) = resolve(&path, &modules) else {
-                broken.push(format!("{}: crate::{} names no module", file.display(), path.join("::")));
+                broken.push(format!(
+                    "{}: crate::{} names no module",
+                    file.display(),
+                    path.join("::")
+                ));
                 continue;
             };
             let to = target[0].as_str();
@@ -126,7 +144,11 @@ fn imports_run_down_the_layers_with_no_circle() {
             }
         }
     }
-    assert!(broken.is_empty(), "imports against the layers:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "imports against the layers:\n{}",
+        broken.join("\n")
+    );
     // No circle: a depth-first search finds no edge back into its own path.
     fn visit(
         node: &Vec<String>,
@@ -139,7 +161,11 @@ fn imports_run_down_the_layers_with_no_circle() {
         }
         if let Some(at) = path.iter().position(|n| n == node) {
             let circle: Vec<String> = path[at..].iter().map(|m| m.join("/")).collect();
-            panic!("an import circle: {} -> {}", circle.join(" -> "), node.join("/"));
+            panic!(
+                "an import circle: {} -> {}",
+                circle.join(" -> "),
+                node.join("/")
+            );
         }
         path.push(node.clone());
         for next in edges.get(node).into_iter().flatten() {
