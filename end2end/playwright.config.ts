@@ -5,6 +5,20 @@ import { defineConfig } from "@playwright/test";
 const port = Number(process.env.RINGBACK_E2E_PORT ?? 3100);
 export const baseURL = `http://127.0.0.1:${port}`;
 
+// Debian's Chromium (test tools cannot download browsers here), quiet and without QUIC.
+export const launchOptions = {
+  executablePath: "/usr/bin/chromium",
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+  ],
+};
+
 export default defineConfig({
   testDir: "./tests",
   timeout: 30_000,
@@ -17,18 +31,7 @@ export default defineConfig({
   use: {
     baseURL,
     trace: "retain-on-failure",
-    launchOptions: {
-      executablePath: "/usr/bin/chromium",
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-      ],
-    },
+    launchOptions,
   },
   webServer: {
     command: `../target/release/ringback --addr 127.0.0.1:${port} --ui-messages 20`,

@@ -33,8 +33,10 @@ elif ! rustup target list --installed --toolchain "$TOOLCHAIN" | grep -q wasm32-
   quietly rustup toolchain install
 fi
 
-# 2. Debian packages: only for tests (Chromium, redis-server, nghttp/h2load, curl, and procps's
-#    `kill`, which the fault tests use to send SIGTERM and SIGKILL to a server process).
+# 2. Debian packages: only for tests (Chromium, redis-server, nghttp/h2load, curl, procps's
+#    `kill`, which the fault tests use to send SIGTERM and SIGKILL to a server process, and
+#    libnss3-tools's `certutil`, with which the Early Hints test makes Chromium trust the
+#    server's development certificate authority).
 if $want_test; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
@@ -42,6 +44,7 @@ if $want_test; then
   command -v nghttp >/dev/null || missing+=(nghttp2-client)
   command -v curl >/dev/null || missing+=(curl)
   [ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
+  command -v certutil >/dev/null || missing+=(libnss3-tools)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]} (~2 min)"
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo

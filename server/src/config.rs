@@ -404,6 +404,11 @@ pub struct TransportArgs {
     /// `hyper` (hyper's own, without them; kept to benchmark the driver against).
     #[arg(long, env = "RINGBACK_HTTP2_DRIVER", value_enum, default_value_t = Http2Driver::Ringback)]
     pub http2_driver: Http2Driver,
+    /// HTTP/2: answer a page with `103 Early Hints` (its assets' `Link` headers) when the client
+    /// refuses push (`false`: only the page's own `Link` headers).
+    #[arg(long, env = "RINGBACK_EARLY_HINTS", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub early_hints: bool,
     #[command(flatten, next_help_heading = "HTTP/2")]
     pub http2: Http2Limits,
 }
@@ -419,6 +424,7 @@ impl Default for TransportArgs {
             idle_timeout: defaults::IDLE_TIMEOUT,
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             http2_driver: Http2Driver::Ringback,
+            early_hints: true,
             http2: Http2Limits::default(),
         }
     }

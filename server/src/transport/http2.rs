@@ -366,6 +366,9 @@ fn announce_assets(
     } else if plan.may_push && (plan.cached || conn.pushed.load(Ordering::Acquire)) {
         return; // the browser holds the assets, or this connection already received them
     }
+    if !conn.transport.settings.early_hints {
+        return;
+    }
     let mut hints = Response::builder().status(StatusCode::EARLY_HINTS);
     for link in policy.links() {
         hints = hints.header(header::LINK, link.clone());

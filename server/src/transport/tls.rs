@@ -1,9 +1,13 @@
 //! TLS: the certificate, and the rustls configuration with ALPN `h2` and `http/1.1`.
 //!
-//! Real certificates come from `--tls-cert`/`--tls-key` (PEM). Without them the server makes a
-//! self-signed certificate for localhost, 127.0.0.1 and ::1 once, keeps it in the data directory
-//! (`--data-dir`, never committed) so browsers that accepted it keep accepting it, and logs its
-//! SHA-256 fingerprint so it can be checked.
+//! Real certificates come from `--tls-cert`/`--tls-key` (PEM). Without them the server makes,
+//! once, a development certificate authority of its own and a certificate for localhost,
+//! 127.0.0.1 and ::1 signed by it, and keeps them in the data directory (`--data-dir`, never
+//! committed). The authority's key is thrown away as soon as the certificate is signed, so
+//! trusting `ca.crt.pem` (README, "HTTPS") trusts this one certificate and nothing else can ever
+//! be signed in its name. A browser that trusts it acts on `103 Early Hints`, which browsers
+//! discard over a certificate they were told to ignore. The certificate's SHA-256 fingerprint is
+//! logged so it can be checked.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -14,12 +18,12 @@ use std::sync::Arc;
 pub enum TlsError {
     #[error("cannot read {path}: {detail}")]
     Read { path: PathBuf, detail: String },
-    #[error("cannot write the self-signed certificate to {path}: {source}")]
+    #[error("cannot write the development certificate to {path}: {source}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot make a self-signed certificate: {0}")]
+    #[error("cannot make the development certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("the certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
@@ -27,10 +31,16 @@ pub enum TlsError {
     HalfPair,
 }
 
-/// Where the self-signed pair lives.
+/// Where the development certificate and its key live.
 pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("tls");
     (dir.join("localhost.crt.pem"), dir.join("localhost.key.pem"))
+}
+
+/// Where the development certificate authority's certificate lives: what a browser (or a test
+/// client) trusts to accept the development certificate.
+pub fn dev_ca_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("ca.crt.pem")
 }
 
 /// The server's TLS configuration from the given PEM files, or from the kept (or a newly made)
@@ -71,15 +81,12 @@ pub fn server_config(
 
 fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     let (cert, key) = self_signed_paths(data_dir);
-    if cert.exists() && key.exists() {
+    let ca = dev_ca_path(data_dir);
+    // A data directory from before the authority (a bare self-signed certificate) is renewed.
+    if cert.exists() && key.exists() && ca.exists() {
         return Ok((cert, key));
     }
-    let names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
-    let pair = rcgen::generate_simple_self_signed(names)?;
+    let made = DevCertificate::generate()?;
     let dir = cert.parent().unwrap_or(data_dir);
     let write = |path: &Path, text: &str| {
         std::fs::create_dir_all(dir)
@@ -89,10 +96,54 @@ fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
                 source,
             })
     };
-    write(&key, &pair.signing_key.serialize_pem())?;
-    write(&cert, &pair.cert.pem())?;
-    tracing::info!(cert = %cert.display(), "made a self-signed certificate for localhost");
+    write(&key, &made.key_pem)?;
+    write(&cert, &made.cert_pem)?;
+    write(&ca, &made.ca_pem)?;
+    tracing::info!(
+        cert = %cert.display(),
+        ca = %ca.display(),
+        "made a development certificate for localhost; trust its authority to have browsers \
+         accept it (README: HTTPS)"
+    );
     Ok((cert, key))
+}
+
+/// A certificate for this machine's names, and the one-off authority that signed it.
+struct DevCertificate {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl DevCertificate {
+    fn generate() -> Result<Self, rcgen::Error> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.distinguished_name
+            .push(DnType::CommonName, "Ringback development CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let mut leaf = CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ])?;
+        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate()?;
+        let cert = leaf.signed_by(&key, &Issuer::new(ca, ca_key))?;
+        Ok(DevCertificate {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +156,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         server_config(None, None, &dir).unwrap();
         let (cert, _) = self_signed_paths(&dir);
+        assert!(dev_ca_path(&dir).exists(), "the authority is kept beside it");
         let first = std::fs::read(&cert).unwrap();
         let config = server_config(None, None, &dir).unwrap();
         assert_eq!(

@@ -1,6 +1,6 @@
 //! HTTP/2 over TLS and h2c: push promises for the manifest's assets, 103 Early Hints when push
 //! is refused, the cache cookie, and the same Router on every protocol. Real clients only: the
-//! `h2` crate over rustls (verifying the server's self-signed certificate), and `nghttp`.
+//! `h2` crate over rustls (verifying the server's development certificate against its authority), and `nghttp`.
 #![allow(clippy::unwrap_used)]
 
 use crate::common::{config, scratch, state, SseClient, TestServer, PATIENCE};
@@ -35,7 +35,7 @@ fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
     Ok((hash, pkg))
 }
 
-/// A server with a fake build (three assets) and TLS from a self-signed certificate.
+/// A server with a fake build (three assets) and TLS from its development certificate.
 struct Fixture {
     server: TestServer,
     pkg: PathBuf,
@@ -51,7 +51,8 @@ async fn fixture_with(name: &str, cfg: ringback::config::ServeArgs) -> Fixture {
     let (hash, pkg) = write_test_build(&dir).unwrap();
     let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
     let tls = ringback::server_config(None, None, &dir).unwrap();
-    let (cert, _) = ringback::self_signed_paths(&dir);
+    // The client trusts the development authority, as a browser told to would.
+    let cert = ringback::dev_ca_path(&dir);
     let state = state(cfg).with_assets(manifest).with_tls(tls);
     Fixture {
         server: TestServer::start_state(state).await,
@@ -311,6 +312,21 @@ async fn push_disabled_gets_103_early_hints_first() {
         );
         assert_eq!(page.response.status(), StatusCode::OK);
     }
+    f.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn early_hints_can_be_turned_off() {
+    let mut cfg = config();
+    cfg.transport.early_hints = false;
+    let f = fixture_with("no-hints", cfg).await;
+    let mut client = connect(f.server.addr, Via::H2c, &f.cert, false).await;
+    let page = get_page(&mut client, f.server.addr, Via::H2c, None).await;
+    assert!(page.hints.is_empty(), "no 103 with --early-hints=false");
+    assert_eq!(page.response.status(), StatusCode::OK);
+    assert_eq!(links(page.response.headers()).len(), 3, "the page still names its assets");
+    let m = &f.server.state.api.metrics;
+    assert_eq!(m.hints.load(Ordering::Relaxed), 0);
     f.server.shutdown().await;
 }
 
