@@ -133,7 +133,8 @@ impl DevCertificate {
             "127.0.0.1".to_owned(),
             "::1".to_owned(),
         ])?;
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
         leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate()?;
@@ -156,7 +157,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         server_config(None, None, &dir).unwrap();
         let (cert, _) = self_signed_paths(&dir);
-        assert!(dev_ca_path(&dir).exists(), "the authority is kept beside it");
+        assert!(
+            dev_ca_path(&dir).exists(),
+            "the authority is kept beside it"
+        );
         let first = std::fs::read(&cert).unwrap();
         let config = server_config(None, None, &dir).unwrap();
         assert_eq!(

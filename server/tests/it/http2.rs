@@ -324,7 +324,11 @@ async fn early_hints_can_be_turned_off() {
     let page = get_page(&mut client, f.server.addr, Via::H2c, None).await;
     assert!(page.hints.is_empty(), "no 103 with --early-hints=false");
     assert_eq!(page.response.status(), StatusCode::OK);
-    assert_eq!(links(page.response.headers()).len(), 3, "the page still names its assets");
+    assert_eq!(
+        links(page.response.headers()).len(),
+        3,
+        "the page still names its assets"
+    );
     let m = &f.server.state.api.metrics;
     assert_eq!(m.hints.load(Ordering::Relaxed), 0);
     f.server.shutdown().await;
