@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// An HTTP/1.1 connection to `base`'s host (keep-alive, `TCP_NODELAY`), and the authority to
-/// send as `Host`. Shared by `ringback publish` and `ringback bench`.
+/// send as `Host`. Shared by `ringback publish` and `ringback-bench load`.
 pub async fn connect(
     base: &Uri,
 ) -> Result<(SendRequest<Full<Bytes>>, http::uri::Authority), String> {
