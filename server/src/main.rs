@@ -76,7 +76,10 @@ async fn start(args: ServeArgs) -> Result<(), StartError> {
     };
     tracing::info!("Ringback is serving on http://{addr}/ and https://{addr}/{demo}");
     println!("\n  Ringback is live: open http://{addr}/ in a browser{demo}");
-    println!("  (https://{addr}/ serves HTTP/2 with push; its certificate is self-signed unless --tls-cert is given)\n");
+    println!(
+        "  (https://{addr}/ serves HTTP/2; unless --tls-cert is given, its certificate is signed by\n   \
+         a development authority of this machine's own: README, \"HTTPS\", says how to trust it)\n"
+    );
     // A release binary must serve the hashed site cargo-leptos built: a missing or broken
     // manifest is an error here, not pages whose scripts 404.
     if !cfg!(debug_assertions) && !leptos.hash_files {
