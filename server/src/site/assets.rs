@@ -293,24 +293,12 @@ fn pick_encoding<'a>(
     }
 }
 
-/// Writes a small fake build (hash file and three assets) into `dir`, for tests.
+/// The fake build the tests serve: one file, shared with the integration tests.
 #[cfg(test)]
-pub(crate) fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
-    let pkg = dir.join("pkg");
-    std::fs::create_dir_all(&pkg)?;
-    std::fs::write(
-        pkg.join("ringback.JJJ.js"),
-        b"export default function init() {}\n",
-    )?;
-    std::fs::write(
-        pkg.join("ringback.WWW.wasm"),
-        [0u8, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
-    )?;
-    std::fs::write(pkg.join("ringback.CCC.css"), b"body { color: red }\n")?;
-    let hash = dir.join("hash.txt");
-    std::fs::write(&hash, "js: JJJ\nwasm: WWW\ncss: CCC\n")?;
-    Ok((hash, pkg))
-}
+#[path = "../../tests/fixtures/fake_build.rs"]
+pub(crate) mod fake_build;
+#[cfg(test)]
+pub(crate) use fake_build::write_test_build;
 
 #[cfg(test)]
 mod tests {

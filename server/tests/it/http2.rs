@@ -17,23 +17,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 
-/// Writes a small fake build into `dir`: cargo-leptos's hash file and three hashed assets.
-fn write_test_build(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
-    let pkg = dir.join("pkg");
-    std::fs::create_dir_all(&pkg)?;
-    std::fs::write(
-        pkg.join("ringback.JJJ.js"),
-        b"export default function init() {}\n",
-    )?;
-    std::fs::write(
-        pkg.join("ringback.WWW.wasm"),
-        [0u8, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
-    )?;
-    std::fs::write(pkg.join("ringback.CCC.css"), b"body { color: red }\n")?;
-    let hash = dir.join("hash.txt");
-    std::fs::write(&hash, "js: JJJ\nwasm: WWW\ncss: CCC\n")?;
-    Ok((hash, pkg))
-}
+#[path = "../fixtures/fake_build.rs"]
+mod fake_build;
+use fake_build::write_test_build;
 
 /// A server with a fake build (three assets) and TLS from its development certificate.
 struct Fixture {
