@@ -4,7 +4,7 @@
 // a publisher at 50 messages/s, and N navigations each in a fresh browser context (no cookie,
 // empty cache), alternating the servers. Run by bench/early-hints.sh.
 import { createRequire } from "node:module";
-import { spawn, execFileSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -12,6 +12,7 @@ import * as path from "node:path";
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const require = createRequire(path.join(root, "end2end", "package.json"));
 const { chromium } = require("@playwright/test");
+const { launchOptions, homeTrusting } = require(path.join(root, "end2end", "chromium.js"));
 const rounds = Number(process.argv[2] ?? 20);
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-hints-bench-"));
 const data = path.join(scratch, "data");
@@ -41,16 +42,8 @@ await up(servers[0].port);
 await up(servers[1].port);
 const ca = path.join(data, "tls", "ca.crt.pem");
 for (let i = 0; i < 100 && !fs.existsSync(ca); i++) await new Promise((r) => setTimeout(r, 50));
-const home = path.join(scratch, "home");
-fs.mkdirSync(path.join(home, ".pki", "nssdb"), { recursive: true });
-const db = `sql:${path.join(home, ".pki", "nssdb")}`;
-execFileSync("certutil", ["-d", db, "-N", "--empty-password"]);
-execFileSync("certutil", ["-d", db, "-A", "-t", "C,,", "-n", "ringback-bench-ca", "-i", ca]);
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium", env: { ...process.env, HOME: home },
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic"],
-});
+const home = homeTrusting(ca, scratch);
+const browser = await chromium.launch({ ...launchOptions, env: { ...process.env, HOME: home } });
 // A publisher per server, 50 messages/s, so a live message is never more than 20 ms away.
 let publishing = true;
 const latest = new Map();

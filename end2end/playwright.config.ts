@@ -1,23 +1,11 @@
 import { defineConfig } from "@playwright/test";
+import { launchOptions } from "./chromium";
 
 // The server under test is the release binary that `scripts/test.sh` built with cargo-leptos,
 // started here with the same LEPTOS_* layout cargo-leptos would give it.
 const port = Number(process.env.RINGBACK_E2E_PORT ?? 3100);
 export const baseURL = `http://127.0.0.1:${port}`;
 
-// Debian's Chromium (test tools cannot download browsers here), quiet and without QUIC.
-export const launchOptions = {
-  executablePath: "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-  ],
-};
 
 export default defineConfig({
   testDir: "./tests",

@@ -1,9 +1,9 @@
 import { test, expect, chromium, type Browser } from "@playwright/test";
-import { execFileSync, type ChildProcess } from "node:child_process";
+import { type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { launchOptions } from "../playwright.config";
+import { homeTrusting, launchOptions } from "../chromium";
 import { startRingback, stop } from "./ringback";
 
 // Chromium acts on `103 Early Hints` only over a certificate it trusts. This spec does what the
@@ -33,12 +33,7 @@ test.beforeAll(async () => {
       timeout: 15_000,
     })
     .toBe(200);
-  const home = path.join(scratch, "home");
-  const nssdb = `sql:${path.join(home, ".pki", "nssdb")}`;
-  fs.mkdirSync(path.join(home, ".pki", "nssdb"), { recursive: true });
-  execFileSync("certutil", ["-d", nssdb, "-N", "--empty-password"]);
-  const ca = path.join(data, "tls", "ca.crt.pem");
-  execFileSync("certutil", ["-d", nssdb, "-A", "-t", "C,,", "-n", "ringback-development-ca", "-i", ca]);
+  const home = homeTrusting(path.join(data, "tls", "ca.crt.pem"), scratch);
   browser = await chromium.launch({ ...launchOptions, env: { ...process.env, HOME: home } });
 });
 
