@@ -209,7 +209,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Connects from `source` to `server`; with `tls`, over TLS offering `alpn` (the certificate
-/// is not verified: the server's default is self-signed, and this is loopback).
+/// is not verified: the server's default is a development certificate, and this is loopback).
 async fn connect(
     server: SocketAddr,
     source: Ipv4Addr,

@@ -144,7 +144,7 @@ async fn read(mut body: h2::RecvStream) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// A TLS client for the benchmarks, offering `alpn`: they talk to the server's self-signed
+/// A TLS client for the benchmarks, offering `alpn`: they talk to the server's development
 /// certificate on loopback, so it verifies nothing.
 pub(crate) fn insecure_client_config(alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

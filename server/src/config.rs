@@ -42,7 +42,8 @@ pub mod defaults {
     pub const PUBLISH_URL: &str = "http://127.0.0.1:3000";
     /// Log filter (tracing-subscriber's `EnvFilter` syntax).
     pub const LOG: &str = "info";
-    /// Where the self-signed certificate is kept (relative to the working directory).
+    /// Where the development certificate and its authority are kept (relative to the working
+    /// directory).
     pub const DATA_DIR: &str = ".ringback";
     /// Time a new connection has, from accept, to send a whole request head: the HTTP/1.1 head,
     /// or the TLS handshake plus the HTTP/2 connection preface. Also hyper's wait for each later
@@ -473,13 +474,14 @@ impl Default for Http2Limits {
 /// TLS: the certificate, given or made.
 #[derive(Debug, Clone, Args)]
 pub struct TlsArgs {
-    /// TLS certificate chain (PEM). Without it, a self-signed one for localhost is made once.
+    /// TLS certificate chain (PEM). Without it, a development certificate for localhost, signed
+    /// by a development authority of its own (`<data-dir>/tls/ca.crt.pem`), is made once.
     #[arg(long, env = "RINGBACK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM), with `--tls-cert`.
     #[arg(long, env = "RINGBACK_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Directory for local state (the self-signed certificate). Never commit it.
+    /// Directory for local state (the development certificate and authority). Never commit it.
     #[arg(long, env = "RINGBACK_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
 }

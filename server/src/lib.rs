@@ -42,4 +42,4 @@ pub use runtime::cancel::CancelToken;
 pub use runtime::process::{process_stats, raise_open_files_limit, ProcessStats};
 pub use runtime::shutdown::signal;
 pub use site::assets::{AssetManifest, ManifestError};
-pub use transport::tls::{dev_ca_path, self_signed_paths, server_config};
+pub use transport::tls::{dev_ca_path, dev_cert_paths, server_config};

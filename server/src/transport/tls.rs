@@ -32,7 +32,7 @@ pub enum TlsError {
 }
 
 /// Where the development certificate and its key live.
-pub fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+pub fn dev_cert_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("tls");
     (dir.join("localhost.crt.pem"), dir.join("localhost.key.pem"))
 }
@@ -44,7 +44,7 @@ pub fn dev_ca_path(data_dir: &Path) -> PathBuf {
 }
 
 /// The server's TLS configuration from the given PEM files, or from the kept (or a newly made)
-/// self-signed pair in `data_dir`.
+/// development certificate in `data_dir`.
 pub fn server_config(
     cert: Option<&Path>,
     key: Option<&Path>,
@@ -52,7 +52,7 @@ pub fn server_config(
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (cert_path, key_path) = match (cert, key) {
         (Some(c), Some(k)) => (c.to_owned(), k.to_owned()),
-        (None, None) => ensure_self_signed(data_dir)?,
+        (None, None) => ensure_dev_certificate(data_dir)?,
         _ => return Err(TlsError::HalfPair),
     };
     let read_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::Read {
@@ -79,8 +79,8 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-fn ensure_self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
-    let (cert, key) = self_signed_paths(data_dir);
+fn ensure_dev_certificate(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+    let (cert, key) = dev_cert_paths(data_dir);
     let ca = dev_ca_path(data_dir);
     // A data directory from before the authority (a bare self-signed certificate) is renewed.
     if cert.exists() && key.exists() && ca.exists() {
@@ -152,11 +152,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn self_signed_is_made_once_and_kept() {
+    fn dev_certificate_is_made_once_and_kept() {
         let dir = std::env::temp_dir().join(format!("ringback-tls-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         server_config(None, None, &dir).unwrap();
-        let (cert, _) = self_signed_paths(&dir);
+        let (cert, _) = dev_cert_paths(&dir);
         assert!(
             dev_ca_path(&dir).exists(),
             "the authority is kept beside it"
