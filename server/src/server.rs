@@ -136,7 +136,7 @@ impl AppState {
 
     /// Serves, pushes and hints these assets.
     pub fn with_assets(mut self, manifest: AssetManifest) -> Self {
-        self.push = Arc::new(PushPolicy::new(Arc::new(manifest), page_paths()));
+        self.push = Arc::new(self.push.with_manifest(Arc::new(manifest)));
         self
     }
 

@@ -38,6 +38,11 @@ impl PushPolicy {
         PushPolicy { manifest, pages }
     }
 
+    /// The same pages, bringing `manifest`'s assets.
+    pub fn with_manifest(&self, manifest: Arc<AssetManifest>) -> Self {
+        PushPolicy::new(manifest, self.pages.clone())
+    }
+
     /// `Some` for a GET or HEAD of a page when there are assets to announce.
     pub fn plan(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<PagePlan> {
         if self.manifest.is_empty() || !(method == Method::GET || method == Method::HEAD) {
