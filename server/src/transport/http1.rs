@@ -20,8 +20,7 @@
 //! reconnect anyway, so keeping this one alive would buy nothing.
 
 use crate::runtime::cancel::CancelToken;
-use crate::runtime::connection::ClientAddr;
-use crate::runtime::connection::ConnectionCut;
+use crate::runtime::connection::{ClientAddr, ConnectionCut};
 use crate::transport::rewind::Rewind;
 use crate::transport::Transport;
 use axum::body::Body;

@@ -20,8 +20,7 @@
 
 use crate::config::Http2Limits;
 use crate::runtime::cancel::CancelToken;
-use crate::runtime::connection::ClientAddr;
-use crate::runtime::connection::StreamCut;
+use crate::runtime::connection::{ClientAddr, StreamCut};
 use crate::site::push::PagePlan;
 use crate::transport::h2_budget::{Metered, SendBudget, MAX_DATA_FRAME};
 use crate::transport::Transport;
