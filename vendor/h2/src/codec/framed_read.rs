@@ -21,6 +21,13 @@ use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 // 16 MB "sane default" taken from golang http2
 const DEFAULT_SETTINGS_MAX_HEADER_LIST_SIZE: usize = 16 << 20;
 
+/// (Ringback's patch) The read buffer kept while no frame is arriving: enough
+/// for a frame head and the small frames an idle peer sends (PING,
+/// WINDOW_UPDATE, SETTINGS ACK). When it is empty and the transport has
+/// nothing to read, a larger buffer (tokio-util starts at 8 KiB) is given up
+/// for one of this size, so an idle connection does not hold it.
+const IDLE_READ_CAPACITY: usize = 64;
+
 #[derive(Debug)]
 pub struct FramedRead<T> {
     inner: InnerFramedRead<T, LengthDelimitedCodec>,
@@ -100,6 +107,14 @@ impl<T> FramedRead<T> {
     #[inline]
     pub fn set_header_table_size(&mut self, val: usize) {
         self.decoder.set_header_table_size(val);
+    }
+
+    /// Gives up an empty read buffer larger than `IDLE_READ_CAPACITY`.
+    fn shrink_idle_buffer(&mut self) {
+        let buf = self.inner.read_buffer_mut();
+        if buf.is_empty() && buf.capacity() > IDLE_READ_CAPACITY {
+            *buf = BytesMut::with_capacity(IDLE_READ_CAPACITY);
+        }
     }
 }
 
@@ -421,10 +436,14 @@ where
         let _e = span.enter();
         loop {
             tracing::trace!("poll");
-            let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
-                Some(Ok(bytes)) => bytes,
-                Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),
-                None => return Poll::Ready(None),
+            let bytes = match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => bytes,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(map_err(e)))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {
+                    self.shrink_idle_buffer();
+                    return Poll::Pending;
+                }
             };
 
             tracing::trace!(read.bytes = bytes.len());

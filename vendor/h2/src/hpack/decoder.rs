@@ -158,7 +158,9 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // (Ringback's patch) Grown by the Huffman decoder as strings
+            // need it, not 4 KiB from the start for every connection.
+            buffer: BytesMut::new(),
         }
     }
 

@@ -102,7 +102,7 @@ impl Store {
     }
 
     pub fn insert(&mut self, id: StreamId, val: Stream) -> Ptr<'_> {
-        let index = SlabIndex(self.slab.insert(val) as u32);
+        let index = SlabIndex(insert(&mut self.slab, val) as u32);
         assert!(self.ids.insert(id, index).is_none());
 
         Ptr {
@@ -406,6 +406,10 @@ impl<'a> Ptr<'a> {
         // Remove the stream state
         let stream = self.store.slab.remove(self.key.index.0 as usize);
         assert_eq!(stream.id, self.key.stream_id);
+        // (Ringback's patch) A connection with no stream holds no stream slots.
+        if self.store.slab.is_empty() {
+            self.store.slab = slab::Slab::new();
+        }
         stream.id
     }
 
@@ -464,11 +468,21 @@ impl<'a> VacantEntry<'a> {
     pub fn insert(self, value: Stream) -> Key {
         // Insert the value in the slab
         let stream_id = value.id;
-        let index = SlabIndex(self.slab.insert(value) as u32);
+        let index = SlabIndex(insert(self.slab, value) as u32);
 
         // Insert the handle in the ID map
         self.ids.insert(index);
 
         Key { index, stream_id }
     }
+}
+
+/// (Ringback's patch) Inserts a stream, with room for exactly one when the slab holds none: a
+/// `Stream` is ~325 bytes, and a connection that only ever has one stream (a browser's event
+/// stream) would otherwise hold room for four. Growth after that is the `Vec`'s doubling.
+fn insert(slab: &mut slab::Slab<Stream>, stream: Stream) -> usize {
+    if slab.capacity() == 0 {
+        slab.reserve_exact(1);
+    }
+    slab.insert(stream)
 }
