@@ -27,6 +27,7 @@ use crate::transport::Transport;
 use axum::body::Body;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 use h2::server::{SendPushedResponse, SendResponse};
 use h2::{Reason, RecvStream, SendStream};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -35,10 +36,9 @@ use http_body_util::BodyExt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -103,13 +103,72 @@ struct Conn {
     /// Streams being handled, for the idle timeout.
     active: AtomicUsize,
     /// Event streams handed to the connection's own task, which writes them from then on.
-    event_streams: mpsc::UnboundedSender<EventPump>,
+    event_streams: Handover,
     /// What all the connection's streams together may hold unsent (`--max-connection-buffer`).
     budget: SendBudget,
 }
 
 /// One event stream's remaining life: its body copied to its `SendStream`.
 type EventPump = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Event streams on their way from their handlers' tasks to the connection's task. Not an
+/// `mpsc` channel: one allocates a block of 32 slots (~1 KB) for every connection, and an idle
+/// browser connection has handed over its one event stream long ago. This holds nothing while
+/// nothing is in transit, and its receiving side is one flag to read.
+struct Handover {
+    /// `None` once the connection's task has ended: what arrives then is dropped, not kept
+    /// (a pump holds the `Conn` that would hold it).
+    pumps: Mutex<Option<Vec<EventPump>>>,
+    /// Set when `pumps` has something for the connection's task.
+    ready: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Handover {
+    fn new() -> Self {
+        Handover {
+            pumps: Mutex::new(Some(Vec::new())),
+            ready: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Hands `pump` to the connection's task; dropped if that task has ended.
+    fn give(&self, pump: EventPump) {
+        let mut pumps = self.pumps.lock().unwrap_or_else(PoisonError::into_inner);
+        match pumps.as_mut() {
+            Some(pumps) => pumps.push(pump),
+            None => return,
+        }
+        drop(pumps);
+        self.ready.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// The pumps handed over since the last call; `Pending` (and a wake-up registered) when
+    /// there are none.
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Vec<EventPump>> {
+        if !self.ready.swap(false, Ordering::AcqRel) {
+            self.waker.register(cx.waker());
+            // A `give` between the check and the registration has set the flag again.
+            if !self.ready.swap(false, Ordering::AcqRel) {
+                return Poll::Pending;
+            }
+        }
+        let mut pumps = self.pumps.lock().unwrap_or_else(PoisonError::into_inner);
+        Poll::Ready(pumps.as_mut().map(std::mem::take).unwrap_or_default())
+    }
+
+    /// The connection's task has ended: drops what is in transit and whatever comes later.
+    fn close(&self) {
+        let pumps = self
+            .pumps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(pumps);
+    }
+}
 
 /// Serves one HTTP/2 connection until the client leaves, it idles out, it goes over its send
 /// budget, or shutdown drains it. The client's connection preface must have arrived by
@@ -128,17 +187,17 @@ pub(crate) async fn serve<IO>(
     let Some(connection) = handshake(io, &transport, preface_deadline).await else {
         return;
     };
-    let (event_streams, handed_over) = mpsc::unbounded_channel();
     let conn = Arc::new(Conn {
         transport,
         scheme,
         peer,
         pushed: AtomicBool::new(false),
         active: AtomicUsize::new(0),
-        event_streams,
+        event_streams: Handover::new(),
         budget,
     });
-    drive(connection, conn, handed_over).await;
+    drive(connection, &conn).await;
+    conn.event_streams.close();
 }
 
 /// The client's connection preface, by `deadline`, under this server's HTTP/2 limits; `None`
@@ -175,11 +234,8 @@ type Connection<T> = h2::server::Connection<T, Bytes>;
 /// Accepts streams (each handled in a task of its own) and writes the event streams handed
 /// back, until the client leaves, the connection idles out or goes over its send budget, or
 /// shutdown drains it.
-async fn drive<T>(
-    mut connection: Connection<T>,
-    conn: Arc<Conn>,
-    mut handed_over: mpsc::UnboundedReceiver<EventPump>,
-) where
+async fn drive<T>(mut connection: Connection<T>, conn: &Arc<Conn>)
+where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let transport = &conn.transport;
@@ -218,7 +274,7 @@ async fn drive<T>(
                 }
                 None => break,
             },
-            Some(pump) = handed_over.recv() => event_pumps.push(pump),
+            pumps = poll_fn(|cx| conn.event_streams.poll_take(cx)) => event_pumps.extend(pumps),
             Some(()) = event_pumps.next(), if !event_pumps.is_empty() => {}
             _ = &mut over_budget => {
                 // Dropping the connection frees everything its streams hold; the socket is
@@ -315,8 +371,8 @@ async fn handle(conn: Arc<Conn>, request: Request<RecvStream>, mut respond: Send
                 let active = _active;
                 pump(body, &mut stream, Some(&cut), &active.0.budget).await;
             };
-            // Refused only when the connection is gone, and the stream with it.
-            let _ = conn.event_streams.send(Box::pin(pump));
+            // Dropped only when the connection is gone, and the stream with it.
+            conn.event_streams.give(Box::pin(pump));
         }
         None => pump(body, &mut stream, None, &conn.budget).await,
     }
