@@ -192,7 +192,10 @@ async fn until_first_data(stream: &mut TcpStream) {
         let mut at = 0;
         while buf.len() >= at + 9 {
             let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
-            let (kind, id) = (buf[at + 3], u32::from_be_bytes(buf[at + 5..at + 9].try_into().unwrap()));
+            let (kind, id) = (
+                buf[at + 3],
+                u32::from_be_bytes(buf[at + 5..at + 9].try_into().unwrap()),
+            );
             if kind == 0 && id == 1 {
                 return;
             }
@@ -224,10 +227,7 @@ async fn idle_http2_connections_hold_no_codec_buffers() {
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         let mut client = TcpStream::connect(server.addr).await.unwrap();
-        client
-            .write_all(&stalling_h2_client(1, "t"))
-            .await
-            .unwrap();
+        client.write_all(&stalling_h2_client(1, "t")).await.unwrap();
         until_first_data(&mut client).await;
         clients.push(client);
     }
