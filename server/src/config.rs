@@ -96,6 +96,9 @@ pub mod defaults {
     pub const REDIS_BACKOFF_MAX: Duration = Duration::from_secs(5);
     /// How long a publish (or connecting) waits for Redis before answering `503`.
     pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Replicas a publish must reach before it is acknowledged (`WAIT`); off by default, on in
+    /// the README's production advice.
+    pub const REDIS_MIN_REPLICAS: u32 = 0;
     /// SSE subscribers held at once; beyond it a subscription is answered `503`.
     pub const MAX_SUBSCRIBERS: usize = 100_000;
     /// SSE subscribers one client address may hold; beyond it, `429`. Generous, because many
@@ -499,8 +502,9 @@ impl Default for TlsArgs {
 /// Redis: the shared feed of several servers.
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Follow this Redis (`redis://host:port/db`) instead of the in-process bus; several servers
-    /// on one Redis serve one feed. Also read from `REDIS_URL`.
+    /// Follow this Redis (`redis://host:port/db`, or the primary Sentinel names:
+    /// `redis+sentinel://[user:password@]host:port[,host:port…]/master-name[/db]`) instead of the
+    /// in-process bus; several servers on one Redis serve one feed. Also read from `REDIS_URL`.
     #[arg(long, env = "RINGBACK_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Redis Pub/Sub channels to ingest, comma-separated.
@@ -518,6 +522,11 @@ pub struct RedisArgs {
     /// How long a publish waits for Redis before answering 503, e.g. `2s`.
     #[arg(long, env = "RINGBACK_REDIS_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
     pub redis_timeout: Duration,
+    /// Acknowledge a publish only once its log entry reached this many replicas (Redis `WAIT`,
+    /// up to half of `--redis-timeout`; fewer: 503), so a failover loses nothing acknowledged.
+    /// 0: once the primary has it.
+    #[arg(long, env = "RINGBACK_REDIS_MIN_REPLICAS", default_value_t = defaults::REDIS_MIN_REPLICAS)]
+    pub redis_min_replicas: u32,
 }
 
 impl Default for RedisArgs {
@@ -529,6 +538,7 @@ impl Default for RedisArgs {
             history_age: defaults::HISTORY_AGE,
             redis_backoff_max: defaults::REDIS_BACKOFF_MAX,
             redis_timeout: defaults::REDIS_TIMEOUT,
+            redis_min_replicas: defaults::REDIS_MIN_REPLICAS,
         }
     }
 }

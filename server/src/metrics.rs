@@ -16,6 +16,12 @@ pub struct Metrics {
     pub redis_up: AtomicU64,
     /// Sessions established with Redis (the first, then every reconnection).
     pub redis_connects: AtomicU64,
+    /// Reconnections that found the Redis log behind what this server had read (a failover to
+    /// a replica that had not received the newest entries, or a Redis that lost data).
+    pub redis_log_rewinds: AtomicU64,
+    /// Log entries this server wrote that did not reach `--redis-min-replicas` replicas in time
+    /// (their publishes answered 503).
+    pub redis_unreplicated: AtomicU64,
     /// Inputs refused, by reason.
     pub rejected_bad_json: AtomicU64,
     pub rejected_bad_type: AtomicU64,

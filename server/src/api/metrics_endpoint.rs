@@ -55,6 +55,16 @@ fn traffic(out: &mut Exposition, state: &ApiState) {
         "counter",
         &[("", get(&m.redis_connects))],
     );
+    out.family(
+        "ringback_redis_log_rewinds_total",
+        "counter",
+        &[("", get(&m.redis_log_rewinds))],
+    );
+    out.family(
+        "ringback_redis_unreplicated_total",
+        "counter",
+        &[("", get(&m.redis_unreplicated))],
+    );
 }
 
 /// Inputs and subscriptions refused, by reason.

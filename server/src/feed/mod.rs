@@ -7,4 +7,5 @@ pub mod channels;
 pub mod demo;
 pub mod frame;
 pub mod redis_ingest;
+pub mod redis_primary;
 pub mod source;

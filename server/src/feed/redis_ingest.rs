@@ -21,6 +21,20 @@
 //! - `POST /messages` and `ringback publish` append to the log directly (the same script, no
 //!   matching), and answer with the id; with Redis down they answer `503`.
 //!
+//! # Failover
+//! - **Sentinel** (`redis+sentinel://…`, `redis_primary.rs`): every (re)connection asks the
+//!   Sentinels for the primary. A failover ends the session on the old primary (its connection
+//!   breaks, or it answers `READONLY` once demoted); the reconnection finds the new one.
+//! - **Durability** (`--redis-min-replicas N`): after writing a log entry the server sends
+//!   `WAIT N`; a publish is acknowledged (`202`) only when N replicas have the entry, so a
+//!   promoted replica has everything acknowledged. Fewer in time: `503`, and the entry may or
+//!   may not survive. A Pub/Sub message this server wrote is kept until its replication is
+//!   confirmed and written again (or found, by its hash) in the next session.
+//! - **Ids keep increasing.** A reconnection that finds the log behind what this server has
+//!   read (a replica promoted before it received the newest entries) says so
+//!   (`ringback_redis_log_rewinds_total`, a warning) and raises the id counter past everything
+//!   it served, so new entries follow them in every server's order instead of reusing their ids.
+//!
 //! # Costs
 //! One script call per Pub/Sub message per server, and the payload crosses the network twice
 //! more (into the log, out to each server). A `PUBLISH` that reaches *no* Ringback server (all
@@ -31,6 +45,7 @@
 
 use crate::config::{FeedLimits, RedisArgs};
 use crate::feed::broadcast::{BroadcastList, Rejected};
+use crate::feed::redis_primary::RedisPrimary;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
 use app::message::SOURCE_ID_FIELD;
@@ -90,6 +105,17 @@ redis.call('XTRIM', KEYS[1], 'MINID', '~', sid(math.max(0, now - tonumber(ARGV[2
 return {string.format('%d', id), 1}
 ";
 
+/// Raises the id counter (KEYS[1]) to at least ARGV[1]; returns the counter.
+const RAISE_LUA: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if current < floor then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return string.format('%d', current)
+";
+
 /// What the ingest needs to know; built from the server's configuration.
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
@@ -110,6 +136,8 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// Largest accepted message, as the raw Pub/Sub payload.
     pub max_message_bytes: usize,
+    /// Replicas a written entry must reach before it counts as written (`WAIT`); 0: none.
+    pub min_replicas: u32,
 }
 
 /// Why a publish through Redis failed.
@@ -128,13 +156,13 @@ pub struct RedisIngest {
 }
 
 struct Inner {
-    client: redis::Client,
+    primary: RedisPrimary,
     settings: RedisSettings,
     log_key: String,
     last_key: String,
     script: Script,
     /// The command connection of the current session, `None` while Redis is unreachable.
-    commands: Mutex<Option<MultiplexedConnection>>,
+    commands: Mutex<Option<(MultiplexedConnection, CancelToken)>>,
     online: watch::Sender<bool>,
     feed: BroadcastList,
     metrics: Arc<Metrics>,
@@ -206,6 +234,7 @@ impl RedisSettings {
             backoff_max: redis.redis_backoff_max,
             command_timeout: redis.redis_timeout,
             max_message_bytes: feed.max_message_bytes,
+            min_replicas: redis.redis_min_replicas,
         }
     }
 }
@@ -216,12 +245,12 @@ impl RedisIngest {
         feed: BroadcastList,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| format!("bad Redis URL {:?}: {e}", settings.url))?;
+        let primary = RedisPrimary::parse(&settings.url)
+            .map_err(|e| format!("{e} ({:?})", redact(&settings.url)))?;
         let (online, _) = watch::channel(false);
         Ok(RedisIngest {
             inner: Arc::new(Inner {
-                client,
+                primary,
                 log_key: format!("{}:log", settings.prefix),
                 last_key: format!("{}:last", settings.prefix),
                 settings,
@@ -263,13 +292,21 @@ impl RedisIngest {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let Some(mut conn) = conn else {
+        let Some((mut conn, demoted)) = conn else {
             return Err(PublishError::Unavailable("not connected".into()));
         };
         let (id, _) = self
             .append(&mut conn, source, &msg, None)
             .await
-            .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                // The session's primary was demoted (a failover its connections survived, as
+                // in a partition): its reads still work, so only this tells the session to
+                // find the new primary.
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                    demoted.cancel();
+                }
+                PublishError::Unavailable(e.to_string())
+            })?;
         Ok(id)
     }
 
@@ -297,19 +334,49 @@ impl RedisIngest {
         let id = id.parse().map_err(|_| {
             redis::RedisError::from((redis::ErrorKind::Parse, "append returned a bad id"))
         })?;
+        if written == 1 {
+            self.replicated(conn).await?;
+        }
         Ok((id, written == 1))
+    }
+
+    /// Waits until `--redis-min-replicas` replicas have this connection's writes (`WAIT`), up
+    /// to half the command timeout (the rest is the reply's margin); an error if fewer did.
+    async fn replicated(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let s = &self.inner.settings;
+        if s.min_replicas == 0 {
+            return Ok(());
+        }
+        let wait = s.command_timeout / 2;
+        let reached: u32 = redis::cmd("WAIT")
+            .arg(s.min_replicas)
+            .arg(u64::try_from(wait.as_millis()).unwrap_or(1000).max(1))
+            .query_async(conn)
+            .await?;
+        if reached < s.min_replicas {
+            self.inner
+                .metrics
+                .redis_unreplicated
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "written to the Redis primary but not to enough replicas in time; not acknowledged",
+                format!("{reached} of {} within {wait:?}", s.min_replicas),
+            )));
+        }
+        Ok(())
     }
 
     /// Follows Redis until `shutdown`: connects, reads the log, sequences Pub/Sub input, and
     /// on any failure marks itself offline and reconnects with backoff and jitter.
     pub async fn run(self, shutdown: CancelToken) {
-        let mut last: Option<u64> = None;
+        let mut progress = Progress::default();
         let mut attempt: u32 = 0;
         loop {
             let started = Instant::now();
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                outcome = self.session(&mut last) => outcome,
+                outcome = self.session(&mut progress) => outcome,
             };
             self.set_offline();
             if let Err(e) = outcome {
@@ -348,26 +415,24 @@ impl RedisIngest {
     }
 
     /// One connected session; returns only with the error that ended it.
-    async fn session(&self, last: &mut Option<u64>) -> redis::RedisResult<()> {
+    async fn session(&self, progress: &mut Progress) -> redis::RedisResult<()> {
+        let Progress { last, unconfirmed } = progress;
         let s = &self.inner.settings;
+        let client = self.inner.primary.client(s.command_timeout).await?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(s.command_timeout))
             .set_response_timeout(Some(s.command_timeout));
-        let mut commands = self
-            .inner
-            .client
+        let mut commands = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         if last.is_none() {
             *last = Some(self.backfill(&mut commands).await?);
         }
         let reader_config = config.set_response_timeout(Some(READ_BLOCK + s.command_timeout));
-        let reader = self
-            .inner
-            .client
+        let reader = client
             .get_multiplexed_async_connection_with_config(&reader_config)
             .await?;
-        let mut pubsub = self.inner.client.get_async_pubsub().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
         for channel in &s.channels {
             pubsub.subscribe(channel).await?;
         }
@@ -379,15 +444,22 @@ impl RedisIngest {
             .query_async(&mut commands)
             .await?;
         let tail = self.tail(&mut commands, 1).await?;
-        let cursor = counter
+        let mut cursor = counter
             .and_then(|c| c.parse().ok())
             .unwrap_or(0)
             .max(tail.ids.first().and_then(|e| feed_id(&e.id)).unwrap_or(0));
+        if let Some(read) = *last {
+            if cursor < read {
+                cursor = self.rewound(&mut commands, cursor, read).await?;
+            }
+        }
+        // Cancelled by a publish that finds this primary demoted.
+        let demoted = CancelToken::new();
         *self
             .inner
             .commands
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(commands.clone());
+            .unwrap_or_else(|e| e.into_inner()) = Some((commands.clone(), demoted.clone()));
         self.inner.online.send_replace(true);
         self.inner.metrics.redis_up.store(1, Ordering::Relaxed);
         self.inner
@@ -398,10 +470,42 @@ impl RedisIngest {
         let mut from = last.unwrap_or(0);
         let result = tokio::select! {
             r = self.read_log(reader, &mut from) => r,
-            r = self.sequence(pubsub, commands, cursor) => r,
+            r = self.sequence(pubsub, commands, cursor, unconfirmed) => r,
+            _ = demoted.cancelled() => Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the Redis primary became a replica (READONLY); finding the new one",
+            ))),
         };
         *last = Some(from);
         result
+    }
+
+    /// The log ends at `newest`, before `read`, the newest entry this server has read: entries
+    /// were lost (see the module docs). Says so, and raises the id counter to `read` so that
+    /// new entries get ids after everything served; returns the new cursor.
+    async fn rewound(
+        &self,
+        conn: &mut MultiplexedConnection,
+        newest: u64,
+        read: u64,
+    ) -> redis::RedisResult<u64> {
+        self.inner
+            .metrics
+            .redis_log_rewinds
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            log_ends_at = newest,
+            read_through = read,
+            "the Redis log is behind what this server has served (a failover to a replica that \
+             lacked the newest entries?); ids continue after {read}. With --redis-min-replicas, \
+             nothing acknowledged is lost this way"
+        );
+        let raised: String = Script::new(RAISE_LUA)
+            .key(&self.inner.last_key)
+            .arg(read)
+            .invoke_async(conn)
+            .await?;
+        Ok(raised.parse().unwrap_or(read))
     }
 
     /// Fills the broadcast list from the log's tail (a restarted server can then serve resumes
@@ -520,12 +624,22 @@ impl RedisIngest {
     }
 
     /// Writes each Pub/Sub message to the log once across all servers (see the module docs).
+    ///
+    /// A message written here whose replication was not confirmed stays in `unconfirmed` (with
+    /// the cursor it was matched from) until a session confirms it: written again, or found if
+    /// the entry survived.
     async fn sequence(
         &self,
         pubsub: redis::aio::PubSub,
         mut conn: MultiplexedConnection,
         mut cursor: u64,
+        unconfirmed: &mut Option<(String, u64)>,
     ) -> redis::RedisResult<()> {
+        if let Some((msg, from)) = unconfirmed.as_ref() {
+            let (id, _) = self.append(&mut conn, "pubsub", msg, Some(*from)).await?;
+            cursor = cursor.max(id);
+            *unconfirmed = None;
+        }
         let mut messages = pubsub.into_on_message();
         let max = self.inner.settings.max_message_bytes;
         while let Some(message) = messages.next().await {
@@ -544,7 +658,13 @@ impl RedisIngest {
                 self.bad_input(e.reason(), &e.to_string());
                 continue;
             }
-            let (id, _) = self.append(&mut conn, "pubsub", &msg, Some(cursor)).await?;
+            *unconfirmed = Some((msg, cursor));
+            let msg = unconfirmed
+                .as_ref()
+                .map(|(m, _)| m.as_str())
+                .unwrap_or_default();
+            let (id, _) = self.append(&mut conn, "pubsub", msg, Some(cursor)).await?;
+            *unconfirmed = None;
             cursor = cursor.max(id);
         }
         Err(redis::RedisError::from((
@@ -565,6 +685,16 @@ impl RedisIngest {
             tracing::warn!(reason, suppressed, "dropped: {what}");
         }
     }
+}
+
+/// What the ingest carries from one session to the next.
+#[derive(Default)]
+struct Progress {
+    /// The newest log entry read (`None` until the first session's backfill).
+    last: Option<u64>,
+    /// A Pub/Sub message this server was writing when its session ended, with the cursor it
+    /// was matched from (see `sequence`).
+    unconfirmed: Option<(String, u64)>,
 }
 
 /// Lets one log line through per interval, counting the ones it holds back.
