@@ -2,7 +2,8 @@
 # Installs what Ringback needs, and nothing that is already there.
 #
 #   scripts/setup.sh          tools to build and run the app
-#   scripts/setup.sh --test   also what the tests need (Chromium, redis-server, nghttp, Playwright)
+#   scripts/setup.sh --test   also what the tests need (Chromium, redis-server, redis-sentinel, nghttp,
+#                             Playwright)
 #
 # Each step checks first and prints a line only when it has work to do, so a second run is quiet.
 # A first run on a bare machine takes many minutes, mostly compiling cargo-leptos.
@@ -33,7 +34,8 @@ elif ! rustup target list --installed --toolchain "$TOOLCHAIN" | grep -q wasm32-
   quietly rustup toolchain install
 fi
 
-# 2. Debian packages: only for tests (Chromium, redis-server, nghttp/h2load, curl, procps's
+# 2. Debian packages: only for tests (Chromium, redis-server, redis-sentinel for the failover
+#    test, nghttp/h2load, curl, procps's
 #    `kill`, which the fault tests use to send SIGTERM and SIGKILL to a server process, and
 #    libnss3-tools's `certutil`, with which the Early Hints test makes Chromium trust the
 #    server's development certificate authority).
@@ -41,6 +43,7 @@ if $want_test; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
   command -v nghttp >/dev/null || missing+=(nghttp2-client)
   command -v curl >/dev/null || missing+=(curl)
   [ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)

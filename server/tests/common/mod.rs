@@ -283,6 +283,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: std::path::PathBuf,
     child: Option<std::process::Child>,
+    /// The primary this one replicates when started (`--replicaof`).
+    replica_of: Option<u16>,
 }
 
 impl RedisServer {
@@ -300,7 +302,28 @@ impl RedisServer {
             port: free_port(),
             dir: scratch(&format!("redis-{name}")),
             child: None,
+            replica_of: None,
         }
+    }
+
+    /// A replica of the Redis on `primary`'s port, started and in sync.
+    pub async fn start_replica(name: &str, primary: u16) -> RedisServer {
+        let mut redis = Self::not_started(name);
+        redis.replica_of = Some(primary);
+        redis.restart().await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !redis
+            .cli(&["INFO", "replication"])
+            .await
+            .is_some_and(|i| i.contains("master_link_status:up"))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the replica did not sync"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        redis
     }
 
     pub fn url(&self) -> String {
@@ -313,6 +336,13 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// `kill -9`, and its data gone with it (a primary replaced by an empty one).
+    pub fn kill_and_lose_data(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).unwrap();
     }
 
     /// Starts (again) on the same port and directory, and waits until it answers `PING`.
@@ -330,6 +360,17 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(
+                self.replica_of
+                    .map(|p| {
+                        vec![
+                            "--replicaof".to_owned(),
+                            "127.0.0.1".to_owned(),
+                            p.to_string(),
+                        ]
+                    })
+                    .unwrap_or_default(),
+            )
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/setup.sh --test installs it)");
@@ -363,6 +404,103 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A real `redis-sentinel` on a free port, watching the primary on `primary` as `feed` (quorum
+/// 2, down after 1 s), killed when dropped.
+pub struct RedisSentinel {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl RedisSentinel {
+    /// The name the Sentinels know the primary by.
+    pub const MASTER: &'static str = "feed";
+
+    pub async fn start(name: &str, primary: u16) -> RedisSentinel {
+        let port = free_port();
+        let dir = scratch(&format!("sentinel-{name}"));
+        let conf = dir.join("sentinel.conf");
+        // Sentinel rewrites its configuration file as it learns: it must be its own, writable.
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {m} 127.0.0.1 {primary} 2\n\
+                 sentinel down-after-milliseconds {m} 1000\n\
+                 sentinel failover-timeout {m} 10000\n\
+                 sentinel parallel-syncs {m} 1\n",
+                dir.display(),
+                m = Self::MASTER,
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-sentinel is installed (scripts/setup.sh --test installs it)");
+        let sentinel = RedisSentinel { port, dir, child };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while sentinel.cli(&["PING"]).await.as_deref() != Some("PONG") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-sentinel did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sentinel
+    }
+
+    /// Runs `redis-cli` against this Sentinel; its output, trimmed, if it succeeded.
+    pub async fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+    }
+
+    /// The port of the primary this Sentinel names now.
+    pub async fn primary_port(&self) -> Option<u16> {
+        let answer = self
+            .cli(&["SENTINEL", "get-master-addr-by-name", Self::MASTER])
+            .await?;
+        answer.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// Waits until this Sentinel knows `replicas` replicas and `others` other Sentinels (a
+    /// failover needs them: the quorum's votes and a replica to promote).
+    pub async fn await_peers(&self, replicas: usize, others: usize) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let count = |reply: Option<String>| {
+                reply.map_or(0, |r| r.lines().filter(|l| l.trim() == "name").count())
+            };
+            let r = count(self.cli(&["SENTINEL", "replicas", Self::MASTER]).await);
+            let s = count(self.cli(&["SENTINEL", "sentinels", Self::MASTER]).await);
+            if r >= replicas && s >= others {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Sentinel found {r} replicas and {s} Sentinels"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

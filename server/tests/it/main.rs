@@ -8,6 +8,7 @@ mod common;
 
 mod access;
 mod attacks;
+mod failover;
 mod faults;
 mod feed;
 mod fuzz_corpus;

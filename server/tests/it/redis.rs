@@ -210,6 +210,41 @@ async fn redis_killed_and_restarted_mid_stream() {
     a.shutdown().await;
 }
 
+/// Redis comes back without the log this server has read (a replica promoted before it had
+/// the newest entries, or a primary that lost its data): the server says so, and raises the id
+/// counter past everything it served, so what comes next follows it in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_went_backwards_is_noticed_and_ids_continue_after_it() {
+    let mut redis = RedisServer::start("rewind").await;
+    let a = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
+    let served = publish_ok(a.addr, "blue", "served").await;
+    assert_eq!(next(&mut sse).await.0, served);
+
+    redis.kill_and_lose_data();
+    await_online(&a.state, false).await;
+    redis.restart().await;
+    await_online(&a.state, true).await;
+    assert!(metrics(a.addr)
+        .await
+        .contains("ringback_redis_log_rewinds_total 1"));
+    let counter: u64 = redis
+        .cli(&["get", "ringback:{feed}:last"])
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        counter >= served,
+        "the counter ({counter}) continues after {served}"
+    );
+    let next_id = publish_ok(a.addr, "blue", "after").await;
+    assert!(next_id > served);
+    let (id, _, json) = next(&mut sse).await;
+    assert_eq!((id, json["data"].as_str()), (next_id, Some("after")));
+    a.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_cut_off_from_redis_recovers_what_others_published() {
     let redis = RedisServer::start("partition").await;
