@@ -1,9 +1,7 @@
 import { test, expect, type Page } from "@playwright/test";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { startRingback, stop } from "./ringback";
-import { once } from "node:events";
+import { freePort, startRingback, stop } from "./ringback";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
@@ -13,16 +11,6 @@ const portA = 3102;
 const portB = 3103;
 const baseA = `http://127.0.0.1:${portA}`;
 const baseB = `http://127.0.0.1:${portB}`;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 function startRedis(port: number, dir: string): ChildProcess {
   return spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {

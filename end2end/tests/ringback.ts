@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import * as net from "node:net";
 import * as path from "node:path";
 
 // Shared by the specs that own their servers: the release binary, started with the LEPTOS_*
@@ -26,4 +27,15 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
   const exited = once(child, "exit");
   child.kill("SIGTERM");
   await exited;
+}
+
+/// A port nothing listens on now.
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, "close");
+  return port;
 }

@@ -170,6 +170,15 @@ impl Handover {
     }
 }
 
+/// Closes a [`Handover`] when dropped.
+struct CloseOnDrop<'a>(&'a Handover);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Serves one HTTP/2 connection until the client leaves, it idles out, it goes over its send
 /// budget, or shutdown drains it. The client's connection preface must have arrived by
 /// `preface_deadline`.
@@ -196,8 +205,10 @@ pub(crate) async fn serve<IO>(
         event_streams: Handover::new(),
         budget,
     });
+    // However this ends (even dropped unfinished), what is in transit is freed: each pump holds
+    // the `Conn` that would hold it.
+    let _close = CloseOnDrop(&conn.event_streams);
     drive(connection, &conn).await;
-    conn.event_streams.close();
 }
 
 /// The client's connection preface, by `deadline`, under this server's HTTP/2 limits; `None`

@@ -390,15 +390,21 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server; its output, trimmed, if it succeeded.
     pub async fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = tokio::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .await
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+        redis_cli(self.port, args).await
     }
+}
+
+/// Runs `redis-cli` against the Redis (or Sentinel) on `port`; its output, trimmed, if it
+/// succeeded.
+async fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
 }
 
 impl Drop for RedisServer {
@@ -457,14 +463,7 @@ impl RedisSentinel {
 
     /// Runs `redis-cli` against this Sentinel; its output, trimmed, if it succeeded.
     pub async fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = tokio::process::Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .await
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (out.status.success() && !text.starts_with("Could not connect")).then_some(text)
+        redis_cli(self.port, args).await
     }
 
     /// The port of the primary this Sentinel names now.
