@@ -36,8 +36,9 @@
 //!   it served, so new entries follow them in every server's order instead of reusing their ids.
 //!
 //! # Costs
-//! One script call per Pub/Sub message per server, and the payload crosses the network twice
-//! more (into the log, out to each server). A `PUBLISH` that reaches *no* Ringback server (all
+//! One script call per Pub/Sub message per server (the messages already waiting share one call:
+//! `SEQUENCE_BATCH`), and the payload crosses the network twice more (into the log, out to each
+//! server). A `PUBLISH` that reaches *no* Ringback server (all
 //! disconnected from Redis) is lost, as Pub/Sub itself loses it; `PUBLISH` returns the number of
 //! receivers, so a publisher can tell. Two identical payloads published back to back while a
 //! server is (re)subscribing may be matched to one another by that server; another server that
@@ -49,7 +50,7 @@ use crate::feed::redis_primary::RedisPrimary;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
 use app::message::SOURCE_ID_FIELD;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Script, Value};
@@ -67,10 +68,21 @@ const MATCH_WINDOW: usize = 1024;
 /// A session that lasted this long resets the reconnect backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
-/// Appends one message to the log; with a cursor, first looks for it after the cursor.
+/// Pub/Sub messages one sequencing call carries at most: the ones already waiting when a call
+/// is made go together, so a server that fell behind catches up in few calls.
+const SEQUENCE_BATCH: usize = 64;
+
+/// Appends messages to the log, in order; with a cursor, first looks for each after the cursor
+/// (a message another server already wrote is not written again).
 ///
-/// KEYS: log, last id. ARGV: max entries, max age (ms), source, message JSON, cursor ('' for a
-/// direct publish), match window. Returns `{id, written}`, the id as a decimal string.
+/// One call for a whole batch: the entries after the cursor are read once (`XRANGE`, up to the
+/// match window) and walked once for all the batch's messages, so a call's cost grows with the
+/// batch and the lag added, not multiplied. After a message is written, nothing later in the
+/// batch can match (every entry read is older), as in calls made one message at a time.
+///
+/// KEYS: log, last id. ARGV: max entries, max age (ms), source, cursor ('' for a direct
+/// publish), match window, then the messages' JSON. Returns `{id, written, id, written, …}`,
+/// ids as decimal strings, `written` 1 or 0.
 const APPEND_LUA: &str = r"
 local function num(sid)
   local dash = string.find(sid, '-', 1, true)
@@ -79,30 +91,53 @@ end
 local function sid(n)
   return string.format('%d-%d', math.floor(n / 1000), n % 1000)
 end
-local h = ''
-if ARGV[5] ~= '' then
-  h = redis.sha1hex(ARGV[4])
-  local entries = redis.call('XRANGE', KEYS[1], '(' .. sid(tonumber(ARGV[5])), '+', 'COUNT', ARGV[6])
-  for _, e in ipairs(entries) do
-    local f = e[2]
-    for i = 1, #f, 2 do
-      if f[i] == 'h' and f[i + 1] == h then
-        return {string.format('%d', num(e[1])), 0}
+local matching = ARGV[4] ~= ''
+local entries = {}
+if matching then
+  entries = redis.call('XRANGE', KEYS[1], '(' .. sid(tonumber(ARGV[4])), '+', 'COUNT', ARGV[5])
+end
+local pos = 1
+local now, last
+local out = {}
+for i = 6, #ARGV do
+  local msg = ARGV[i]
+  local h = ''
+  local found = nil
+  if matching then
+    h = redis.sha1hex(msg)
+    for j = pos, #entries do
+      local f = entries[j][2]
+      for k = 1, #f, 2 do
+        if f[k] == 'h' and f[k + 1] == h then found = j end
       end
+      if found then break end
     end
   end
+  if found then
+    out[#out + 1] = string.format('%d', num(entries[found][1]))
+    out[#out + 1] = 0
+    pos = found + 1
+  else
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      last = tonumber(redis.call('GET', KEYS[2]) or '0')
+      -- Also past anything written to the log by other means, so XADD never refuses the id.
+      local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+      if #tail > 0 then last = math.max(last, num(tail[1][1])) end
+    end
+    last = math.max(now * 1000, last + 1)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], sid(last), 'src', ARGV[3], 'h', h, 'msg', msg)
+    out[#out + 1] = string.format('%d', last)
+    out[#out + 1] = 1
+    pos = #entries + 1
+  end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
--- Also past anything written to the log by other means, so XADD never refuses the id.
-local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #tail > 0 then last = math.max(last, num(tail[1][1])) end
-local id = math.max(now * 1000, last + 1)
-redis.call('SET', KEYS[2], string.format('%d', id))
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], sid(id), 'src', ARGV[3], 'h', h, 'msg', ARGV[4])
-redis.call('XTRIM', KEYS[1], 'MINID', '~', sid(math.max(0, now - tonumber(ARGV[2])) * 1000))
-return {string.format('%d', id), 1}
+if last then
+  redis.call('SET', KEYS[2], string.format('%d', last))
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', sid(math.max(0, now - tonumber(ARGV[2])) * 1000))
+end
+return out
 ";
 
 /// Raises the id counter (KEYS[1]) to at least ARGV[1]; returns the counter.
@@ -296,8 +331,13 @@ impl RedisIngest {
             return Err(PublishError::Unavailable("not connected".into()));
         };
         let (id, _) = self
-            .append(&mut conn, source, &msg, None)
+            .append(&mut conn, source, std::slice::from_ref(&msg), None)
             .await
+            .and_then(|written| {
+                written.into_iter().next().ok_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Parse, "append returned no id"))
+                })
+            })
             .map_err(|e| {
                 // The session's primary was demoted (a failover its connections survived, as
                 // in a partition): its reads still work, so only this tells the session to
@@ -310,34 +350,40 @@ impl RedisIngest {
         Ok(id)
     }
 
+    /// Appends `msgs` in order (see [`APPEND_LUA`]); each one's id and whether this call wrote
+    /// it (else another server had). Written entries are replicated as
+    /// `--redis-min-replicas` asks before this returns.
     async fn append(
         &self,
         conn: &mut MultiplexedConnection,
         source: &str,
-        msg: &str,
+        msgs: &[String],
         cursor: Option<u64>,
-    ) -> redis::RedisResult<(u64, bool)> {
+    ) -> redis::RedisResult<Vec<(u64, bool)>> {
         let s = &self.inner.settings;
-        let (id, written): (String, i64) = self
-            .inner
-            .script
-            .key(&self.inner.log_key)
-            .key(&self.inner.last_key)
+        let mut call = self.inner.script.key(&self.inner.log_key);
+        call.key(&self.inner.last_key)
             .arg(s.history.max(1))
             .arg(u64::try_from(s.history_age.as_millis()).unwrap_or(u64::MAX / 4))
             .arg(source)
-            .arg(msg)
             .arg(cursor.map(|c| c.to_string()).unwrap_or_default())
-            .arg(MATCH_WINDOW)
-            .invoke_async(conn)
-            .await?;
-        let id = id.parse().map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Parse, "append returned a bad id"))
-        })?;
-        if written == 1 {
+            .arg(MATCH_WINDOW);
+        for msg in msgs {
+            call.arg(msg);
+        }
+        let reply: Vec<(String, i64)> = call.invoke_async(conn).await?;
+        let bad = || redis::RedisError::from((redis::ErrorKind::Parse, "append returned a bad id"));
+        let appended = reply
+            .into_iter()
+            .map(|(id, written)| Ok((id.parse().map_err(|_| bad())?, written == 1)))
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        if appended.len() != msgs.len() {
+            return Err(bad());
+        }
+        if appended.iter().any(|(_, written)| *written) {
             self.replicated(conn).await?;
         }
-        Ok((id, written == 1))
+        Ok(appended)
     }
 
     /// Waits until `--redis-min-replicas` replicas have this connection's writes (`WAIT`), up
@@ -623,54 +669,75 @@ impl RedisIngest {
         id
     }
 
-    /// Writes each Pub/Sub message to the log once across all servers (see the module docs).
+    /// Writes each Pub/Sub message to the log once across all servers (see the module docs),
+    /// the messages already waiting together in one call (up to `SEQUENCE_BATCH`).
     ///
-    /// A message written here whose replication was not confirmed stays in `unconfirmed` (with
-    /// the cursor it was matched from) until a session confirms it: written again, or found if
-    /// the entry survived.
+    /// A batch written here whose replication was not confirmed stays in `unconfirmed` (with
+    /// the cursor it was matched from) until a session confirms it: written again, or found
+    /// where the entries survived.
     async fn sequence(
         &self,
         pubsub: redis::aio::PubSub,
         mut conn: MultiplexedConnection,
         mut cursor: u64,
-        unconfirmed: &mut Option<(String, u64)>,
+        unconfirmed: &mut Option<(Vec<String>, u64)>,
     ) -> redis::RedisResult<()> {
-        if let Some((msg, from)) = unconfirmed.as_ref() {
-            let (id, _) = self.append(&mut conn, "pubsub", msg, Some(*from)).await?;
-            cursor = cursor.max(id);
+        if let Some((batch, from)) = unconfirmed.as_ref() {
+            let appended = self.append(&mut conn, "pubsub", batch, Some(*from)).await?;
+            cursor = appended.iter().fold(cursor, |c, (id, _)| c.max(*id));
             *unconfirmed = None;
         }
         let mut messages = pubsub.into_on_message();
-        let max = self.inner.settings.max_message_bytes;
-        while let Some(message) = messages.next().await {
-            self.inner
-                .metrics
-                .published_redis
-                .fetch_add(1, Ordering::Relaxed);
-            let (channel, msg) = match normalise(message.get_payload_bytes(), max) {
-                Ok(ok) => ok,
-                Err(reason) => {
-                    self.bad_input(reason, "a Redis Pub/Sub payload is not a Ringback message");
-                    continue;
-                }
+        let mut open = true;
+        while open {
+            let Some(first) = messages.next().await else {
+                break;
             };
-            if let Err(e) = self.inner.feed.check(&channel, msg.len()) {
-                self.bad_input(e.reason(), &e.to_string());
+            let mut batch = Vec::new();
+            self.admit(&first, &mut batch);
+            while batch.len() < SEQUENCE_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(message)) => self.admit(&message, &mut batch),
+                    Some(None) => {
+                        open = false;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
                 continue;
             }
-            *unconfirmed = Some((msg, cursor));
-            let msg = unconfirmed
-                .as_ref()
-                .map(|(m, _)| m.as_str())
-                .unwrap_or_default();
-            let (id, _) = self.append(&mut conn, "pubsub", msg, Some(cursor)).await?;
+            let batch = &unconfirmed.insert((batch, cursor)).0;
+            let appended = self
+                .append(&mut conn, "pubsub", batch, Some(cursor))
+                .await?;
             *unconfirmed = None;
-            cursor = cursor.max(id);
+            cursor = appended.iter().fold(cursor, |c, (id, _)| c.max(*id));
         }
         Err(redis::RedisError::from((
             redis::ErrorKind::Io,
             "the Pub/Sub connection closed",
         )))
+    }
+
+    /// Counts a Pub/Sub message and adds it to `batch`, normalised, if it is a valid one.
+    fn admit(&self, message: &redis::Msg, batch: &mut Vec<String>) {
+        self.inner
+            .metrics
+            .published_redis
+            .fetch_add(1, Ordering::Relaxed);
+        let max = self.inner.settings.max_message_bytes;
+        let (channel, msg) = match normalise(message.get_payload_bytes(), max) {
+            Ok(ok) => ok,
+            Err(reason) => {
+                return self.bad_input(reason, "a Redis Pub/Sub payload is not a Ringback message")
+            }
+        };
+        if let Err(e) = self.inner.feed.check(&channel, msg.len()) {
+            return self.bad_input(e.reason(), &e.to_string());
+        }
+        batch.push(msg);
     }
 
     /// Counts a refused input and logs it, at most once per interval however many arrive.
@@ -692,9 +759,9 @@ impl RedisIngest {
 struct Progress {
     /// The newest log entry read (`None` until the first session's backfill).
     last: Option<u64>,
-    /// A Pub/Sub message this server was writing when its session ended, with the cursor it
-    /// was matched from (see `sequence`).
-    unconfirmed: Option<(String, u64)>,
+    /// The Pub/Sub messages this server was writing when its session ended, with the cursor
+    /// they were matched from (see `sequence`).
+    unconfirmed: Option<(Vec<String>, u64)>,
 }
 
 /// Lets one log line through per interval, counting the ones it holds back.

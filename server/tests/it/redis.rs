@@ -78,6 +78,64 @@ async fn seed_publish_reaches_every_server_once_under_one_id() {
     b.shutdown().await;
 }
 
+/// A burst of `PUBLISH`es (one pipeline) reaches each server's sequencer all at once: it goes
+/// in batches, one script call for many messages, and still each message is written once, in
+/// order, identical payloads included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_publishes_is_sequenced_in_batches() {
+    const BURST: usize = 300;
+    let redis = RedisServer::start("burst").await;
+    let a = server(redis_config(&redis)).await;
+    let b = server(redis_config(&redis)).await;
+    let mut on_a = SseClient::connect(a.addr, "/messages", &[]).await;
+    let mut on_b = SseClient::connect(b.addr, "/messages", &[]).await;
+    redis.cli(&["config", "resetstat"]).await.unwrap();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut burst = redis::pipe();
+    for i in 0..BURST {
+        let payload = format!(r#"{{"type":"red","data":"m{}"}}"#, i % 7);
+        burst.cmd("PUBLISH").arg("events").arg(payload);
+    }
+    let receivers: Vec<u32> = burst.query_async(&mut conn).await.unwrap();
+    assert!(receivers.iter().all(|r| *r == 2), "both servers subscribe");
+    let mut ids = Vec::new();
+    for i in 0..BURST {
+        let (id, _, json) = next(&mut on_a).await;
+        assert_eq!(json["data"], format!("m{}", i % 7), "in publish order");
+        assert_eq!(next(&mut on_b).await.0, id, "the same id on both servers");
+        ids.push(id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
+    let log_len = redis.cli(&["xlen", "ringback:{feed}:log"]).await.unwrap();
+    assert_eq!(log_len, BURST.to_string(), "each message written once");
+    let stats = redis.cli(&["info", "commandstats"]).await.unwrap();
+    let calls: usize = ["evalsha", "eval"]
+        .iter()
+        .filter_map(|cmd| {
+            let line = stats
+                .lines()
+                .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))?;
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    eprintln!("{BURST} messages sequenced by 2 servers in {calls} script calls");
+    assert!(
+        calls < BURST,
+        "batches: {calls} script calls for {BURST} messages on each of 2 servers"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_on_one_resume_on_the_other_with_exactly_the_missed_messages() {
     let redis = RedisServer::start("resume").await;
