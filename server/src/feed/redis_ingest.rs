@@ -695,7 +695,8 @@ impl RedisIngest {
             };
             let mut batch = Vec::new();
             self.admit(&first, &mut batch);
-            while batch.len() < SEQUENCE_BATCH {
+            // Counted by messages taken, valid or not: a flood of invalid ones still yields.
+            for _ in 1..SEQUENCE_BATCH {
                 match messages.next().now_or_never() {
                     Some(Some(message)) => self.admit(&message, &mut batch),
                     Some(None) => {
