@@ -72,7 +72,7 @@ pub struct ChannelAnnounce {
 /// Body of the `ringback.gap` event: ids after `after` up to `resumed_at` are gone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gap {
-    /// The id the client asked to resume after.
+    /// The id the client asked to resume after (0 when it asked by time, `?since=`).
     pub after: u64,
     /// The oldest id the feed still holds; the stream continues from there.
     pub oldest: Option<u64>,

@@ -56,7 +56,11 @@ fn source_event(online: bool) -> String {
 /// What a subscriber asked for, parsed from the query and headers.
 #[derive(Debug, Default, PartialEq)]
 pub struct SubscribeParams {
+    /// `Last-Event-ID`: resume after this id.
     pub start: Option<u64>,
+    /// `?since=<Unix ms>`: start at the first message published then or later (a
+    /// `Last-Event-ID` takes precedence: it is the browser's own reconnection).
+    pub since: Option<u64>,
     pub types: Vec<String>,
     /// A subscriber JWT given as `?token=` (for clients that can send neither a cookie nor a
     /// header).
@@ -87,6 +91,18 @@ impl SubscribeParams {
                     }
                 }
                 "lastEventId" => query_last = Some(value.into_owned()),
+                "since" => {
+                    let bad = || {
+                        AppError::BadRequest("`since` must be a Unix time in milliseconds".into())
+                    };
+                    if value.is_empty()
+                        || value.len() > 20
+                        || !value.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return Err(bad());
+                    }
+                    params.since = Some(value.parse().map_err(|_| bad())?);
+                }
                 "token" => params.token = Some(value.into_owned()),
                 _ => {}
             }
@@ -132,7 +148,11 @@ pub async fn subscribe(State(state): State<ApiState>, req: Request) -> Result<Re
         .get::<ConnectionCut>()
         .map(|c| c.0.clone())
         .unwrap_or_default();
-    let start = params.start.map_or(Start::Live, Start::After);
+    let start = match (params.start, params.since) {
+        (Some(after), _) => Start::After(after),
+        (None, Some(ms)) => Start::Since(ms),
+        (None, None) => Start::Live,
+    };
     let filter = (!params.types.is_empty()).then_some(params.types);
     let grants = (!grants.is_empty()).then(|| Arc::new(grants));
     let (sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
@@ -666,10 +686,24 @@ mod tests {
             p,
             SubscribeParams {
                 start: Some(9),
+                since: None,
                 types: vec!["red".into(), "blue".into()],
                 token: Some("a.b.c".into()),
             }
         );
+        let p = SubscribeParams::parse(Some("since=1700000000000"), &HeaderMap::new(), 8).unwrap();
+        assert_eq!(p.since, Some(1_700_000_000_000));
+        for bad in [
+            "since=",
+            "since=-1",
+            "since=1.5",
+            "since=18446744073709551616",
+        ] {
+            assert!(
+                SubscribeParams::parse(Some(bad), &HeaderMap::new(), 8).is_err(),
+                "{bad}"
+            );
+        }
         let p = SubscribeParams::parse(Some("lastEventId=3"), &HeaderMap::new(), 8).unwrap();
         assert_eq!(p.start, Some(3));
         assert!(SubscribeParams::parse(Some("type=a%0Ab"), &HeaderMap::new(), 8).is_err());

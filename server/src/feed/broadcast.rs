@@ -70,6 +70,10 @@ pub struct Entry {
     /// On a private channel: only subscribers granted it read this entry, and snapshots
     /// (served to anyone) leave it out. Decided once, on append.
     pub private: bool,
+    /// When it was published, in Unix milliseconds: the clock's when published here (never
+    /// earlier than the entry before), the id's when it comes from the Redis log (`ms * 1000 +
+    /// seq`). For `GET /messages?since=`.
+    pub time: u64,
 }
 
 /// Where a new subscriber starts.
@@ -79,6 +83,8 @@ pub enum Start {
     Live,
     /// After this id (`Last-Event-ID`): replays what the subscriber missed, then live.
     After(u64),
+    /// From the first message published at or after this Unix millisecond (`?since=`).
+    Since(u64),
 }
 
 /// The shared handle; cheap to clone.
@@ -132,6 +138,8 @@ struct Ring {
     /// Every id up to this one is gone (evicted, or from before this list existed): a resume
     /// from an older id has a gap.
     evicted_through: u64,
+    /// The newest time gone with them (Unix ms): a `since` at or before it has a gap.
+    evicted_time: u64,
     /// Known channels, in order of first appearance.
     channels: Vec<Channel>,
     /// Entries evicted so far; when it reaches `scan_at`, the registry is scanned for
@@ -158,6 +166,8 @@ impl BroadcastList {
             bytes: 0,
             newest: first_id - 1,
             evicted_through: first_id - 1,
+            // What was published before this list existed is gone.
+            evicted_time: unix_ms(),
             channels: channels
                 .iter()
                 .map(|c| Channel {
@@ -313,10 +323,13 @@ impl BroadcastList {
         // Under the lock only the id is assigned and bytes are copied.
         let (id, scan) = {
             let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
-            let id = match id {
+            let (id, time) = match id {
                 Some(id) if id <= ring.newest => return Ok(None),
-                Some(id) => id,
-                None => ring.newest + 1,
+                Some(id) => (id, id / 1000),
+                None => (
+                    ring.newest + 1,
+                    unix_ms().max(ring.entries.back().map_or(0, |e| e.time)),
+                ),
             };
             let now = Instant::now();
             let (channel, announce) = match ring.position(channel) {
@@ -356,6 +369,7 @@ impl BroadcastList {
                 frame,
                 json,
                 private,
+                time,
             });
             let scan = self.evict(&mut ring);
             (id, scan)
@@ -377,6 +391,8 @@ impl BroadcastList {
         ring.follows_log = true;
         if ring.entries.is_empty() {
             ring.evicted_through = ring.evicted_through.max(evicted_through);
+            // The log's ids carry their time; what it no longer holds is older than its first.
+            ring.evicted_time = evicted_through / 1000;
             ring.newest = ring.newest.max(evicted_through);
             self.shared.head.send_replace(ring.newest);
         }
@@ -394,6 +410,7 @@ impl BroadcastList {
             };
             ring.bytes -= old.frame.len() + ENTRY_OVERHEAD;
             ring.evicted_through = old.id;
+            ring.evicted_time = old.time;
             ring.evictions += 1;
         }
         if ring.evictions >= ring.scan_at {
@@ -462,6 +479,16 @@ impl BroadcastList {
                     (ring.evicted_through, Some(Gap { after, oldest }))
                 }
                 Start::After(after) => (after, None),
+                Start::Since(ms) => {
+                    // After the last entry published before `ms`.
+                    match ring.entries.partition_point(|e| e.time < ms) {
+                        0 if ms <= ring.evicted_time => {
+                            (ring.evicted_through, Some(Gap { after: 0, oldest }))
+                        }
+                        0 => (ring.evicted_through, None),
+                        i => (ring.entries[i - 1].id, None),
+                    }
+                }
             }
         };
         if gap.is_some() {
@@ -470,7 +497,7 @@ impl BroadcastList {
                 .resume_gaps
                 .fetch_add(1, Ordering::Relaxed);
         }
-        if matches!(start, Start::After(_)) {
+        if matches!(start, Start::After(_) | Start::Since(_)) {
             self.shared.metrics.resumes.fetch_add(1, Ordering::Relaxed);
         }
         let slot = Arc::new(Slot {
@@ -711,6 +738,13 @@ impl Drop for Subscription {
     }
 }
 
+/// Now, in Unix milliseconds.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -919,6 +953,44 @@ mod tests {
                 oldest: Some(105)
             })
         );
+    }
+
+    #[test]
+    fn since_starts_at_the_first_message_published_then_or_later() {
+        // Log ids carry their time: `ms * 1000 + seq`.
+        let list = list(3);
+        list.follow_log(1_000_000); // the log no longer holds what was published by 1,000 ms
+        for (ms, seq) in [(2000, 0), (2000, 1), (3000, 0)] {
+            list.append(ms * 1000 + seq, "red", b"1", b"").unwrap();
+        }
+        let from = |ms| {
+            let (mut sub, gap) = list.subscribe(Start::Since(ms), None, None, CancelToken::new());
+            let got = sub
+                .try_next(1 << 16)
+                .unwrap()
+                .map(|f| ids(&f))
+                .unwrap_or_default();
+            (got, gap)
+        };
+        assert_eq!(from(2000), (vec![2_000_000, 2_000_001, 3_000_000], None));
+        assert_eq!(from(2001), (vec![3_000_000], None));
+        assert_eq!(from(3000), (vec![3_000_000], None));
+        assert_eq!(from(3001), (vec![], None), "after the newest: live");
+        assert_eq!(from(1500), (vec![2_000_000, 2_000_001, 3_000_000], None));
+        // At or before what the log no longer holds: the gap, then all there is.
+        let gap = Some(Gap {
+            after: 0,
+            oldest: Some(2_000_000),
+        });
+        assert_eq!(
+            from(1000),
+            (vec![2_000_000, 2_000_001, 3_000_000], gap.clone())
+        );
+        // Evicting moves the horizon: 2,000 ms is partly gone now.
+        list.append(4_000_000, "red", b"1", b"").unwrap(); // evicts 2,000,000
+        let (got, gap) = from(2000);
+        assert_eq!(got, vec![2_000_001, 3_000_000, 4_000_000]);
+        assert_eq!(gap.map(|g| g.oldest), Some(Some(2_000_001)));
     }
 
     #[test]

@@ -303,6 +303,47 @@ async fn a_log_that_went_backwards_is_noticed_and_ids_continue_after_it() {
     a.shutdown().await;
 }
 
+/// `?since=<Unix ms>` starts at the first message of that time or later: the log's ids carry
+/// their time (`ms-seq`), the same on every server. A `Last-Event-ID` takes precedence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_starts_at_a_time_in_the_log() {
+    let redis = RedisServer::start("since").await;
+    for (id, data) in [("2000-0", "a"), ("2000-1", "b"), ("3000-0", "c")] {
+        let msg = format!(r#"{{"type":"red","data":"{data}"}}"#);
+        let args = [
+            "xadd",
+            "ringback:{feed}:log",
+            id,
+            "src",
+            "t",
+            "h",
+            "",
+            "msg",
+            &msg,
+        ];
+        redis.cli(&args).await.unwrap();
+    }
+    let a = server(redis_config(&redis)).await;
+    let mut sse = SseClient::connect(a.addr, "/messages?since=2001", &[]).await;
+    let (id, _, json) = next(&mut sse).await;
+    assert_eq!((id, json["data"].as_str()), (3_000_000, Some("c")));
+    let mut sse = SseClient::connect(a.addr, "/messages?since=1500", &[]).await;
+    assert_eq!(next(&mut sse).await.0, 2_000_000);
+    assert_eq!(next(&mut sse).await.0, 2_000_001);
+    let headers = [("last-event-id", "2000001")];
+    let mut sse = SseClient::connect(a.addr, "/messages?since=1500", &headers).await;
+    assert_eq!(next(&mut sse).await.0, 3_000_000, "Last-Event-ID first");
+    // After the newest: live from now on.
+    let mut sse = SseClient::connect(a.addr, "/messages?since=4000", &[]).await;
+    let live = publish_ok(a.addr, "red", "live").await;
+    assert_eq!(next(&mut sse).await.0, live);
+    assert_eq!(
+        get_status(a.addr, "/messages?since=soon").await,
+        StatusCode::BAD_REQUEST
+    );
+    a.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_cut_off_from_redis_recovers_what_others_published() {
     let redis = RedisServer::start("partition").await;
