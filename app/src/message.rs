@@ -34,6 +34,9 @@ pub struct SourceState {
 /// feed's id (the SSE `id:`), the one a client resumes from.
 pub const SOURCE_ID_FIELD: &str = "source_id";
 
+/// The key under which a Redis publisher's own `time` is kept: `time` itself is the feed's.
+pub const SOURCE_TIME_FIELD: &str = "source_time";
+
 /// The channels every page shows, with their colours, even before any message arrives.
 pub const DEFAULT_CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
 
@@ -47,6 +50,10 @@ pub struct Message {
     pub channel: String,
     /// The publisher's payload, any JSON value (usually a string).
     pub data: serde_json::Value,
+    /// When it was published, in Unix milliseconds, the same on every server: the feed's clock
+    /// (embedded) or the Redis log id's (`ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<u64>,
     /// A Redis publisher's own further fields, kept as they came (its `id` as `source_id`).
     #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -176,13 +183,17 @@ mod tests {
             id: 7,
             channel: "blue".into(),
             data: "hi".into(),
+            time: Some(1_795_000_000_000),
             extra: Default::default(),
         };
         let json = serde_json::to_string(&m).unwrap();
-        assert_eq!(json, r#"{"id":7,"type":"blue","data":"hi"}"#);
+        assert_eq!(
+            json,
+            r#"{"id":7,"type":"blue","data":"hi","time":1795000000000}"#
+        );
         assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), m);
         // A Redis publisher's own fields travel with the message.
-        let json = r#"{"id":8,"type":"blue","data":"hi","by":"cli","source_id":1}"#;
+        let json = r#"{"id":8,"type":"blue","data":"hi","time":8,"by":"cli","source_id":1}"#;
         let m: Message = serde_json::from_str(json).unwrap();
         assert_eq!(m.extra["source_id"], 1);
         assert_eq!(serde_json::to_string(&m).unwrap(), json);

@@ -440,6 +440,7 @@ mod tests {
         #[test]
         fn no_input_can_inject_a_line(
             id in proptest::num::u64::ANY,
+            time in proptest::num::u64::ANY,
             channel in "[A-Za-z0-9_-]{1,64}",
             data in proptest::string::string_regex("(.|\r|\n|\u{2028}|\u{0}|data: |id: |event: )*").unwrap(),
             extra in proptest::collection::btree_map("[a-z\r\n:]{1,8}", "(.|\r|\n)*", 0..3),
@@ -449,11 +450,11 @@ mod tests {
             let data_json = serde_json::to_vec(&value).unwrap();
             let extra: serde_json::Map<String, serde_json::Value> = extra
                 .into_iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data"))
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data" | "time"))
                 .map(|(k, v)| (k, serde_json::Value::String(v)))
                 .collect();
             let extra_json = object_members(&extra);
-            let (frame, json) = encode_message(id, &channel, &data_json, &extra_json, announce);
+            let (frame, json) = encode_message(id, time, &channel, &data_json, &extra_json, announce);
             let events = parse_events(std::str::from_utf8(&frame).unwrap());
             proptest::prop_assert_eq!(events.len(), 1 + usize::from(announce));
             let (got_id, event, data) = events.last().unwrap();
@@ -465,6 +466,7 @@ mod tests {
             proptest::prop_assert_eq!(m.id, id);
             proptest::prop_assert_eq!(&m.channel, &channel);
             proptest::prop_assert_eq!(&m.data, &value);
+            proptest::prop_assert_eq!(m.time, Some(time));
             proptest::prop_assert_eq!(&m.extra, &extra);
         }
 
@@ -491,7 +493,7 @@ mod tests {
     #[test]
     fn frame_round_trips() {
         let data = serde_json::to_vec(&serde_json::json!("line1\nline2\r\u{0}")).unwrap();
-        let (frame, json) = encode_message(42, "blue", &data, b"", false);
+        let (frame, json) = encode_message(42, 1_795_000_000_000, "blue", &data, b"", false);
         let text = std::str::from_utf8(&frame).unwrap();
         let events = parse_events(text);
         assert_eq!(events.len(), 1);
@@ -507,7 +509,7 @@ mod tests {
 
     #[test]
     fn announce_precedes_the_message() {
-        let (frame, _) = encode_message(7, "green", b"1", b"", true);
+        let (frame, _) = encode_message(7, 0, "green", b"1", b"", true);
         let events = parse_events(std::str::from_utf8(&frame).unwrap());
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].1.as_deref(), Some(EVENT_CHANNEL));

@@ -357,6 +357,7 @@ impl BroadcastList {
             // from the announcement that every one of its frames carries.
             let (frame, json) = crate::feed::frame::encode_message(
                 id,
+                time,
                 &channel,
                 data_json,
                 extra_json,

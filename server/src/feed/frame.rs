@@ -11,13 +11,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Encodes one message's frame; returns it and the slice of it holding the message JSON.
 ///
-/// `extra_json` holds the publisher's own further members of the message object (`"k":v,...`,
-/// serialised by serde_json), or nothing.
+/// `time` is when it was published (Unix ms, the message's `time`); `extra_json` holds the
+/// publisher's own further members of the message object (`"k":v,...`, serialised by
+/// serde_json, never `id`, `type`, `data` or `time`), or nothing.
 ///
 /// With `announce`, the frame is preceded by a `ringback.channel` event naming the channel, so a
 /// browser subscribes to the new event name before the message is dispatched.
 pub fn encode_message(
     id: u64,
+    time: u64,
     channel: &str,
     data_json: &[u8],
     extra_json: &[u8],
@@ -45,6 +47,8 @@ pub fn encode_message(
     buf.put_slice(channel.as_bytes());
     buf.put_slice(b"\",\"data\":");
     buf.put_slice(data_json);
+    buf.put_slice(b",\"time\":");
+    buf.put_slice(time.to_string().as_bytes());
     if !extra_json.is_empty() {
         buf.put_slice(b",");
         buf.put_slice(extra_json);

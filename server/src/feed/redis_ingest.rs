@@ -49,7 +49,7 @@ use crate::feed::broadcast::{BroadcastList, Rejected};
 use crate::feed::redis_primary::RedisPrimary;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
-use app::message::SOURCE_ID_FIELD;
+use app::message::{SOURCE_ID_FIELD, SOURCE_TIME_FIELD};
 use futures::{FutureExt, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
@@ -238,6 +238,9 @@ pub fn normalise(payload: &[u8], max_bytes: usize) -> Result<(String, String), &
     if let Some(id) = fields.remove("id") {
         fields.insert(SOURCE_ID_FIELD.to_owned(), id);
     }
+    if let Some(time) = fields.remove("time") {
+        fields.insert(SOURCE_TIME_FIELD.to_owned(), time);
+    }
     Ok((channel, serde_json::Value::Object(fields).to_string()))
 }
 
@@ -251,7 +254,9 @@ pub fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
         return None;
     };
     let data = serde_json::to_vec(&fields.remove("data")?).ok()?;
+    // The feed's own members; a log entry written by other means may carry them.
     fields.remove("id");
+    fields.remove("time");
     Some((channel, data, crate::feed::frame::object_members(&fields)))
 }
 
@@ -834,6 +839,10 @@ mod tests {
         assert_eq!(c, "blue");
         assert_eq!(data, br#""an important message""#);
         assert_eq!(extra, br#""source_id":1"#);
+        // The publisher's own `time` is kept too, out of the way of the feed's.
+        let (_, msg) = normalise(br#"{"type":"blue","data":1,"time":"noon"}"#, 1024).unwrap();
+        let (_, _, extra) = split_message(msg.as_bytes()).unwrap();
+        assert_eq!(extra, br#""source_time":"noon""#);
         for (bad, reason) in [
             (&b"not json"[..], "bad_json"),
             (br#"[1,2]"#, "bad_json"),

@@ -26,8 +26,15 @@ async fn publish_reaches_every_subscriber_as_an_sse_frame() {
         let e = client.next_message().await.unwrap();
         assert_eq!(e.id, Some(id.to_string()));
         assert_eq!(e.event.as_deref(), Some("blue"));
+        let mut json = e.json();
+        let time = json.as_object_mut().unwrap().remove("time");
+        assert!(
+            time.and_then(|t| t.as_u64())
+                .is_some_and(|t| t > 1_700_000_000_000),
+            "the message carries when it was published (Unix ms)"
+        );
         assert_eq!(
-            e.json(),
+            json,
             serde_json::json!({ "id": id, "type": "blue", "data": "hello" })
         );
         assert_eq!(client.retry, Some(2000), "the stream announces its retry");
