@@ -73,6 +73,8 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         deliver(channels, message.clone(), per_channel);
     }
     let state = RwSignal::new(ConnState::Connecting);
+    // The clock the messages' ages are read against, ticking once a second on the page.
+    let now = RwSignal::new(crate::time::unix_now());
     // Whether the server reaches its source (Redis); only a Redis-backed server says otherwise.
     let source_online = RwSignal::new(true);
 
@@ -97,6 +99,16 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
                 LiveEvent::Source(source) => source_online.set(source.online),
             },
         ));
+        let tick = leptos::leptos_dom::helpers::set_interval_with_handle(
+            move || now.set(crate::time::unix_now()),
+            std::time::Duration::from_secs(1),
+        )
+        .ok();
+        on_cleanup(move || {
+            if let Some(tick) = tick {
+                tick.clear();
+            }
+        });
         // A reload renders a new `Feed`; the old one's stream must stop with it.
         on_cleanup(move || {
             if let Some(tx) = cancel_tx.try_update_value(Option::take).flatten() {
@@ -122,14 +134,18 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         </header>
         <section class="channels">
             <For each=move || channels.get() key=|c| c.name.clone() let:channel>
-                <ChannelBox name=channel.name messages=channel.messages/>
+                <ChannelBox name=channel.name messages=channel.messages now=now/>
             </For>
         </section>
     }
 }
 
 #[component]
-fn ChannelBox(name: String, messages: RwSignal<VecDeque<Message>>) -> impl IntoView {
+fn ChannelBox(
+    name: String,
+    messages: RwSignal<VecDeque<Message>>,
+    now: RwSignal<u64>,
+) -> impl IntoView {
     let style = format!("--accent: {}", channel_color(&name));
     let title = name.clone();
     view! {
@@ -137,7 +153,15 @@ fn ChannelBox(name: String, messages: RwSignal<VecDeque<Message>>) -> impl IntoV
             <h2>{title}</h2>
             <ol class="messages">
                 <For each=move || messages.get() key=|m| m.id let:message>
-                    <li data-id=message.id>{message.text()}</li>
+                    // The age is an attribute the stylesheet shows after the text, so the
+                    // item's text stays the message's.
+                    <li
+                        data-id=message.id
+                        data-ago=move || message.time.map(|t| crate::time::ago(now.get(), t))
+                        title=message.time.map(crate::time::utc)
+                    >
+                        {message.text()}
+                    </li>
                 </For>
             </ol>
         </article>

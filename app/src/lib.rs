@@ -5,6 +5,7 @@
 //! - [`snapshot`]: the server function that renders the feed's latest messages on first paint.
 //! - [`live`]: the browser's one EventSource, as a stream of events (hydrate only).
 //! - [`components`]: the page: one box per channel, connection state.
+//! - [`time`]: when a message was published, in words ("12 s ago") and exactly.
 //!
 //! The `ssr` feature builds the server side (used by the `server` crate); `hydrate` builds the
 //! browser side (used by `frontend`). Server-only crates never reach the WASM.
@@ -14,6 +15,7 @@ pub mod components;
 pub mod live;
 pub mod message;
 pub mod snapshot;
+pub mod time;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, HashedStylesheet, MetaTags, Title};

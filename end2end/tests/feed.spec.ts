@@ -27,6 +27,20 @@ test("a published message appears live in its channel's box", async ({ page, req
   await testInfo.attach("feed", { path: shot, contentType: "image/png" });
 });
 
+test("a message shows when it was published, and its age moves on", async ({ page, request }) => {
+  // The page's clock is Playwright's: it runs as usual until moved on below.
+  await page.clock.install();
+  await openLive(page);
+  const id = await publish(request, "yellow", "how long ago?");
+  const item = page.locator(`.channel[data-channel="yellow"] li[data-id="${id}"]`);
+  await expect(item).toHaveText("how long ago?");
+  await expect(item).toHaveAttribute("data-ago", "just now");
+  await expect(item).toHaveAttribute("title", /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/);
+  await page.clock.fastForward(90_000);
+  await expect(item).toHaveAttribute("data-ago", /^1 min ago$/);
+  await expect(item).toHaveText("how long ago?");
+});
+
 test("a message on a new channel makes a new box", async ({ page, request }) => {
   await openLive(page);
   const channel = `ch-${Date.now()}`;
