@@ -1,6 +1,6 @@
 //! The page: one box per channel, messages arriving live, and the connection's state.
 
-use crate::message::{channel_color, Message, Snapshot};
+use crate::message::{channel_color, follow_query, followed_in_query, Message, Snapshot};
 use crate::snapshot::get_snapshot;
 use leptos::prelude::*;
 use std::collections::VecDeque;
@@ -55,13 +55,43 @@ pub fn FeedPage() -> impl IntoView {
     }
 }
 
+/// The channels this page follows, from its address (`?type=a&type=b`); empty: all.
+fn followed() -> Vec<String> {
+    #[cfg(feature = "ssr")]
+    let query = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.uri.query().map(str::to_owned));
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    let query = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .map(|s| s.trim_start_matches('?').to_owned());
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    let query: Option<String> = None;
+    followed_in_query(query.as_deref().unwrap_or_default())
+}
+
+/// The page's address with `name` followed or no longer followed.
+fn toggled(followed: &[String], name: &str) -> String {
+    let mut next: Vec<String> = followed.iter().filter(|c| *c != name).cloned().collect();
+    if next.len() == followed.len() {
+        next.push(name.to_owned());
+    }
+    format!("/?{}", follow_query(&next))
+}
+
 /// The live feed from one snapshot on: renders it, then follows the stream from its `last_id`.
 #[component]
 fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl IntoView {
     let per_channel = snapshot.per_channel.max(1);
+    let followed = followed();
+    let follows = |name: &str| followed.is_empty() || followed.iter().any(|f| f == name);
+    // The boxes: the followed channels, or every channel the feed knows.
+    let shown: Vec<String> = if followed.is_empty() {
+        snapshot.channels.clone()
+    } else {
+        followed.clone()
+    };
     let channels: RwSignal<Vec<Channel>> = RwSignal::new(
-        snapshot
-            .channels
+        shown
             .iter()
             .map(|name| Channel {
                 name: name.clone(),
@@ -69,9 +99,33 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
             })
             .collect(),
     );
-    for message in &snapshot.messages {
+    for message in snapshot.messages.iter().filter(|m| follows(&m.channel)) {
         deliver(channels, message.clone(), per_channel);
     }
+    // The picker: every channel the feed knows, and the followed ones even if it does not yet.
+    let mut known = snapshot.channels.clone();
+    known.extend(
+        followed
+            .iter()
+            .filter(|f| !known.contains(f))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    let picker = known
+        .into_iter()
+        .map(|name| {
+            let on = followed.contains(&name);
+            let href = toggled(&followed, &name);
+            let style = format!("--accent: {}", channel_color(&name));
+            let label = name.clone();
+            view! {
+                <a href=href class:on=on data-channel=name style=style>
+                    {label}
+                </a>
+            }
+        })
+        .collect_view();
+    let all = followed.is_empty();
     let state = RwSignal::new(ConnState::Connecting);
     // The clock the messages' ages are read against, ticking once a second on the page.
     let now = RwSignal::new(crate::time::unix_now());
@@ -83,11 +137,13 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         use crate::live::{follow, LiveEvent};
         let (cancel_tx, cancel_rx) = futures::channel::oneshot::channel::<()>();
         let cancel_tx = StoredValue::new_local(Some(cancel_tx));
-        let names = snapshot.channels.clone();
+        let names = shown.clone();
+        let follow_only = followed.clone();
         let last_id = snapshot.last_id;
         let reload = std::rc::Rc::new(reload);
         leptos::task::spawn_local(follow(
             last_id,
+            follow_only,
             names,
             cancel_rx,
             move |event| match event {
@@ -132,6 +188,10 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
                 </span>
             </Show>
         </header>
+        <nav class="picker" aria-label="Channels to follow">
+            <a href="/" class:on=all data-channel="">"all"</a>
+            {picker}
+        </nav>
         <section class="channels">
             <For each=move || channels.get() key=|c| c.name.clone() let:channel>
                 <ChannelBox name=channel.name messages=channel.messages now=now/>

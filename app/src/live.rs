@@ -37,13 +37,15 @@ pub enum LiveEvent {
     Source(SourceState),
 }
 
-/// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event.
+/// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event:
+/// only the channels in `followed` if any (the page's `?type=`), every one otherwise.
 ///
 /// The browser reconnects by itself after a network error, sending `Last-Event-ID`. When it gives
 /// up (an HTTP error closes the EventSource for good) this loop creates a new one from the last id
 /// it saw, with exponential backoff.
 pub async fn follow(
     mut last_id: Option<u64>,
+    followed: Vec<String>,
     channels: Vec<String>,
     mut cancel: oneshot::Receiver<()>,
     mut on_event: impl FnMut(LiveEvent),
@@ -51,9 +53,17 @@ pub async fn follow(
     let mut known = channels;
     let mut backoff = RECONNECT_MIN_MS;
     loop {
-        let url = match last_id {
-            Some(id) => format!("/messages?lastEventId={id}"),
-            None => "/messages".to_owned(),
+        let mut query = crate::message::follow_query(&followed);
+        if let Some(id) = last_id {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&format!("lastEventId={id}"));
+        }
+        let url = if query.is_empty() {
+            "/messages".to_owned()
+        } else {
+            format!("/messages?{query}")
         };
         let Ok(mut es) = EventSource::new(&url) else {
             return;

@@ -37,6 +37,29 @@ pub const SOURCE_ID_FIELD: &str = "source_id";
 /// The key under which a Redis publisher's own `time` is kept: `time` itself is the feed's.
 pub const SOURCE_TIME_FIELD: &str = "source_time";
 
+/// The channels a page's address asks to follow (`?type=a&type=b`, the filter of `GET
+/// /messages`), valid names only, each once, in order; empty: every channel.
+pub fn followed_in_query(query: &str) -> Vec<String> {
+    let mut followed: Vec<String> = Vec::new();
+    for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        if key == "type" && validate_channel(value).is_ok() && !followed.iter().any(|f| f == value)
+        {
+            followed.push(value.to_owned());
+        }
+    }
+    followed
+}
+
+/// The query that follows `followed` (`type=a&type=b`; empty for every channel). Channel names
+/// are tokens: nothing to escape.
+pub fn follow_query(followed: &[String]) -> String {
+    followed
+        .iter()
+        .map(|c| format!("type={c}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The channels every page shows, with their colours, even before any message arrives.
 pub const DEFAULT_CHANNELS: [&str; 3] = ["red", "yellow", "blue"];
 
@@ -197,6 +220,20 @@ mod tests {
         let m: Message = serde_json::from_str(json).unwrap();
         assert_eq!(m.extra["source_id"], 1);
         assert_eq!(serde_json::to_string(&m).unwrap(), json);
+    }
+
+    #[test]
+    fn the_followed_channels_come_from_the_address() {
+        assert!(followed_in_query("").is_empty());
+        assert_eq!(
+            followed_in_query("type=red&x=1&type=a%0Ab&type=blue&type=red"),
+            vec!["red".to_owned(), "blue".to_owned()]
+        );
+        assert_eq!(
+            follow_query(&followed_in_query("type=red&type=blue")),
+            "type=red&type=blue"
+        );
+        assert_eq!(follow_query(&[]), "");
     }
 
     #[test]

@@ -41,6 +41,47 @@ test("a message shows when it was published, and its age moves on", async ({ pag
   await expect(item).toHaveText("how long ago?");
 });
 
+test("pages on different filters show only their channels, and the filter is in the address", async ({ browser, request }, testInfo) => {
+  const reds = await browser.newPage();
+  const blues = await browser.newPage();
+  for (const [page, query] of [[reds, "?type=red"], [blues, "?type=blue"]] as const) {
+    await page.goto(`/${query}`);
+    await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
+  }
+  const red = await publish(request, "red", "for the red page");
+  const blue = await publish(request, "blue", "for the blue page");
+  await expect(reds.locator(`.channel[data-channel="red"] li[data-id="${red}"]`)).toHaveText("for the red page");
+  await expect(blues.locator(`.channel[data-channel="blue"] li[data-id="${blue}"]`)).toHaveText("for the blue page");
+  await expect(reds.locator(".channel")).toHaveCount(1);
+  await expect(blues.locator(".channel")).toHaveCount(1);
+  await expect(reds.locator(`li[data-id="${blue}"]`)).toHaveCount(0);
+
+  // A reload keeps the filter; the picker adds a channel to it, in the address.
+  await reds.reload();
+  await expect(reds.locator(".state")).toHaveAttribute("data-state", "live");
+  await expect(reds.locator(".channel")).toHaveCount(1);
+  await expect(reds.locator('.picker a[data-channel="red"]')).toHaveClass(/on/);
+  await reds.locator('.picker a[data-channel="blue"]').click();
+  await expect(reds).toHaveURL(/\?type=red&type=blue$/);
+  await expect(reds.locator(".state")).toHaveAttribute("data-state", "live");
+  await expect(reds.locator(".channel")).toHaveCount(2);
+  const both = await publish(request, "blue", "now for both");
+  await expect(reds.locator(`li[data-id="${both}"]`)).toHaveText("now for both");
+  await reds.locator('.picker a[data-channel=""]').click();
+  await expect(reds).toHaveURL(/\/$/);
+  await expect(reds.locator('.channel[data-channel="yellow"]')).toBeVisible();
+
+  // A phone's width: the picker wraps, the boxes stack (kept as an artifact to look at).
+  await reds.setViewportSize({ width: 360, height: 740 });
+  const scrollWidth = await reds.evaluate(() => document.documentElement.scrollWidth);
+  expect(scrollWidth, "nothing wider than the screen").toBeLessThanOrEqual(360);
+  const shot = testInfo.outputPath("feed-360px.png");
+  await reds.screenshot({ path: shot, fullPage: true });
+  await testInfo.attach("feed at 360 px", { path: shot, contentType: "image/png" });
+  await reds.close();
+  await blues.close();
+});
+
 test("a message on a new channel makes a new box", async ({ page, request }) => {
   await openLive(page);
   const channel = `ch-${Date.now()}`;
