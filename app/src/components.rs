@@ -75,7 +75,10 @@ fn toggled(followed: &[String], name: &str) -> String {
     if next.len() == followed.len() {
         next.push(name.to_owned());
     }
-    format!("/?{}", follow_query(&next))
+    match follow_query(&next) {
+        query if query.is_empty() => "/".to_owned(),
+        query => format!("/?{query}"),
+    }
 }
 
 /// The live feed from one snapshot on: renders it, then follows the stream from its `last_id`.
