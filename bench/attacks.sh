@@ -10,16 +10,11 @@
 #   attacks: h2-stalled (3,000 streams, 1,000 to a connection, from 3 addresses),
 #            partial-preface (6,000), slow-body (2,000), slow-head (2,000)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-# The load tool, a client of the server (its own crate, built here if it is not yet).
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bin=target/release/ringback
 # The server under test (another build for an A/B); the load tool is always this build's.
 server_bin=${SERVER_BIN:-$bin}
 port=3392
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 results=$(mktemp)

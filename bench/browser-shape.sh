@@ -11,15 +11,11 @@
 # Usage: bench/browser-shape.sh [ROUNDS]   (default 1; shapes alternate within a round)
 #        SHAPES="tls-h2" SERVER_BIN=path/to/ringback bench/browser-shape.sh 3   (another build, for an A/B)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 server_bin=${SERVER_BIN:-target/release/ringback}
 rounds=${1:-1}
 shapes=${SHAPES:-h1 tls-h1 tls-h2}
 port=3392
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 results=$(mktemp)

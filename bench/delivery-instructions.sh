@@ -6,12 +6,8 @@
 # release build and valgrind; stays on 127.0.0.1.
 # Usage: [SERVER_BIN=path/to/ringback] [SHAPES="h1 h2c tls-h2"] bench/delivery-instructions.sh
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 server_bin=${SERVER_BIN:-target/release/ringback}
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 SUBSCRIBERS=${SUBSCRIBERS:-500}; R1=${R1:-2}; R2=${R2:-10}; port=3610
 out=$(mktemp -d)
 

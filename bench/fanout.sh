@@ -7,16 +7,11 @@
 # Usage: bench/fanout.sh [--record]   (--record writes this run's figures as the new baseline)
 #        SERVER_BIN=path/to/ringback bench/fanout.sh   (serve with another build, for an A/B)
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-# The load tool, a client of the server (its own crate, built here if it is not yet).
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bin=target/release/ringback
 # The server under test (another build for an A/B); the load tool is always this build's.
 server_bin=${SERVER_BIN:-$bin}
 port=3390
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 results=$(mktemp)

@@ -6,14 +6,9 @@
 # Needs the release build (cargo leptos build --release) and h2load (Debian nghttp2-client).
 # Usage: bench/http2.sh [rounds]   -- everything stays on 127.0.0.1 and stops by itself.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-# The load tool, a client of the server (its own crate, built here if it is not yet).
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 rounds=${1:-3}
 bin=target/release/ringback
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 

@@ -9,13 +9,9 @@
 # Needs the release build (cargo leptos build --release) and redis-server.
 # Usage: [COUNTS="1 4 8 16"] [RATE=1000] [SUBSCRIBERS=10] bench/many-servers.sh
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true RINGBACK_LOG=warn
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export RINGBACK_LOG=warn
 rate=${RATE:-1000}; subscribers=${SUBSCRIBERS:-10}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT

@@ -7,13 +7,8 @@
 #   tool publish with PUBLISH instead of POST /messages.
 # Example: bench/redis-mode.sh --subscribers 10000 --rate 10 --duration 10s --http2-streams 1000
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-# The load tool, a client of the server (its own crate, built here if it is not yet).
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true RINGBACK_LOG=warn
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export RINGBACK_LOG=warn
 redis_port=$(free_port)
 port=$(free_port)
 pids=()

@@ -5,15 +5,10 @@
 # buffers). Prints each run's figures and the ratios with/without. Needs the release build
 # (cargo leptos build --release). Usage: bench/stalled.sh [rounds]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
-cd "$ROOT"
-# The load tool, a client of the server (its own crate, built here if it is not yet).
-cargo build --release --quiet -p ringback-bench
-tool=target/release/ringback-bench
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 bin=target/release/ringback
 port=3391
 rounds=${1:-2}
-export LEPTOS_OUTPUT_NAME=ringback LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg LEPTOS_HASH_FILES=true
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 results=$(mktemp)
