@@ -21,6 +21,7 @@ use crate::feed::channels::ChannelSet;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
 use app::message::{validate_channel, ChannelError, Gap, Message};
+use app::time::unix_now;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -167,7 +168,7 @@ impl BroadcastList {
             newest: first_id - 1,
             evicted_through: first_id - 1,
             // What was published before this list existed is gone.
-            evicted_time: unix_ms(),
+            evicted_time: unix_now(),
             channels: channels
                 .iter()
                 .map(|c| Channel {
@@ -328,7 +329,7 @@ impl BroadcastList {
                 Some(id) => (id, id / 1000),
                 None => (
                     ring.newest + 1,
-                    unix_ms().max(ring.entries.back().map_or(0, |e| e.time)),
+                    unix_now().max(ring.entries.back().map_or(0, |e| e.time)),
                 ),
             };
             let now = Instant::now();
@@ -737,13 +738,6 @@ impl Drop for Subscription {
             .subscribers
             .send_replace(registry.slots.len());
     }
-}
-
-/// Now, in Unix milliseconds.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
