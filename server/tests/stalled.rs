@@ -11,6 +11,7 @@ mod common;
 
 use cap::Cap;
 use common::{config, SseClient, TestServer, PATIENCE};
+use ringback::config::ServeArgs;
 use ringback_bench::attack::{small_socket, stalling_h2_client};
 use std::alloc::System;
 use std::net::Ipv4Addr;
@@ -69,21 +70,24 @@ async fn feed_beside_the_stalled(
     (peak, after)
 }
 
+/// A server whose history holds at most `HISTORY_BYTES` of messages up to `2 * size` bytes,
+/// with no per-address subscriber limit (the stalled clients share an address or three).
+fn bounded(size: usize) -> ServeArgs {
+    let mut cfg = config();
+    cfg.feed.history = 256;
+    cfg.feed.history_bytes = HISTORY_BYTES;
+    cfg.feed.max_message_bytes = 2 * size;
+    cfg.limits.max_subscribers_per_ip = 0;
+    cfg
+}
+
 /// The tests measure the one heap: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     let _turn = SERIAL.lock().await;
-    let server = TestServer::start({
-        let mut cfg = config();
-        cfg.feed.history = 256;
-        cfg.feed.history_bytes = HISTORY_BYTES;
-        cfg.feed.max_message_bytes = 2 * SIZE;
-        cfg.limits.max_subscribers_per_ip = 0;
-        cfg
-    })
-    .await;
+    let server = TestServer::start(bounded(SIZE)).await;
     let mut stalled = Vec::with_capacity(STALLED);
     for _ in 0..STALLED {
         let mut s = small_socket(server.addr, Ipv4Addr::LOCALHOST)
@@ -132,11 +136,7 @@ async fn stalled_http2_streams_cost_one_budget_per_connection() {
     const BUDGET: usize = 256 * 1024;
     let _turn = SERIAL.lock().await;
     let server = TestServer::start({
-        let mut cfg = config();
-        cfg.feed.history = 256;
-        cfg.feed.history_bytes = HISTORY_BYTES;
-        cfg.feed.max_message_bytes = 2 * SIZE;
-        cfg.limits.max_subscribers_per_ip = 0;
+        let mut cfg = bounded(SIZE);
         cfg.transport.max_connection_buffer = BUDGET;
         cfg
     })
