@@ -1,5 +1,8 @@
 use slab::Slab;
 
+/// (Ringback's patch) The most slots an emptied buffer gives back (see `pop_front`).
+const IDLE_SLOTS: usize = 16;
+
 /// Buffers frames for multiple streams.
 #[derive(Debug)]
 pub struct Buffer<T> {
@@ -82,9 +85,11 @@ impl Deque {
         match self.indices {
             Some(mut idxs) => {
                 let mut slot = buf.slab.remove(idxs.head);
-                // (Ringback's patch) An emptied buffer gives its slots back: an idle
-                // connection holds none (up to ~1.2 KB each for the send and receive queues).
-                if buf.slab.is_empty() {
+                // (Ringback's patch) An emptied buffer of a few slots gives them back: an idle
+                // connection with a stream or two holds none (up to ~1.2 KB each for the send and
+                // receive queues). A larger one is a busy multiplexed connection's, which would
+                // grow it again on its next burst: it keeps it, as before.
+                if buf.slab.is_empty() && buf.slab.capacity() <= IDLE_SLOTS {
                     buf.slab = Slab::new();
                 }
 
