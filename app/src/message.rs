@@ -5,6 +5,7 @@
 //! trust that an event name it receives is a channel token.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The longest channel name accepted, in bytes.
 pub const MAX_CHANNEL_LEN: usize = 64;
@@ -23,6 +24,19 @@ pub const EVENT_GAP: &str = "ringback.gap";
 /// stream and on each change when the feed follows Redis: the page shows "source offline"
 /// while its server cannot reach Redis (streams stay open, messages resume when it returns).
 pub const EVENT_SOURCE: &str = "ringback.source";
+
+/// SSE event name of the feed's subscriber counts ([`Presence`]), sent at the start of every
+/// stream and whenever they change, at most once per `--presence-interval`. No `id:` either.
+pub const EVENT_PRESENCE: &str = "ringback.presence";
+
+/// Body of the `ringback.presence` event: every count at once, so a stream that missed one
+/// (a slow reader) is right again with the next.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// Subscribers per channel across the feed (every server on one Redis); a channel with none
+    /// is left out.
+    pub subscribers: BTreeMap<String, u64>,
+}
 
 /// Body of the `ringback.source` event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +134,9 @@ pub struct Snapshot {
     pub last_id: Option<u64>,
     /// How many messages each box keeps, so a fast feed cannot grow the DOM without bound.
     pub per_channel: usize,
+    /// Publishing needs a token (credentials are configured): the compose box asks for one.
+    #[serde(default)]
+    pub publish_token: bool,
 }
 
 /// Why a channel name was refused.

@@ -99,6 +99,12 @@ pub mod defaults {
     /// Replicas a publish must reach before it is acknowledged (`WAIT`); off by default, on in
     /// the README's production advice.
     pub const REDIS_MIN_REPLICAS: u32 = 0;
+    /// How often the subscriber counts per channel are gathered (and, behind Redis, reported);
+    /// subscribers receive changed counts at most this often.
+    pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(1);
+    /// Behind Redis: how long a server's reported counts stand without a newer report, so a
+    /// server that dies drops out of every count within this.
+    pub const PRESENCE_EXPIRY: Duration = Duration::from_secs(5);
     /// SSE subscribers held at once; beyond it a subscription is answered `503`.
     pub const MAX_SUBSCRIBERS: usize = 100_000;
     /// SSE subscribers one client address may hold; beyond it, `429`. Generous, because many
@@ -156,6 +162,8 @@ pub struct ServeArgs {
     pub feed: FeedLimits,
     #[command(flatten, next_help_heading = "Event streams")]
     pub events: EventArgs,
+    #[command(flatten, next_help_heading = "Presence")]
+    pub presence: PresenceArgs,
     #[command(flatten, next_help_heading = "Credentials")]
     pub auth: AuthArgs,
     #[command(flatten, next_help_heading = "Client limits")]
@@ -180,6 +188,7 @@ impl Default for ServeArgs {
             log: defaults::LOG.to_owned(),
             feed: FeedLimits::default(),
             events: EventArgs::default(),
+            presence: PresenceArgs::default(),
             auth: AuthArgs::default(),
             limits: LimitArgs::default(),
             body: BodyArgs::default(),
@@ -250,6 +259,41 @@ impl Default for EventArgs {
             max_stream_age: Duration::ZERO,
             max_filter_channels: defaults::MAX_FILTER_CHANNELS,
         }
+    }
+}
+
+/// Presence: subscribers per channel (`GET /api/channels`, the `ringback.presence` event).
+#[derive(Debug, Clone, Args)]
+pub struct PresenceArgs {
+    /// How often subscriber counts are gathered (and, behind Redis, reported); streams receive
+    /// changed counts at most this often, e.g. `1s` (at least `10ms`).
+    #[arg(long, env = "RINGBACK_PRESENCE_INTERVAL", value_parser = parse_duration, default_value = "1s")]
+    pub presence_interval: Duration,
+    /// Behind Redis: how long a server's reported counts stand unless renewed, so a server that
+    /// dies drops out of the counts within this, e.g. `5s` (at least twice the interval).
+    #[arg(long, env = "RINGBACK_PRESENCE_EXPIRY", value_parser = parse_duration, default_value = "5s")]
+    pub presence_expiry: Duration,
+}
+
+impl Default for PresenceArgs {
+    fn default() -> Self {
+        PresenceArgs {
+            presence_interval: defaults::PRESENCE_INTERVAL,
+            presence_expiry: defaults::PRESENCE_EXPIRY,
+        }
+    }
+}
+
+impl PresenceArgs {
+    /// The interval as used: at least 10 ms.
+    pub fn interval(&self) -> Duration {
+        self.presence_interval.max(Duration::from_millis(10))
+    }
+
+    /// The expiry as used: at least twice the interval, so a live server's report never lapses
+    /// between two of its reports.
+    pub fn expiry(&self) -> Duration {
+        self.presence_expiry.max(self.interval() * 2)
     }
 }
 

@@ -58,6 +58,10 @@ pub struct Metrics {
     /// HTTP/2 push promises sent, and 103 Early Hints sent.
     pub pushes: AtomicU64,
     pub hints: AtomicU64,
+    /// Changes of the subscriber counts sent to every stream (`ringback.presence`), and the
+    /// presence reports to Redis that failed (the counts were then this server's only).
+    pub presence_updates: AtomicU64,
+    pub presence_report_failures: AtomicU64,
     /// Connections open now.
     pub connections: AtomicUsize,
 }

@@ -14,7 +14,7 @@ use crate::runtime::cancel::CancelToken;
 use crate::site::assets::{self, AssetManifest};
 use crate::site::push::{self, PushPolicy};
 use crate::transport::{accept, Transport};
-use app::message::DEFAULT_CHANNELS;
+use app::message::{Snapshot, DEFAULT_CHANNELS};
 use app::snapshot::SnapshotSource;
 use app::{shell, App};
 use axum::extract::FromRef;
@@ -192,7 +192,11 @@ pub fn router(state: AppState) -> Router {
     let source = SnapshotSource(Arc::new({
         let feed = state.api.feed.clone();
         let per_channel = state.api.config.site.ui_messages;
-        move || feed.snapshot(per_channel)
+        let publish_token = !state.api.auth.is_open();
+        move || Snapshot {
+            publish_token,
+            ..feed.snapshot(per_channel)
+        }
     }));
     let leptos = state.leptos.clone();
     let app = crate::api::routes::<AppState>()
@@ -291,6 +295,13 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
     if let Source::Redis(redis) = &api.source {
         tokio::spawn(redis.clone().run(api.shutdown.clone()));
     }
+    tokio::spawn(crate::feed::presence::run(
+        api.source.clone(),
+        api.feed.clone(),
+        api.config.presence.clone(),
+        api.metrics.clone(),
+        api.shutdown.clone(),
+    ));
     let site = &api.config.site;
     if site.demo {
         tokio::spawn(crate::feed::demo::run(

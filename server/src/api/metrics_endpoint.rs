@@ -156,6 +156,16 @@ fn feed(out: &mut Exposition, state: &ApiState) {
         &[("", get(&m.channels_forgotten))],
     );
     out.family(
+        "ringback_presence_updates_total",
+        "counter",
+        &[("", get(&m.presence_updates))],
+    );
+    out.family(
+        "ringback_presence_report_failures_total",
+        "counter",
+        &[("", get(&m.presence_report_failures))],
+    );
+    out.family(
         "ringback_resumes_total",
         "counter",
         &[("", get(&m.resumes))],

@@ -1,9 +1,10 @@
-//! The API: the Router's handlers for `/messages` (subscribe and publish), `/metrics`,
-//! `/healthz` and `/readyz`, with what they check on the way (credentials, limits, the request
+//! The API: the Router's handlers for `/messages` (subscribe and publish), `/api/channels`,
+//! `/metrics`, `/healthz` and `/readyz`, with what they check on the way (credentials, limits, the request
 //! guard) and the errors they answer. Handlers see requests, never connections: imports
 //! `runtime`, `config`, `metrics` and `feed`, never `transport` or the composition root.
 
 pub mod auth;
+pub mod channels;
 pub mod error;
 pub mod events;
 pub mod guard;
@@ -31,6 +32,7 @@ where
             // The publish handler reads its body within `--max-message-bytes` itself.
             get(events::subscribe).post(publish::publish),
         )
+        .route("/api/channels", get(channels::list))
         .route("/healthz", get(health::health))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics_endpoint::render))

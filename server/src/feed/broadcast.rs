@@ -105,14 +105,55 @@ struct Shared {
     subscribers: watch::Sender<usize>,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// The subscriber counts across the feed (set by `feed::presence`), and how often they
+    /// changed: a subscription sends the newest counts at its next step once its own count of
+    /// changes is behind (see [`Subscription::try_next`]).
+    presence: RwLock<Arc<PresenceState>>,
+    presence_version: AtomicU64,
 }
 
 #[derive(Default)]
 struct Registry {
     next_key: u64,
     slots: HashMap<u64, Arc<Slot>>,
-    /// Subscribers naming each channel in their filter: a followed channel is never idle.
+    /// Subscribers naming each channel in their filter: a followed channel is never idle. Also
+    /// their part of each channel's subscriber count.
     followed: HashMap<Arc<str>, usize>,
+    /// Subscribers without a filter: they read, and count on, every channel they may.
+    everyone: usize,
+    /// Of those, the ones granted private channels, by grant set (few distinct sets: they come
+    /// from the operator's credentials).
+    everyone_granted: Vec<(Arc<ChannelSet>, usize)>,
+}
+
+/// The subscriber counts across the feed, channels with none left out, and their event.
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// Channel, subscribers, whether it is private; in the order the feed learnt the channels.
+    pub counts: Vec<(Arc<str>, u64, bool)>,
+    /// The `ringback.presence` frame of the public channels, for every subscriber granted none.
+    public: Bytes,
+}
+
+impl PresenceState {
+    /// Subscribers on `channel` across the feed.
+    pub fn count(&self, channel: &str) -> u64 {
+        self.counts
+            .iter()
+            .find(|(name, ..)| &**name == channel)
+            .map_or(0, |(_, n, _)| *n)
+    }
+}
+
+/// One channel the feed carries, as this server sees it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelState {
+    pub name: Arc<str>,
+    pub private: bool,
+    /// This server's subscribers reading it.
+    pub subscribers: u64,
+    /// Its newest message: id and time (Unix ms).
+    pub newest: Option<(u64, u64)>,
 }
 
 /// A channel the feed carries.
@@ -122,6 +163,8 @@ struct Channel {
     last: Instant,
     /// One of the page's default channels: never forgotten.
     pinned: bool,
+    /// Its newest message: id and time (Unix ms).
+    newest: Option<(u64, u64)>,
 }
 
 /// What the list knows of one subscriber: its cursor, and how to cut it off.
@@ -175,6 +218,7 @@ impl BroadcastList {
                     name: Arc::from(*c),
                     last: Instant::now(),
                     pinned: true,
+                    newest: None,
                 })
                 .collect(),
             evictions: 0,
@@ -192,6 +236,8 @@ impl BroadcastList {
                 subscribers,
                 limits,
                 metrics,
+                presence: RwLock::default(),
+                presence_version: AtomicU64::new(0),
             }),
         }
     }
@@ -337,6 +383,7 @@ impl BroadcastList {
                 Some(i) => {
                     let known = &mut ring.channels[i];
                     known.last = now;
+                    known.newest = Some((id, time));
                     (known.name.clone(), false)
                 }
                 None => {
@@ -348,6 +395,7 @@ impl BroadcastList {
                         name: name.clone(),
                         last: now,
                         pinned: false,
+                        newest: Some((id, time)),
                     });
                     (name, true)
                 }
@@ -521,6 +569,19 @@ impl BroadcastList {
             for channel in filter.iter().flatten() {
                 *registry.followed.entry(channel.clone()).or_default() += 1;
             }
+            if filter.is_none() {
+                registry.everyone += 1;
+                if let Some(grants) = &grants {
+                    match registry
+                        .everyone_granted
+                        .iter_mut()
+                        .find(|(g, _)| g == grants)
+                    {
+                        Some((_, n)) => *n += 1,
+                        None => registry.everyone_granted.push((grants.clone(), 1)),
+                    }
+                }
+            }
             self.shared.subscribers.send_replace(registry.slots.len());
             key
         };
@@ -533,9 +594,81 @@ impl BroadcastList {
                 head,
                 filter,
                 grants,
+                presence_seen: 0,
             },
             gap,
         )
+    }
+
+    /// Every channel the feed carries now (private ones included), with this server's
+    /// subscribers reading it (those naming it in a filter, and those without a filter that may
+    /// read it) and its newest message.
+    pub fn channels(&self) -> Vec<ChannelState> {
+        // Lock order: the ring, then the registry.
+        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let registry = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        ring.channels
+            .iter()
+            .map(|c| {
+                let private = ring.private.contains(&c.name);
+                let named = registry.followed.get(&c.name).copied().unwrap_or(0);
+                let everyone = if private {
+                    registry
+                        .everyone_granted
+                        .iter()
+                        .filter(|(grants, _)| grants.contains(&c.name))
+                        .map(|(_, n)| n)
+                        .sum()
+                } else {
+                    registry.everyone
+                };
+                ChannelState {
+                    name: c.name.clone(),
+                    private,
+                    subscribers: (named + everyone) as u64,
+                    newest: c.newest,
+                }
+            })
+            .collect()
+    }
+
+    /// Sets the subscriber counts across the feed (channel, count, private), channels with none
+    /// left out; every subscriber sends them at its next step (a `ringback.presence` event) if
+    /// they changed. Returns whether they did.
+    pub fn set_presence(&self, counts: Vec<(Arc<str>, u64, bool)>) -> bool {
+        let mut current = self
+            .shared
+            .presence
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if current.counts == counts {
+            return false;
+        }
+        let public = crate::feed::frame::encode_presence(
+            counts
+                .iter()
+                .filter(|(_, _, private)| !private)
+                .map(|(name, n, _)| (&**name, *n)),
+        );
+        *current = Arc::new(PresenceState { counts, public });
+        drop(current);
+        self.shared.presence_version.fetch_add(1, Ordering::Release);
+        // Wakes every waiting subscriber, as an append does (the newest id is unchanged).
+        self.shared.head.send_modify(|_| {});
+        true
+    }
+
+    /// The subscriber counts set last.
+    pub fn presence(&self) -> Arc<PresenceState> {
+        self.shared
+            .presence
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Live subscribers now.
@@ -587,6 +720,7 @@ impl BroadcastList {
             messages,
             last_id: Some(ring.newest),
             per_channel,
+            publish_token: false,
         }
     }
 }
@@ -615,6 +749,8 @@ pub struct Subscription {
     filter: Option<Box<[Arc<str>]>>,
     /// The private channels this subscriber may read; `None`: none.
     grants: Option<Arc<ChannelSet>>,
+    /// The presence changes this subscriber has sent (see [`BroadcastList::set_presence`]).
+    presence_seen: u64,
 }
 
 /// The subscriber fell behind the history and has lost messages.
@@ -643,6 +779,13 @@ impl Subscription {
 
     /// The frames after the cursor, if any, without waiting.
     pub fn try_next(&mut self, max_bytes: usize) -> Result<Option<Bytes>, Lagged> {
+        let presence = self.list.shared.presence_version.load(Ordering::Acquire);
+        if presence != self.presence_seen {
+            self.presence_seen = presence;
+            if let Some(frame) = self.presence_frame() {
+                return Ok(Some(frame));
+            }
+        }
         let ring = self
             .list
             .shared
@@ -699,6 +842,23 @@ impl Subscription {
         Ok(more.map(BytesMut::freeze).or(first))
     }
 
+    /// The counts this subscriber may see, as a frame: the shared one of the public channels, or
+    /// its own with the private channels it is granted (encoded when they change).
+    fn presence_frame(&self) -> Option<Bytes> {
+        let state = self.list.presence();
+        let frame = match &self.grants {
+            None => state.public.clone(),
+            Some(grants) => crate::feed::frame::encode_presence(
+                state
+                    .counts
+                    .iter()
+                    .filter(|(name, _, private)| !private || grants.contains(name))
+                    .map(|(name, n, _)| (&**name, *n)),
+            ),
+        };
+        (!frame.is_empty()).then_some(frame)
+    }
+
     /// Whether this subscriber reads `entry`: its filter names the channel (or it has none),
     /// and a private channel is among its grants. This is the one place that keeps a private
     /// entry from a subscriber, live and on `Last-Event-ID` replay alike.
@@ -730,6 +890,21 @@ impl Drop for Subscription {
                 *n -= 1;
                 if *n == 0 {
                     registry.followed.remove(channel);
+                }
+            }
+        }
+        if self.filter.is_none() {
+            registry.everyone -= 1;
+            if let Some(grants) = &self.grants {
+                if let Some(i) = registry
+                    .everyone_granted
+                    .iter()
+                    .position(|(g, _)| g == grants)
+                {
+                    registry.everyone_granted[i].1 -= 1;
+                    if registry.everyone_granted[i].1 == 0 {
+                        registry.everyone_granted.swap_remove(i);
+                    }
                 }
             }
         }

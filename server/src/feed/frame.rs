@@ -6,7 +6,7 @@
 //! where the protocol does not expect one. (The proofs, a property test and a fuzz target, read
 //! frames back with an independent parser: `api/events.rs` and `fuzz/`.)
 
-use app::message::EVENT_CHANNEL;
+use app::message::{EVENT_CHANNEL, EVENT_PRESENCE};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Encodes one message's frame; returns it and the slice of it holding the message JSON.
@@ -59,6 +59,27 @@ pub fn encode_message(
     let frame = buf.freeze();
     let json = frame.slice(json_start..json_end);
     (frame, json)
+}
+
+/// Encodes the `ringback.presence` event: `counts` as `{"subscribers":{"<channel>":n,...}}`
+/// (the channels are validated tokens: nothing to escape). No `id:`: it never moves a client's
+/// `Last-Event-ID`.
+pub fn encode_presence<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>) -> Bytes {
+    let mut buf = BytesMut::with_capacity(128);
+    buf.put_slice(b"event: ");
+    buf.put_slice(EVENT_PRESENCE.as_bytes());
+    buf.put_slice(b"\ndata: {\"subscribers\":{");
+    for (i, (channel, n)) in counts.into_iter().enumerate() {
+        if i > 0 {
+            buf.put_slice(b",");
+        }
+        buf.put_slice(b"\"");
+        buf.put_slice(channel.as_bytes());
+        buf.put_slice(b"\":");
+        buf.put_slice(n.to_string().as_bytes());
+    }
+    buf.put_slice(b"}}\n\n");
+    buf.freeze()
 }
 
 /// The members of a JSON object without its braces (`"k":v,...`, or nothing for an empty one):

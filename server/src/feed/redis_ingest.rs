@@ -151,6 +151,42 @@ end
 return string.format('%d', current)
 ";
 
+/// Reports this server's subscriber counts and returns the feed's (see `feed/presence.rs`).
+///
+/// KEYS: the set of the servers' count keys, this server's count key. ARGV: expiry (ms), then
+/// channel, count pairs. This server's hash is replaced and expires unless the next report
+/// refreshes it; the set's keys that have expired (their servers stopped reporting) leave it.
+/// Returns `{channel, total, …}` over every live server. The servers' keys share the prefix's
+/// hash tag, so a Cluster keeps them in one slot.
+const PRESENCE_LUA: &str = r"
+redis.call('DEL', KEYS[2])
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[1], KEYS[2])
+end
+local totals, order = {}, {}
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local f = redis.call('HGETALL', key)
+  if #f == 0 then redis.call('SREM', KEYS[1], key) end
+  for i = 1, #f, 2 do
+    if not totals[f[i]] then
+      order[#order + 1] = f[i]
+      totals[f[i]] = 0
+    end
+    totals[f[i]] = totals[f[i]] + tonumber(f[i + 1])
+  end
+end
+local out = {}
+for _, name in ipairs(order) do
+  out[#out + 1] = name
+  out[#out + 1] = string.format('%d', totals[name])
+end
+return out
+";
+
 /// What the ingest needs to know; built from the server's configuration.
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
@@ -196,6 +232,9 @@ struct Inner {
     log_key: String,
     last_key: String,
     script: Script,
+    /// The set of the servers' presence keys, and the script that reports to it.
+    presence_key: String,
+    presence_script: Script,
     /// The command connection of the current session, `None` while Redis is unreachable.
     commands: Mutex<Option<(MultiplexedConnection, CancelToken)>>,
     online: watch::Sender<bool>,
@@ -293,6 +332,8 @@ impl RedisIngest {
                 primary,
                 log_key: format!("{}:log", settings.prefix),
                 last_key: format!("{}:last", settings.prefix),
+                presence_key: format!("{}:presence", settings.prefix),
+                presence_script: Script::new(PRESENCE_LUA),
                 settings,
                 script: Script::new(APPEND_LUA),
                 commands: Mutex::new(None),
@@ -353,6 +394,61 @@ impl RedisIngest {
                 PublishError::Unavailable(e.to_string())
             })?;
         Ok(id)
+    }
+
+    /// Reports this server's subscriber counts (`server` names it; channels with none left out)
+    /// for `expiry`, and returns every live server's summed (see [`PRESENCE_LUA`]). Fails while
+    /// Redis is unreachable, and after `--redis-timeout`.
+    pub async fn report_presence(
+        &self,
+        server: &str,
+        counts: &[(Arc<str>, u64)],
+        expiry: Duration,
+    ) -> redis::RedisResult<Vec<(String, u64)>> {
+        let mut conn = self.connection()?;
+        let mut call = self.inner.presence_script.key(&self.inner.presence_key);
+        call.key(format!("{}:{server}", self.inner.presence_key))
+            .arg(
+                u64::try_from(expiry.as_millis())
+                    .unwrap_or(u64::MAX / 4)
+                    .max(1),
+            );
+        for (channel, n) in counts {
+            call.arg(&**channel).arg(*n);
+        }
+        let reply: Vec<(String, u64)> = tokio::time::timeout(
+            self.inner.settings.command_timeout,
+            call.invoke_async(&mut conn),
+        )
+        .await
+        .map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Io, "presence report timed out"))
+        })??;
+        Ok(reply)
+    }
+
+    /// Withdraws this server's counts at once (a clean shutdown), instead of at their expiry.
+    pub async fn withdraw_presence(&self, server: &str) {
+        if let Ok(mut conn) = self.connection() {
+            let key = format!("{}:{server}", self.inner.presence_key);
+            let mut del = redis::cmd("DEL");
+            del.arg(&key);
+            let del = del.query_async::<()>(&mut conn);
+            let _ = tokio::time::timeout(self.inner.settings.command_timeout, del).await;
+        }
+    }
+
+    /// The current session's command connection.
+    fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        self.inner
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(conn, _)| conn.clone())
+            .ok_or_else(|| {
+                redis::RedisError::from((redis::ErrorKind::Io, "not connected to Redis"))
+            })
     }
 
     /// Appends `msgs` in order (see [`APPEND_LUA`]); each one's id and whether this call wrote

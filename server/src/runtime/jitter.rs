@@ -7,15 +7,20 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
-/// A number in `[0, 1)`.
-pub fn fraction() -> f64 {
+/// 64 random bits.
+pub fn random() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    h.finish()
+}
+
+/// A number in `[0, 1)`.
+pub fn fraction() -> f64 {
+    (random() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A duration in `[lo, hi]` (`lo` when `hi < lo`).

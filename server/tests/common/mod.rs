@@ -223,9 +223,13 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// The test configuration: defaults, with overrides applied by the caller.
+/// The test configuration: defaults, with overrides applied by the caller; presence counts are
+/// gathered once an hour, so their events (whose timing is the clock's) interleave only with
+/// the streams of the tests that ask for them (`presence.rs`).
 pub fn config() -> ServeArgs {
-    ServeArgs::default()
+    let mut cfg = ServeArgs::default();
+    cfg.presence.presence_interval = Duration::from_secs(3600);
+    cfg
 }
 
 /// Publishes `count` copies of `payload` on `channel` straight into the feed, never more than 8

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "integration-test-secret";
 
-fn hs256(claims: serde_json::Value) -> String {
+pub(crate) fn hs256(claims: serde_json::Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -24,11 +24,11 @@ fn hs256(claims: serde_json::Value) -> String {
     .unwrap()
 }
 
-fn later() -> u64 {
+pub(crate) fn later() -> u64 {
     jsonwebtoken::get_current_timestamp() + 3600
 }
 
-fn private_config() -> ServeArgs {
+pub(crate) fn private_config() -> ServeArgs {
     let mut cfg = config();
     cfg.auth.jwt_secret = Some(SECRET.into());
     cfg.auth.jwt_public_key =

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// The `ringback` binary serving on a free port, started and awaited by its "live" line.
-async fn spawn_server(name: &str, extra: &[&str]) -> (Child, SocketAddr) {
+pub(crate) async fn spawn_server(name: &str, extra: &[&str]) -> (Child, SocketAddr) {
     let (child, addr, _) = spawn_logged(name, extra).await;
     (child, addr)
 }
@@ -65,7 +65,7 @@ async fn spawn_logged(name: &str, extra: &[&str]) -> (Child, SocketAddr, Arc<Mut
     (child, addr, log)
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args([sig, &pid])

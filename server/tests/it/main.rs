@@ -14,4 +14,5 @@ mod feed;
 mod fuzz_corpus;
 mod http2;
 mod layers;
+mod presence;
 mod redis;
