@@ -1,9 +1,10 @@
-//! The page: one box per channel, messages arriving live, and the connection's state.
+//! The page: one box per channel, messages arriving live with their subscribers, the channel
+//! picker, the compose box, and the connection's state.
 
 use crate::message::{channel_color, follow_query, followed_in_query, Message, Snapshot};
 use crate::snapshot::get_snapshot;
 use leptos::prelude::*;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// The connection state shown in the header; `data-state` carries the same word for tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +135,10 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
     let now = RwSignal::new(crate::time::unix_now());
     // Whether the server reaches its source (Redis); only a Redis-backed server says otherwise.
     let source_online = RwSignal::new(true);
+    // Subscribers per channel across the feed, as the stream last said.
+    let counts: RwSignal<BTreeMap<String, u64>> = RwSignal::new(BTreeMap::new());
+    let compose_channels = shown.clone();
+    let publish_token = snapshot.publish_token;
 
     #[cfg(feature = "hydrate")]
     {
@@ -156,6 +161,7 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
                 LiveEvent::Message(message) => deliver(channels, message, per_channel),
                 LiveEvent::Gap(_) => reload(),
                 LiveEvent::Source(source) => source_online.set(source.online),
+                LiveEvent::Presence(presence) => counts.set(presence.subscribers),
             },
         ));
         let tick = leptos::leptos_dom::helpers::set_interval_with_handle(
@@ -195,9 +201,10 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
             <a href="/" class:on=all data-channel="">"all"</a>
             {picker}
         </nav>
+        <Compose channels=compose_channels token=publish_token/>
         <section class="channels">
             <For each=move || channels.get() key=|c| c.name.clone() let:channel>
-                <ChannelBox name=channel.name messages=channel.messages now=now/>
+                <ChannelBox name=channel.name messages=channel.messages now=now counts=counts/>
             </For>
         </section>
     }
@@ -208,12 +215,20 @@ fn ChannelBox(
     name: String,
     messages: RwSignal<VecDeque<Message>>,
     now: RwSignal<u64>,
+    counts: RwSignal<BTreeMap<String, u64>>,
 ) -> impl IntoView {
     let style = format!("--accent: {}", channel_color(&name));
     let title = name.clone();
+    let key = name.clone();
+    let count = Memo::new(move |_| counts.with(|c| c.get(&key).copied().unwrap_or(0)));
     view! {
         <article class="channel" data-channel=name style=style>
-            <h2>{title}</h2>
+            <header>
+                <h2>{title}</h2>
+                <span class="count" data-count=count title="subscribers reading it now">
+                    {count}
+                </span>
+            </header>
             <ol class="messages">
                 <For each=move || messages.get() key=|m| m.id let:message>
                     // The age is an attribute the stylesheet shows after the text, so the
@@ -228,6 +243,92 @@ fn ChannelBox(
                 </For>
             </ol>
         </article>
+    }
+}
+
+/// The compose box: a channel (one of the page's, or a new name), a text, send. With
+/// credentials configured it asks for a token, kept in the browser session only; a refusal is
+/// shown in words (`publish::refusal`).
+#[component]
+fn Compose(channels: Vec<String>, token: bool) -> impl IntoView {
+    let channel = NodeRef::<leptos::html::Input>::new();
+    let text = NodeRef::<leptos::html::Input>::new();
+    let token_input = NodeRef::<leptos::html::Input>::new();
+    // What the last send came to: (sent, words).
+    let status: RwSignal<Option<(bool, String)>> = RwSignal::new(None);
+    let sending = RwSignal::new(false);
+    let first = channels.first().cloned().unwrap_or_default();
+    let options = channels
+        .into_iter()
+        .map(|c| view! { <option value=c/> })
+        .collect_view();
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        if let (Some(input), Some(kept)) = (token_input.get(), crate::publish::stored_token()) {
+            input.set_value(&kept);
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        {
+            let value = |r: NodeRef<leptos::html::Input>| r.get().map(|i| i.value());
+            let (Some(to), Some(said)) = (value(channel), value(text)) else {
+                return;
+            };
+            let kept = value(token_input).map(|t| t.trim().to_owned());
+            if let Some(t) = &kept {
+                crate::publish::store_token(t);
+            }
+            sending.set(true);
+            leptos::task::spawn_local(async move {
+                let token = kept.filter(|t| !t.is_empty());
+                let sent = crate::publish::send(to.trim(), &said, token.as_deref()).await;
+                sending.set(false);
+                status.set(Some(match sent {
+                    Ok(id) => {
+                        if let Some(input) = text.get_untracked() {
+                            input.set_value("");
+                        }
+                        (true, format!("Sent (#{id})."))
+                    }
+                    Err(words) => (false, words),
+                }));
+            });
+        }
+    };
+    view! {
+        <form class="compose" on:submit=submit aria-label="Publish a message">
+            <input
+                name="channel"
+                list="ringback-channels"
+                value=first
+                required
+                maxlength="64"
+                pattern="[A-Za-z0-9_\\-]+"
+                aria-label="Channel"
+                node_ref=channel
+            />
+            <datalist id="ringback-channels">{options}</datalist>
+            <input name="text" required autocomplete="off" placeholder="Message" aria-label="Message" node_ref=text/>
+            {token
+                .then(|| {
+                    view! {
+                        <input
+                            name="token"
+                            type="password"
+                            autocomplete="off"
+                            placeholder="Publish token"
+                            aria-label="Publish token"
+                            node_ref=token_input
+                        />
+                    }
+                })}
+            <button type="submit" disabled=move || sending.get()>"Send"</button>
+            <p class="status" role="status" data-sent=move || status.with(|s| s.as_ref().map(|(ok, _)| *ok))>
+                {move || status.with(|s| s.as_ref().map(|(_, words)| words.clone()))}
+            </p>
+        </form>
     }
 }
 

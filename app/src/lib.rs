@@ -4,7 +4,9 @@
 //! - [`message`]: the wire types (a message, the snapshot, control events) and their validation.
 //! - [`snapshot`]: the server function that renders the feed's latest messages on first paint.
 //! - [`live`]: the browser's one EventSource, as a stream of events (hydrate only).
-//! - [`components`]: the page: one box per channel, connection state.
+//! - [`components`]: the page: one box per channel with its subscribers, the channel picker,
+//!   the compose box, connection state.
+//! - [`publish`]: the compose box's `POST /messages`, and refusals in words.
 //! - [`time`]: when a message was published, in words ("12 s ago") and exactly.
 //!
 //! The `ssr` feature builds the server side (used by the `server` crate); `hydrate` builds the
@@ -14,6 +16,7 @@ pub mod components;
 #[cfg(feature = "hydrate")]
 pub mod live;
 pub mod message;
+pub mod publish;
 pub mod snapshot;
 pub mod time;
 

@@ -8,7 +8,8 @@
 //! new channel is missed.
 
 use crate::message::{
-    ChannelAnnounce, Gap, Message, SourceState, EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE,
+    ChannelAnnounce, Gap, Message, Presence, SourceState, EVENT_CHANNEL, EVENT_GAP, EVENT_PRESENCE,
+    EVENT_SOURCE,
 };
 use futures::channel::oneshot;
 use futures::stream::{SelectAll, StreamExt};
@@ -35,6 +36,8 @@ pub enum LiveEvent {
     Gap(Gap),
     /// Whether the server reaches its message source (Redis) now.
     Source(SourceState),
+    /// Subscribers per channel across the feed, all at once.
+    Presence(Presence),
 }
 
 /// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event:
@@ -69,10 +72,17 @@ pub async fn follow(
             return;
         };
         let mut streams: SelectAll<EventSourceSubscription> = SelectAll::new();
-        for name in ["open", "error", EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(known.iter().cloned())
+        for name in [
+            "open",
+            "error",
+            EVENT_CHANNEL,
+            EVENT_GAP,
+            EVENT_SOURCE,
+            EVENT_PRESENCE,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(known.iter().cloned())
         {
             if let Ok(sub) = es.subscribe(name) {
                 streams.push(sub);
@@ -117,6 +127,11 @@ pub async fn follow(
                 EVENT_SOURCE => {
                     if let Some(state) = parse(&event) {
                         on_event(LiveEvent::Source(state));
+                    }
+                }
+                EVENT_PRESENCE => {
+                    if let Some(presence) = parse(&event) {
+                        on_event(LiveEvent::Presence(presence));
                     }
                 }
                 _ => {

@@ -111,3 +111,36 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("two servers on one Redis: a channel's subscriber count is the sum of both, live", async ({ browser }) => {
+  const redisPort = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-e2e-presence-"));
+  const redis = startRedis(redisPort, dir);
+  let a: ChildProcess | undefined;
+  let b: ChildProcess | undefined;
+  try {
+    a = startServer(portA, redisPort);
+    b = startServer(portB, redisPort);
+    await ready(baseA);
+    await ready(baseB);
+    const count = (page: Page) => page.locator('.channel[data-channel="blue"] .count');
+    const pageA = await browser.newPage();
+    await pageA.goto(`${baseA}/?type=blue`);
+    await live(pageA);
+    await expect(count(pageA)).toHaveAttribute("data-count", "1");
+    // A second page, on the other server: both pages count two.
+    const pageB = await browser.newPage();
+    await pageB.goto(`${baseB}/?type=blue`);
+    await live(pageB);
+    await expect(count(pageA)).toHaveAttribute("data-count", "2");
+    await expect(count(pageB)).toHaveAttribute("data-count", "2");
+    await expect(count(pageA)).toHaveText("2");
+    await pageB.close();
+    await expect(count(pageA)).toHaveAttribute("data-count", "1");
+  } finally {
+    await stop(a);
+    await stop(b);
+    await stop(redis);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
