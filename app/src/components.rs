@@ -4,7 +4,7 @@
 use crate::message::{channel_color, follow_query, followed_in_query, Message, Snapshot};
 use crate::snapshot::get_snapshot;
 use leptos::prelude::*;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// The connection state shown in the header; `data-state` carries the same word for tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,11 +25,24 @@ impl ConnState {
 }
 
 /// One channel's box. The messages live in their own signal so a message on `blue` re-renders
-/// only the blue box.
+/// only the blue box; so does its subscriber count.
 #[derive(Clone)]
 struct Channel {
     name: String,
     messages: RwSignal<VecDeque<Message>>,
+    /// Subscribers plus one: 0 until the stream says (then nothing is shown). A `u64` signal,
+    /// the type the page's clock already is: a signal of another type costs the WASM ~1 KB.
+    subscribers: RwSignal<u64>,
+}
+
+impl Channel {
+    fn new(name: String) -> Self {
+        Channel {
+            name,
+            messages: RwSignal::new(VecDeque::new()),
+            subscribers: RwSignal::new(0),
+        }
+    }
 }
 
 /// Loads the snapshot (server-rendered on first paint) and shows the feed.
@@ -97,10 +110,7 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
     let channels: RwSignal<Vec<Channel>> = RwSignal::new(
         shown
             .iter()
-            .map(|name| Channel {
-                name: name.clone(),
-                messages: RwSignal::new(VecDeque::new()),
-            })
+            .map(|name| Channel::new(name.clone()))
             .collect(),
     );
     for message in snapshot.messages.iter().filter(|m| follows(&m.channel)) {
@@ -135,8 +145,6 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
     let now = RwSignal::new(crate::time::unix_now());
     // Whether the server reaches its source (Redis); only a Redis-backed server says otherwise.
     let source_online = RwSignal::new(true);
-    // Subscribers per channel across the feed, as the stream last said.
-    let counts: RwSignal<BTreeMap<String, u64>> = RwSignal::new(BTreeMap::new());
     let compose_channels = shown.clone();
     let publish_token = snapshot.publish_token;
 
@@ -161,9 +169,11 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
                 LiveEvent::Message(message) => deliver(channels, message, per_channel),
                 LiveEvent::Gap(_) => reload(),
                 LiveEvent::Source(source) => source_online.set(source.online),
-                LiveEvent::Presence(presence) => counts.set(presence.subscribers),
+                LiveEvent::Presence(counts) => show_counts(channels, &counts),
             },
         ));
+        // The compose box's listeners, once the box is in the document.
+        leptos::prelude::set_timeout(crate::publish::attach, std::time::Duration::ZERO);
         let tick = leptos::leptos_dom::helpers::set_interval_with_handle(
             move || now.set(crate::time::unix_now()),
             std::time::Duration::from_secs(1),
@@ -204,7 +214,12 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
         <Compose channels=compose_channels token=publish_token/>
         <section class="channels">
             <For each=move || channels.get() key=|c| c.name.clone() let:channel>
-                <ChannelBox name=channel.name messages=channel.messages now=now counts=counts/>
+                <ChannelBox
+                    name=channel.name
+                    messages=channel.messages
+                    subscribers=channel.subscribers
+                    now=now
+                />
             </For>
         </section>
     }
@@ -215,20 +230,16 @@ fn ChannelBox(
     name: String,
     messages: RwSignal<VecDeque<Message>>,
     now: RwSignal<u64>,
-    counts: RwSignal<BTreeMap<String, u64>>,
+    subscribers: RwSignal<u64>,
 ) -> impl IntoView {
     let style = format!("--accent: {}", channel_color(&name));
     let title = name.clone();
-    let key = name.clone();
-    let count = Memo::new(move |_| counts.with(|c| c.get(&key).copied().unwrap_or(0)));
     view! {
         <article class="channel" data-channel=name style=style>
-            <header>
-                <h2>{title}</h2>
-                <span class="count" data-count=count title="subscribers reading it now">
-                    {count}
-                </span>
-            </header>
+            // Its subscribers now, an attribute the stylesheet shows ("3 reading"), as the age.
+            <h2 data-count=move || {
+                subscribers.get().checked_sub(1).map(|n| n.to_string())
+            }>{title}</h2>
             <ol class="messages">
                 <For each=move || messages.get() key=|m| m.id let:message>
                     // The age is an attribute the stylesheet shows after the text, so the
@@ -248,98 +259,53 @@ fn ChannelBox(
 
 /// The compose box: a channel (one of the page's, or a new name), a text, send. With
 /// credentials configured it asks for a token, kept in the browser session only; a refusal is
-/// shown in words (`publish::refusal`).
+/// shown in words. Markup only, and as HTML text ([`compose_html`]): its behaviour is plain DOM
+/// listeners (`publish::attach`). Every element and attribute the framework hydrates costs the
+/// WASM code of its own; these cost none (BENCHMARKS.md, the WASM's size).
 #[component]
 fn Compose(channels: Vec<String>, token: bool) -> impl IntoView {
-    let channel = NodeRef::<leptos::html::Input>::new();
-    let text = NodeRef::<leptos::html::Input>::new();
-    let token_input = NodeRef::<leptos::html::Input>::new();
-    // What the last send came to: (sent, words).
-    let status: RwSignal<Option<(bool, String)>> = RwSignal::new(None);
-    let sending = RwSignal::new(false);
-    let first = channels.first().cloned().unwrap_or_default();
-    let options = channels
-        .into_iter()
-        .map(|c| view! { <option value=c/> })
-        .collect_view();
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        if let (Some(input), Some(kept)) = (token_input.get(), crate::publish::stored_token()) {
-            input.set_value(&kept);
+    view! { <div class="compose-box" inner_html=compose_html(&channels, token)></div> }
+}
+
+/// The compose box's form. Channel names are validated tokens: nothing in them to escape.
+fn compose_html(channels: &[String], token: bool) -> String {
+    let first = channels.first().map_or("", String::as_str);
+    let options: String = channels
+        .iter()
+        .map(|c| format!(r#"<option value="{c}"></option>"#))
+        .collect();
+    let token = if token {
+        r#"<input name="token" type="password" autocomplete="off" placeholder="Publish token" aria-label="Publish token">"#
+    } else {
+        ""
+    };
+    format!(
+        r#"<form class="compose" aria-label="Publish a message"><input name="channel" list="ringback-channels" value="{first}" required maxlength="64" pattern="[A-Za-z0-9_\-]+" aria-label="Channel"><datalist id="ringback-channels">{options}</datalist><input name="text" required autocomplete="off" placeholder="Message" aria-label="Message">{token}<button type="submit">Send</button><p class="status" role="status"></p></form>"#
+    )
+}
+
+/// Shows each box's subscribers across the feed: `counts` is the `ringback.presence` body's
+/// `subscribers` object (a channel it leaves out has none).
+#[cfg(feature = "hydrate")]
+fn show_counts(channels: RwSignal<Vec<Channel>>, counts: &js_sys::Object) {
+    channels.with_untracked(|cs| {
+        for c in cs {
+            let n = js_sys::Reflect::get(counts, &c.name.as_str().into())
+                .ok()
+                .and_then(|n| n.as_f64())
+                .map_or(0, |n| n as u64);
+            if c.subscribers.get_untracked() != n + 1 {
+                c.subscribers.set(n + 1);
+            }
         }
     });
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        #[cfg(feature = "hydrate")]
-        {
-            let value = |r: NodeRef<leptos::html::Input>| r.get().map(|i| i.value());
-            let (Some(to), Some(said)) = (value(channel), value(text)) else {
-                return;
-            };
-            let kept = value(token_input).map(|t| t.trim().to_owned());
-            if let Some(t) = &kept {
-                crate::publish::store_token(t);
-            }
-            sending.set(true);
-            leptos::task::spawn_local(async move {
-                let token = kept.filter(|t| !t.is_empty());
-                let sent = crate::publish::send(to.trim(), &said, token.as_deref()).await;
-                sending.set(false);
-                status.set(Some(match sent {
-                    Ok(id) => {
-                        if let Some(input) = text.get_untracked() {
-                            input.set_value("");
-                        }
-                        (true, format!("Sent (#{id})."))
-                    }
-                    Err(words) => (false, words),
-                }));
-            });
-        }
-    };
-    view! {
-        <form class="compose" on:submit=submit aria-label="Publish a message">
-            <input
-                name="channel"
-                list="ringback-channels"
-                value=first
-                required
-                maxlength="64"
-                pattern="[A-Za-z0-9_\\-]+"
-                aria-label="Channel"
-                node_ref=channel
-            />
-            <datalist id="ringback-channels">{options}</datalist>
-            <input name="text" required autocomplete="off" placeholder="Message" aria-label="Message" node_ref=text/>
-            {token
-                .then(|| {
-                    view! {
-                        <input
-                            name="token"
-                            type="password"
-                            autocomplete="off"
-                            placeholder="Publish token"
-                            aria-label="Publish token"
-                            node_ref=token_input
-                        />
-                    }
-                })}
-            <button type="submit" disabled=move || sending.get()>"Send"</button>
-            <p class="status" role="status" data-sent=move || status.with(|s| s.as_ref().map(|(ok, _)| *ok))>
-                {move || status.with(|s| s.as_ref().map(|(_, words)| words.clone()))}
-            </p>
-        </form>
-    }
 }
 
 /// Adds a box for `name` if the page does not have one yet.
 fn ensure_channel(channels: RwSignal<Vec<Channel>>, name: &str) {
     if channels.with_untracked(|cs| cs.iter().all(|c| c.name != name)) {
         channels.update(|cs| {
-            cs.push(Channel {
-                name: name.to_owned(),
-                messages: RwSignal::new(VecDeque::new()),
-            });
+            cs.push(Channel::new(name.to_owned()));
         });
     }
 }

@@ -8,14 +8,14 @@
 //! new channel is missed.
 
 use crate::message::{
-    ChannelAnnounce, Gap, Message, Presence, SourceState, EVENT_CHANNEL, EVENT_GAP, EVENT_PRESENCE,
-    EVENT_SOURCE,
+    Gap, Message, SourceState, EVENT_CHANNEL, EVENT_GAP, EVENT_PRESENCE, EVENT_SOURCE,
 };
 use futures::channel::oneshot;
 use futures::stream::{SelectAll, StreamExt};
 use futures::FutureExt;
 use gloo_net::eventsource::futures::{EventSource, EventSourceSubscription};
 use gloo_net::eventsource::State;
+use wasm_bindgen::JsCast;
 
 /// The first delay before re-creating an EventSource that the browser gave up on.
 const RECONNECT_MIN_MS: u32 = 500;
@@ -36,8 +36,9 @@ pub enum LiveEvent {
     Gap(Gap),
     /// Whether the server reaches its message source (Redis) now.
     Source(SourceState),
-    /// Subscribers per channel across the feed, all at once.
-    Presence(Presence),
+    /// Subscribers per channel across the feed, all at once: the `subscribers` object of a
+    /// [`crate::message::Presence`].
+    Presence(js_sys::Object),
 }
 
 /// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event:
@@ -109,7 +110,7 @@ pub async fn follow(
                     }
                 }
                 EVENT_CHANNEL => {
-                    if let Some(ChannelAnnounce { channel }) = parse(&event) {
+                    if let Some(channel) = field(&event, "type").and_then(|c| c.as_string()) {
                         if !known.contains(&channel) {
                             if let Ok(sub) = es.subscribe(channel.clone()) {
                                 streams.push(sub);
@@ -120,18 +121,21 @@ pub async fn follow(
                     }
                 }
                 EVENT_GAP => {
-                    if let Some(gap) = parse(&event) {
-                        on_event(LiveEvent::Gap(gap));
-                    }
+                    let number = |key| field(&event, key).and_then(|n| n.as_f64());
+                    on_event(LiveEvent::Gap(Gap {
+                        after: number("after").unwrap_or_default() as u64,
+                        oldest: number("oldest").map(|n| n as u64),
+                    }));
                 }
                 EVENT_SOURCE => {
-                    if let Some(state) = parse(&event) {
-                        on_event(LiveEvent::Source(state));
+                    if let Some(online) = field(&event, "online").and_then(|o| o.as_bool()) {
+                        on_event(LiveEvent::Source(SourceState { online }));
                     }
                 }
                 EVENT_PRESENCE => {
-                    if let Some(presence) = parse(&event) {
-                        on_event(LiveEvent::Presence(presence));
+                    let counts = field(&event, "subscribers").and_then(|c| c.dyn_into().ok());
+                    if let Some(counts) = counts {
+                        on_event(LiveEvent::Presence(counts));
                     }
                 }
                 _ => {
@@ -152,9 +156,17 @@ pub async fn follow(
     }
 }
 
+/// A message: the one event parsed by serde (the page keeps it, as its snapshot does).
 fn parse<T: serde::de::DeserializeOwned>(event: &web_sys::MessageEvent) -> Option<T> {
     let text = event.data().as_string()?;
     serde_json::from_str(&text).ok()
+}
+
+/// One field of a control event's JSON (`ringback.*`), read by the browser's own `JSON`: each
+/// type parsed by serde costs the WASM a deserializer of its own, and these are a field or two.
+fn field(event: &web_sys::MessageEvent, key: &str) -> Option<wasm_bindgen::JsValue> {
+    let body = js_sys::JSON::parse(&event.data().as_string()?).ok()?;
+    js_sys::Reflect::get(&body, &key.into()).ok()
 }
 
 async fn sleep_ms(ms: u32) {

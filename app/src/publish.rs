@@ -1,4 +1,4 @@
-//! The compose box's request: `POST /messages` with the browser session's token, and what a
+//! The compose box's behaviour: `POST /messages` with the browser session's token, and what a
 //! refusal means in words.
 
 /// Where the browser session keeps the publish token (`sessionStorage`: gone with the tab).
@@ -18,43 +18,137 @@ pub fn refusal(status: u16, retry_after: Option<&str>, error: &str, token: bool)
         413 => format!("Not sent: the message is too long ({error})."),
         503 => "Not sent: the feed cannot take messages right now; try again.".to_owned(),
         0 => "Not sent: the server could not be reached.".to_owned(),
-        _ => format!("Not sent: {error}"),
+        _ => format!("Not sent: {error} ({status})."),
     }
 }
 
 /// Publishes `text` on `channel`; the new message's id, or the refusal in words.
 #[cfg(feature = "hydrate")]
 pub async fn send(channel: &str, text: &str, token: Option<&str>) -> Result<u64, String> {
-    let body = serde_json::json!({ "type": channel, "data": text }).to_string();
-    let mut request =
-        gloo_net::http::Request::post("/messages").header("content-type", "application/json");
-    if let Some(token) = token {
-        request = request.header("authorization", &format!("Bearer {token}"));
-    }
-    let refused = |status, retry: Option<String>, error: &str| {
-        refusal(status, retry.as_deref(), error, token.is_some())
-    };
-    let response = match request.body(body) {
-        Ok(request) => request.send().await,
-        Err(e) => Err(e),
-    }
-    .map_err(|_| refused(0, None, ""))?;
-    let status = response.status();
-    let retry = response.headers().get("retry-after");
-    let reply: serde_json::Value = response
-        .text()
-        .await
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    match (status, reply["id"].as_u64()) {
-        (202, Some(id)) => Ok(id),
-        _ => Err(refused(
+    use wasm_bindgen::JsValue;
+    let (status, retry, reply) =
+        post(channel, text, token)
+            .await
+            .unwrap_or((0, None, JsValue::NULL));
+    let field = |key: &str| js_sys::Reflect::get(&reply, &key.into()).unwrap_or(JsValue::NULL);
+    match (status, field("id").as_f64()) {
+        (202, Some(id)) => Ok(id as u64),
+        _ => Err(refusal(
             status,
-            retry,
-            reply["error"].as_str().unwrap_or("refused"),
+            retry.as_deref(),
+            &field("error").as_string().unwrap_or_default(),
+            token.is_some(),
         )),
     }
+}
+
+/// The exchange itself: the status, `Retry-After` and the JSON answer (`null` if none).
+///
+/// Through the browser's own `fetch` and `JSON`, not a Rust HTTP client and serde: the page's
+/// WASM stays within its size budget (BENCHMARKS.md).
+#[cfg(feature = "hydrate")]
+async fn post(
+    channel: &str,
+    text: &str,
+    token: Option<&str>,
+) -> Result<(u16, Option<String>, wasm_bindgen::JsValue), wasm_bindgen::JsValue> {
+    use js_sys::{Object, Reflect, JSON};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_futures::JsFuture;
+
+    let body = Object::new();
+    Reflect::set(&body, &"type".into(), &channel.into())?;
+    Reflect::set(&body, &"data".into(), &text.into())?;
+    let headers = Object::new();
+    Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
+    if let Some(token) = token {
+        Reflect::set(
+            &headers,
+            &"authorization".into(),
+            &format!("Bearer {token}").into(),
+        )?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&JSON::stringify(&body)?.into());
+    init.set_headers(&headers);
+    let window = web_sys::window().ok_or(JsValue::NULL)?;
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_str_and_init("/messages", &init))
+            .await?
+            .unchecked_into();
+    let retry = response.headers().get("retry-after")?;
+    let reply = JsFuture::from(response.json()?)
+        .await
+        .unwrap_or(JsValue::NULL);
+    Ok((response.status(), retry, reply))
+}
+
+/// Makes the compose box on the page work: a `submit` listener on its form, and the token kept
+/// in this session put back in its field. Called after each rendering of the box (first paint,
+/// and again after a gap renders the feed anew); each listener lives as long as the page.
+#[cfg(feature = "hydrate")]
+pub fn attach() {
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+
+    let Some(form) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.query_selector("form.compose").ok().flatten())
+    else {
+        return;
+    };
+    if let (Some(field), Some(kept)) = (input(&form, "input[name=token]"), stored_token()) {
+        field.set_value(&kept);
+    }
+    let on_submit = Closure::<dyn Fn(web_sys::Event)>::new({
+        let form = form.clone();
+        move |event: web_sys::Event| {
+            event.prevent_default();
+            let value = |selector| input(&form, selector).map(|i| i.value());
+            let (Some(channel), Some(text)) =
+                (value("input[name=channel]"), value("input[name=text]"))
+            else {
+                return;
+            };
+            // The field's token (kept for the session), or the one kept already.
+            let token = match value("input[name=token]") {
+                Some(t) if !t.is_empty() => {
+                    store_token(&t);
+                    Some(t)
+                }
+                Some(_) => stored_token(),
+                None => None,
+            };
+            let form = form.clone();
+            leptos::task::spawn_local(async move {
+                let sent = send(&channel, &text, token.as_deref()).await;
+                let words = match &sent {
+                    Ok(id) => {
+                        if let Some(field) = input(&form, "input[name=text]") {
+                            field.set_value("");
+                        }
+                        format!("Sent (#{id}).")
+                    }
+                    Err(words) => words.clone(),
+                };
+                if let Ok(Some(status)) = form.query_selector(".status") {
+                    status.set_text_content(Some(&words));
+                    let sent = if sent.is_ok() { "true" } else { "false" };
+                    let _ = status.set_attribute("data-sent", sent);
+                }
+            });
+        }
+    });
+    let _ = form.add_event_listener_with_callback("submit", on_submit.as_ref().unchecked_ref());
+    on_submit.forget();
+}
+
+/// The compose form's input that `selector` names.
+#[cfg(feature = "hydrate")]
+fn input(form: &web_sys::Element, selector: &str) -> Option<web_sys::HtmlInputElement> {
+    use wasm_bindgen::JsCast;
+    Some(form.query_selector(selector).ok()??.unchecked_into())
 }
 
 /// The token kept in this browser session, if any.

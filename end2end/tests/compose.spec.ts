@@ -18,7 +18,7 @@ async function send(page: Page, channel: string, text: string): Promise<void> {
 test("a channel's subscriber count goes up when a second page opens it and down when it closes", async ({ browser, request }) => {
   const channel = `presence-${Date.now()}`;
   expect((await request.post("/messages", { data: { type: channel, data: "the channel exists" } })).status()).toBe(202);
-  const count = (page: Page) => page.locator(`.channel[data-channel="${channel}"] .count`);
+  const count = (page: Page) => page.locator(`.channel[data-channel="${channel}"] h2`);
   const first = await browser.newPage();
   await first.goto(`/?type=${channel}`);
   await live(first);
@@ -110,7 +110,9 @@ test("with credentials the page asks for a token, keeps it for the session, and 
     await page.reload();
     await live(page);
     await expect(token).toHaveValue("right-token");
-    expect(await page.context().cookies()).toHaveLength(0);
+    const cookies = await page.context().cookies();
+    expect(cookies.filter((c) => c.value.includes("right-token"))).toHaveLength(0);
+    expect(await page.evaluate(() => sessionStorage.getItem("ringback.publish_token"))).toBe("right-token");
 
     await page.setViewportSize({ width: 360, height: 740 });
     const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);

@@ -104,6 +104,9 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
     await expect(pageA.locator(".source")).toHaveCount(0);
     const back = await publish(baseB, "yellow", "Redis is back");
     await expect(pageA.locator(`.channel[data-channel="yellow"] li[data-id="${back}"]`)).toHaveText("Redis is back");
+    // Closed, or their EventSources would find the next test's servers on these ports.
+    await pageA.close();
+    await pageB.close();
   } finally {
     await stop(a);
     await stop(b);
@@ -123,7 +126,7 @@ test("two servers on one Redis: a channel's subscriber count is the sum of both,
     b = startServer(portB, redisPort);
     await ready(baseA);
     await ready(baseB);
-    const count = (page: Page) => page.locator('.channel[data-channel="blue"] .count');
+    const count = (page: Page) => page.locator('.channel[data-channel="blue"] h2');
     const pageA = await browser.newPage();
     await pageA.goto(`${baseA}/?type=blue`);
     await live(pageA);
@@ -134,7 +137,6 @@ test("two servers on one Redis: a channel's subscriber count is the sum of both,
     await live(pageB);
     await expect(count(pageA)).toHaveAttribute("data-count", "2");
     await expect(count(pageB)).toHaveAttribute("data-count", "2");
-    await expect(count(pageA)).toHaveText("2");
     await pageB.close();
     await expect(count(pageA)).toHaveAttribute("data-count", "1");
   } finally {

@@ -92,3 +92,28 @@ pub fn object_members(fields: &serde_json::Map<String, serde_json::Value>) -> Ve
     let all = serde_json::to_vec(fields).unwrap_or_else(|_| b"{}".to_vec());
     all[1..all.len() - 1].to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The presence event's data is the page's wire type, `app::message::Presence`.
+    #[test]
+    fn the_presence_event_carries_the_wire_type() {
+        let body = |frame: &Bytes| {
+            let text = std::str::from_utf8(frame).unwrap().to_owned();
+            let data = text
+                .strip_prefix("event: ringback.presence\ndata: ")
+                .and_then(|t| t.strip_suffix("\n\n"))
+                .unwrap()
+                .to_owned();
+            serde_json::from_str::<app::message::Presence>(&data).unwrap()
+        };
+        let counts = body(&encode_presence([("red", 2), ("a-b_1", 10)]));
+        assert_eq!(
+            counts.subscribers,
+            [("red".to_owned(), 2), ("a-b_1".to_owned(), 10)].into()
+        );
+        assert!(body(&encode_presence([])).subscribers.is_empty());
+    }
+}
