@@ -136,3 +136,56 @@ async fn counts_add_up_across_servers_and_a_dead_servers_expire() {
     assert_eq!(listed(&channels(a.addr, "").await.1, "blue"), Some(1));
     a.shutdown().await;
 }
+
+/// Attack: subscriptions opened and closed as fast as a client can, to make the server send
+/// every stream a new count each time. The counts change with every one, but a stream receives
+/// at most one `ringback.presence` per `--presence-interval` (counted in
+/// `ringback_presence_updates_total`), whatever the churn. On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn churning_subscriptions_send_at_most_one_count_per_interval() {
+    const INTERVAL: Duration = Duration::from_secs(1);
+    const ROUNDS: u32 = 8;
+    let mut cfg = config();
+    cfg.presence.presence_interval = INTERVAL;
+    let server = TestServer::start(cfg).await;
+    let mut watcher = SseClient::connect(server.addr, "/messages", &[]).await;
+    let start = tokio::time::Instant::now();
+    let churn = tokio::spawn({
+        let addr = server.addr;
+        async move {
+            // 8 intervals, 40 subscriptions each, opened and closed 25 ms apart.
+            for _ in 0..ROUNDS * 40 {
+                let sub = SseClient::connect(addr, "/messages?type=blue", &[]).await;
+                tokio::time::sleep(INTERVAL / 80).await;
+                drop(sub);
+                tokio::time::sleep(INTERVAL / 80).await;
+            }
+        }
+    });
+    let end = start + INTERVAL * ROUNDS;
+    let mut events = 0u32;
+    loop {
+        tokio::select! {
+            e = watcher.next_event() => {
+                if e.expect("the stream stays open").event.as_deref() == Some("ringback.presence") {
+                    events += 1;
+                }
+            }
+            _ = tokio::time::sleep_until(end) => break,
+        }
+    }
+    churn.await.unwrap();
+    let updates = server
+        .state
+        .api
+        .metrics
+        .presence_updates
+        .load(std::sync::atomic::Ordering::Relaxed);
+    // One per interval at most (the first tick is one interval after start).
+    assert!(
+        (2..=ROUNDS).contains(&events),
+        "{events} presence events in {ROUNDS} intervals"
+    );
+    assert!(updates <= u64::from(ROUNDS) + 1, "{updates} updates");
+    server.shutdown().await;
+}
