@@ -331,3 +331,18 @@ fn deliver(channels: RwSignal<Vec<Channel>>, message: Message, per_channel: usiz
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compose_box_offers_the_pages_channels_and_asks_for_a_token_only_when_needed() {
+        let channels = ["red".to_owned(), "team-a".to_owned()];
+        let open = compose_html(&channels, false);
+        assert!(open.contains(r#"name="channel" list="ringback-channels" value="red""#));
+        assert!(open.contains(r#"<option value="team-a"></option>"#));
+        assert!(!open.contains(r#"name="token""#));
+        assert!(compose_html(&channels, true).contains(r#"name="token" type="password""#));
+    }
+}
