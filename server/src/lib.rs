@@ -9,8 +9,8 @@
 //! runtime/               cancellation, jitter, signals, process stats, digests, cookies,
 //!                        what a connection tells its requests
 //! feed/                  the broadcast list, the frame encoder, channels, the source
-//!                        (in-process bus or Redis), the demo
-//! api/     site/         the Router's handlers (events, publish, metrics, health; auth,
+//!                        (in-process bus or Redis), presence (subscriber counts), the demo
+//! api/     site/         the Router's handlers (events, publish, channels, metrics, health; auth,
 //!                        limits, guard, errors) | the asset manifest and push policy
 //! transport/             accept loop, listener, TLS, HTTP/1.1 and HTTP/2 drivers; a driver
 //!                        gets a `Transport` (the Router as a service), never the API

@@ -10,10 +10,11 @@
 //! falls further behind than the history has lost messages; it is cut off (its connection is
 //! closed) and resumes with `Last-Event-ID`, learning of the gap if it is beyond history.
 //!
-//! The list also counts its subscribers per channel as they come and go ([`BroadcastList::channels`])
-//! and carries the feed's counts, set by `feed/presence.rs` at most once per interval: a
-//! subscriber that has not sent the newest counts sends them (one shared `ringback.presence`
-//! frame) at its next step, woken as by an append. A stream holds nothing for it but a number.
+//! The list also counts its subscribers per channel as they come and go
+//! ([`BroadcastList::channels`]) and carries the feed's counts, set by `feed/presence.rs` at
+//! most once per interval: a subscriber that has not sent the newest counts sends them (one
+//! shared `ringback.presence` frame) at its next step, woken as by an append. A stream holds
+//! nothing for it but a number.
 //!
 //! Why a watch channel for wake-ups: `watch` keeps a version, so a reader that marks the version
 //! seen *before* it reads the list is woken by any append that its read missed. There is no
