@@ -43,17 +43,46 @@ async function live(page: Page): Promise<void> {
   await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
 }
 
+/// Redis on a free port, and servers A and B following it, both ready. A test may stop and
+/// restart any of them (the fields follow); `stopAll` stops whatever runs and removes Redis's
+/// directory.
+class TwoServers {
+  a?: ChildProcess;
+  b?: ChildProcess;
+  private constructor(
+    readonly redisPort: number,
+    readonly dir: string,
+    public redis: ChildProcess,
+  ) {}
+
+  static async start(): Promise<TwoServers> {
+    const redisPort = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-e2e-redis-"));
+    const servers = new TwoServers(redisPort, dir, startRedis(redisPort, dir));
+    servers.a = startServer(portA, redisPort);
+    servers.b = startServer(portB, redisPort);
+    try {
+      await ready(baseA);
+      await ready(baseB);
+    } catch (e) {
+      await servers.stopAll();
+      throw e;
+    }
+    return servers;
+  }
+
+  async stopAll(): Promise<void> {
+    await stop(this.a);
+    await stop(this.b);
+    await stop(this.redis);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
 test("two servers on one Redis: one feed, and a restarted server's page recovers every message once", async ({ browser }) => {
-  const redisPort = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-e2e-redis-"));
-  let redis = startRedis(redisPort, dir);
-  let a: ChildProcess | undefined;
-  let b: ChildProcess | undefined;
+  const servers = await TwoServers.start();
+  const redisPort = servers.redisPort;
   try {
-    a = startServer(portA, redisPort);
-    b = startServer(portB, redisPort);
-    await ready(baseA);
-    await ready(baseB);
     const pageA = await browser.newPage();
     const pageB = await browser.newPage();
     await pageA.goto(baseA);
@@ -76,7 +105,7 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
     expect(seedIdA).toBe(seedIdB);
 
     // A restarts; what B publishes meanwhile reaches A's page once A is back, in order, once.
-    await stop(a);
+    await stop(servers.a);
     await expect(pageA.locator(".state")).toHaveAttribute("data-state", "reconnecting");
     const expected: string[] = [];
     for (let i = 1; i <= 3; i++) {
@@ -84,7 +113,7 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
       await publish(baseB, "red", text);
       expected.push(text);
     }
-    a = startServer(portA, redisPort);
+    servers.a = startServer(portA, redisPort);
     await ready(baseA);
     await live(pageA);
     const after = await publish(baseA, "red", "after A is back");
@@ -95,10 +124,10 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
 
     // Redis goes away: the page stays live on its open stream and says its source is offline;
     // when Redis returns, the badge goes and messages flow again.
-    await stop(redis);
+    await stop(servers.redis);
     await expect(pageA.locator('.source[data-source="offline"]')).toHaveText("source offline");
     await live(pageA);
-    redis = startRedis(redisPort, dir);
+    servers.redis = startRedis(redisPort, servers.dir);
     await ready(baseA);
     await ready(baseB);
     await expect(pageA.locator(".source")).toHaveCount(0);
@@ -108,24 +137,13 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
     await pageA.close();
     await pageB.close();
   } finally {
-    await stop(a);
-    await stop(b);
-    await stop(redis);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await servers.stopAll();
   }
 });
 
 test("two servers on one Redis: a channel's subscriber count is the sum of both, live", async ({ browser }) => {
-  const redisPort = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-e2e-presence-"));
-  const redis = startRedis(redisPort, dir);
-  let a: ChildProcess | undefined;
-  let b: ChildProcess | undefined;
+  const servers = await TwoServers.start();
   try {
-    a = startServer(portA, redisPort);
-    b = startServer(portB, redisPort);
-    await ready(baseA);
-    await ready(baseB);
     const count = (page: Page) => page.locator('.channel[data-channel="blue"] h2');
     const pageA = await browser.newPage();
     await pageA.goto(`${baseA}/?type=blue`);
@@ -140,9 +158,6 @@ test("two servers on one Redis: a channel's subscriber count is the sum of both,
     await pageB.close();
     await expect(count(pageA)).toHaveAttribute("data-count", "1");
   } finally {
-    await stop(a);
-    await stop(b);
-    await stop(redis);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await servers.stopAll();
   }
 });
