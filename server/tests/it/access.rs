@@ -2,40 +2,17 @@
 //! CORS, subscriber limits, the publish rate, and the write deadline.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{config, request, SseClient, TestServer, PATIENCE};
+use crate::common::{
+    config, hs256, later, private_config, request, SseClient, TestServer, PATIENCE,
+};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use ringback::config::ServeArgs;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const SECRET: &str = "integration-test-secret";
-
-pub(crate) fn hs256(claims: serde_json::Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-pub(crate) fn later() -> u64 {
-    jsonwebtoken::get_current_timestamp() + 3600
-}
-
-pub(crate) fn private_config() -> ServeArgs {
-    let mut cfg = config();
-    cfg.auth.jwt_secret = Some(SECRET.into());
-    cfg.auth.jwt_public_key =
-        Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt-rs256.pub").into());
-    cfg.auth.private_channels = vec!["secret-*".into()];
-    cfg
-}
 
 /// `POST /messages` with a bearer credential; the status and the JSON answer.
 async fn post(

@@ -3,76 +3,12 @@
 //! never show a credential.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{free_port, scratch, RedisServer, SseClient, TestServer, PATIENCE};
+use crate::common::{
+    signal, spawn_logged, spawn_server, RedisServer, SseClient, TestServer, PATIENCE,
+};
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-
-/// The `ringback` binary serving on a free port, started and awaited by its "live" line.
-pub(crate) async fn spawn_server(name: &str, extra: &[&str]) -> (Child, SocketAddr) {
-    let (child, addr, _) = spawn_logged(name, extra).await;
-    (child, addr)
-}
-
-/// The same, keeping every line it writes (its logs go to stdout).
-async fn spawn_logged(name: &str, extra: &[&str]) -> (Child, SocketAddr, Arc<Mutex<String>>) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let data = scratch(name);
-    let log_level = if extra.contains(&"--log") {
-        &[][..]
-    } else {
-        &["--log", "warn"][..]
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringback"))
-        .args(["--addr", &addr.to_string()])
-        .args(log_level)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(extra)
-        .env("LEPTOS_OUTPUT_NAME", "ringback")
-        .env_remove("LEPTOS_HASH_FILES")
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(PATIENCE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("Ringback is live") {
-                return;
-            }
-        }
-        panic!("the server exited before serving");
-    })
-    .await
-    .expect("the server started");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    let log = Arc::new(Mutex::new(String::new()));
-    tokio::spawn({
-        let log = log.clone();
-        async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        }
-    });
-    (child, addr, log)
-}
-
-pub(crate) fn signal(child: &Child, sig: &str) {
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 /// Opens an SSE stream over raw HTTP/1.1 and reads up to its `retry:` preamble.
 async fn open(addr: SocketAddr) -> (TcpStream, Vec<u8>) {

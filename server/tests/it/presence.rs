@@ -3,9 +3,7 @@
 //! counts of several servers on one real Redis, a dead server's dropping out at its expiry.
 #![allow(clippy::unwrap_used)]
 
-use crate::access::{hs256, later, private_config};
 use crate::common::*;
-use crate::faults::{signal, spawn_server};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
