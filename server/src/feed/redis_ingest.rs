@@ -556,9 +556,12 @@ impl RedisIngest {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
-        if self.inner.online.send_replace(false) {
-            self.inner.metrics.redis_up.store(0, Ordering::Relaxed);
-        }
+        // Only a change is news: every stream sends each one as a `ringback.source` event, and
+        // a failed reconnection attempt while already offline is not one.
+        self.inner
+            .online
+            .send_if_modified(|online| std::mem::replace(online, false));
+        self.inner.metrics.redis_up.store(0, Ordering::Relaxed);
     }
 
     /// One connected session; returns only with the error that ended it.
@@ -607,7 +610,9 @@ impl RedisIngest {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some((commands.clone(), demoted.clone()));
-        self.inner.online.send_replace(true);
+        self.inner
+            .online
+            .send_if_modified(|online| !std::mem::replace(online, true));
         self.inner.metrics.redis_up.store(1, Ordering::Relaxed);
         self.inner
             .metrics

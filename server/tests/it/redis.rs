@@ -465,6 +465,11 @@ async fn a_message_already_in_the_log_is_not_mistaken_for_a_new_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_at_start_up() {
     let mut redis = RedisServer::not_started("late");
+    // Held until Redis starts, so no other test's server can take the port meanwhile; each
+    // connection it accepts is closed at once: a failed attempt of the ingest.
+    let refuser = tokio::net::TcpListener::bind(("127.0.0.1", redis.port))
+        .await
+        .unwrap();
     let a = TestServer::start(redis_config(&redis)).await;
     // Serving, but not ready: pages yes, publishing no, streams open and waiting.
     assert_eq!(get_status(a.addr, "/healthz").await, StatusCode::OK);
@@ -478,6 +483,12 @@ async fn redis_down_at_start_up() {
     let mut sse = SseClient::connect(a.addr, "/messages", &[]).await;
     let offline = sse.next_event().await.unwrap();
     assert_eq!(offline.data, r#"{"online":false}"#);
+    // Three more attempts fail: still offline, which is no news to the stream.
+    for _ in 0..3 {
+        let attempt = tokio::time::timeout(PATIENCE, refuser.accept()).await;
+        drop(attempt.expect("the ingest retries").unwrap());
+    }
+    drop(refuser);
 
     redis.restart().await;
     await_online(&a.state, true).await;
