@@ -46,15 +46,12 @@ pub async fn run(
             _ = ticks.tick() => {}
         }
         let channels = feed.channels();
+        let own = local(&channels);
         let counts = match &source {
-            Source::Embedded(_) => local(&channels),
+            Source::Embedded(_) => own,
             Source::Redis(redis) => {
-                let own: Vec<(Arc<str>, u64)> = channels
-                    .iter()
-                    .filter(|c| c.subscribers > 0)
-                    .map(|c| (c.name.clone(), c.subscribers))
-                    .collect();
-                let report = redis.report_presence(&server, &own, settings.expiry());
+                let mine = own.iter().map(|(name, n, _)| (&**name, *n));
+                let report = redis.report_presence(&server, mine, settings.expiry());
                 let report = tokio::select! {
                     _ = shutdown.cancelled() => break,
                     report = report => report,
@@ -66,7 +63,7 @@ pub async fn run(
                         metrics
                             .presence_report_failures
                             .fetch_add(1, Ordering::Relaxed);
-                        local(&channels)
+                        own
                     }
                 }
             }
@@ -80,7 +77,7 @@ pub async fn run(
     }
 }
 
-/// This server's counts, as the feed's.
+/// This server's counts (channels with subscribers only).
 fn local(channels: &[ChannelState]) -> Vec<(Arc<str>, u64, bool)> {
     channels
         .iter()

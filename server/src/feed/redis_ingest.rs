@@ -367,13 +367,7 @@ impl RedisIngest {
         self.inner.feed.check(channel, data_json.len())?;
         // `check` validated the channel as a token: it needs no JSON escaping.
         let msg = format!(r#"{{"type":"{channel}","data":{data_json}}}"#);
-        let conn = self
-            .inner
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some((mut conn, demoted)) = conn else {
+        let Some((mut conn, demoted)) = self.commands() else {
             return Err(PublishError::Unavailable("not connected".into()));
         };
         let (id, _) = self
@@ -398,57 +392,54 @@ impl RedisIngest {
 
     /// Reports this server's subscriber counts (`server` names it; channels with none left out)
     /// for `expiry`, and returns every live server's summed (see [`PRESENCE_LUA`]). Fails while
-    /// Redis is unreachable, and after `--redis-timeout`.
-    pub async fn report_presence(
+    /// Redis is unreachable, and after `--redis-timeout` (the connection's response timeout).
+    pub async fn report_presence<'a>(
         &self,
         server: &str,
-        counts: &[(Arc<str>, u64)],
+        counts: impl IntoIterator<Item = (&'a str, u64)>,
         expiry: Duration,
     ) -> redis::RedisResult<Vec<(String, u64)>> {
-        let mut conn = self.connection()?;
+        let Some((mut conn, _)) = self.commands() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "not connected to Redis",
+            )));
+        };
         let mut call = self.inner.presence_script.key(&self.inner.presence_key);
-        call.key(format!("{}:{server}", self.inner.presence_key))
-            .arg(
-                u64::try_from(expiry.as_millis())
-                    .unwrap_or(u64::MAX / 4)
-                    .max(1),
-            );
+        call.key(self.presence_key_of(server)).arg(
+            u64::try_from(expiry.as_millis())
+                .unwrap_or(u64::MAX / 4)
+                .max(1),
+        );
         for (channel, n) in counts {
-            call.arg(&**channel).arg(*n);
+            call.arg(channel).arg(n);
         }
-        let reply: Vec<(String, u64)> = tokio::time::timeout(
-            self.inner.settings.command_timeout,
-            call.invoke_async(&mut conn),
-        )
-        .await
-        .map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Io, "presence report timed out"))
-        })??;
-        Ok(reply)
+        call.invoke_async(&mut conn).await
     }
 
     /// Withdraws this server's counts at once (a clean shutdown), instead of at their expiry.
     pub async fn withdraw_presence(&self, server: &str) {
-        if let Ok(mut conn) = self.connection() {
-            let key = format!("{}:{server}", self.inner.presence_key);
-            let mut del = redis::cmd("DEL");
-            del.arg(&key);
-            let del = del.query_async::<()>(&mut conn);
-            let _ = tokio::time::timeout(self.inner.settings.command_timeout, del).await;
+        if let Some((mut conn, _)) = self.commands() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL")
+                .arg(self.presence_key_of(server))
+                .query_async(&mut conn)
+                .await;
         }
     }
 
-    /// The current session's command connection.
-    fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+    /// The key of `server`'s counts.
+    fn presence_key_of(&self, server: &str) -> String {
+        format!("{}:{server}", self.inner.presence_key)
+    }
+
+    /// The current session's command connection (its response timeout is `--redis-timeout`)
+    /// and the token that ends the session; `None` while Redis is unreachable.
+    fn commands(&self) -> Option<(MultiplexedConnection, CancelToken)> {
         self.inner
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(conn, _)| conn.clone())
-            .ok_or_else(|| {
-                redis::RedisError::from((redis::ErrorKind::Io, "not connected to Redis"))
-            })
+            .clone()
     }
 
     /// Appends `msgs` in order (see [`APPEND_LUA`]); each one's id and whether this call wrote
