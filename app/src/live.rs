@@ -110,7 +110,9 @@ pub async fn follow(
                     }
                 }
                 EVENT_CHANNEL => {
-                    if let Some(channel) = field(&event, "type").and_then(|c| c.as_string()) {
+                    if let Some(channel) =
+                        field(json(&event).as_ref(), "type").and_then(|c| c.as_string())
+                    {
                         if !known.contains(&channel) {
                             if let Ok(sub) = es.subscribe(channel.clone()) {
                                 streams.push(sub);
@@ -121,19 +123,23 @@ pub async fn follow(
                     }
                 }
                 EVENT_GAP => {
-                    let number = |key| field(&event, key).and_then(|n| n.as_f64());
+                    let body = json(&event);
+                    let number = |key| field(body.as_ref(), key).and_then(|n| n.as_f64());
                     on_event(LiveEvent::Gap(Gap {
                         after: number("after").unwrap_or_default() as u64,
                         oldest: number("oldest").map(|n| n as u64),
                     }));
                 }
                 EVENT_SOURCE => {
-                    if let Some(online) = field(&event, "online").and_then(|o| o.as_bool()) {
+                    if let Some(online) =
+                        field(json(&event).as_ref(), "online").and_then(|o| o.as_bool())
+                    {
                         on_event(LiveEvent::Source(SourceState { online }));
                     }
                 }
                 EVENT_PRESENCE => {
-                    let counts = field(&event, "subscribers").and_then(|c| c.dyn_into().ok());
+                    let counts =
+                        field(json(&event).as_ref(), "subscribers").and_then(|c| c.dyn_into().ok());
                     if let Some(counts) = counts {
                         on_event(LiveEvent::Presence(counts));
                     }
@@ -162,11 +168,15 @@ fn parse<T: serde::de::DeserializeOwned>(event: &web_sys::MessageEvent) -> Optio
     serde_json::from_str(&text).ok()
 }
 
-/// One field of a control event's JSON (`ringback.*`), read by the browser's own `JSON`: each
-/// type parsed by serde costs the WASM a deserializer of its own, and these are a field or two.
-fn field(event: &web_sys::MessageEvent, key: &str) -> Option<wasm_bindgen::JsValue> {
-    let body = js_sys::JSON::parse(&event.data().as_string()?).ok()?;
-    js_sys::Reflect::get(&body, &key.into()).ok()
+/// A control event's JSON (`ringback.*`), read by the browser's own `JSON`: each type parsed
+/// by serde costs the WASM a deserializer of its own, and these are a field or two.
+fn json(event: &web_sys::MessageEvent) -> Option<wasm_bindgen::JsValue> {
+    js_sys::JSON::parse(&event.data().as_string()?).ok()
+}
+
+/// One field of a control event's JSON.
+fn field(body: Option<&wasm_bindgen::JsValue>, key: &str) -> Option<wasm_bindgen::JsValue> {
+    js_sys::Reflect::get(body?, &key.into()).ok()
 }
 
 async fn sleep_ms(ms: u32) {

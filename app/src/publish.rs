@@ -157,15 +157,11 @@ pub fn stored_token() -> Option<String> {
     session_storage()?.get_item(TOKEN_KEY).ok().flatten()
 }
 
-/// Keeps `token` for this browser session (an empty one is forgotten).
+/// Keeps `token` for this browser session.
 #[cfg(feature = "hydrate")]
 pub fn store_token(token: &str) {
     if let Some(storage) = session_storage() {
-        let _ = if token.is_empty() {
-            storage.remove_item(TOKEN_KEY)
-        } else {
-            storage.set_item(TOKEN_KEY, token)
-        };
+        let _ = storage.set_item(TOKEN_KEY, token);
     }
 }
 

@@ -116,4 +116,18 @@ mod tests {
         );
         assert!(body(&encode_presence([])).subscribers.is_empty());
     }
+
+    /// A channel's announcement is the page's wire type, `app::message::ChannelAnnounce`.
+    #[test]
+    fn the_announcement_carries_the_wire_type() {
+        let (frame, _) = encode_message(7, 8, "team-a", b"1", b"", true);
+        let text = std::str::from_utf8(&frame).unwrap();
+        let data = text
+            .strip_prefix("event: ringback.channel\ndata: ")
+            .and_then(|t| t.split_once("\n\n"))
+            .unwrap()
+            .0;
+        let announce: app::message::ChannelAnnounce = serde_json::from_str(data).unwrap();
+        assert_eq!(announce.channel, "team-a");
+    }
 }
