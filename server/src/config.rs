@@ -554,7 +554,7 @@ pub struct RedisArgs {
     /// Redis Pub/Sub channels to ingest, comma-separated.
     #[arg(long, env = "RINGBACK_REDIS_CHANNELS", value_delimiter = ',', default_value = defaults::REDIS_CHANNELS)]
     pub redis_channels: Vec<String>,
-    /// Prefix of Ringback's Redis keys (`<prefix>:log`, `<prefix>:last`).
+    /// Prefix of Ringback's Redis keys (`<prefix>:log`, `<prefix>:last`, `<prefix>:presence…`).
     #[arg(long, env = "RINGBACK_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
     /// Age after which the Redis log trims messages, e.g. `24h`, `30m`.

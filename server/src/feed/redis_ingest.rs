@@ -193,7 +193,8 @@ pub struct RedisSettings {
     pub url: String,
     /// Pub/Sub channels carrying seed-style messages.
     pub channels: Vec<String>,
-    /// Prefix of the keys (`<prefix>:log`, `<prefix>:last`); the `{…}` hash tag keeps them in
+    /// Prefix of the keys (`<prefix>:log`, `<prefix>:last`, `<prefix>:presence…`); the `{…}`
+    /// hash tag keeps them in
     /// one Redis Cluster slot.
     pub prefix: String,
     /// Log entries Redis keeps.
