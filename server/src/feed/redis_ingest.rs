@@ -194,8 +194,7 @@ pub struct RedisSettings {
     /// Pub/Sub channels carrying seed-style messages.
     pub channels: Vec<String>,
     /// Prefix of the keys (`<prefix>:log`, `<prefix>:last`, `<prefix>:presence…`); the `{…}`
-    /// hash tag keeps them in
-    /// one Redis Cluster slot.
+    /// hash tag keeps them in one Redis Cluster slot.
     pub prefix: String,
     /// Log entries Redis keeps.
     pub history: usize,
