@@ -145,6 +145,8 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
     let now = RwSignal::new(crate::time::unix_now());
     // Whether the server reaches its source (Redis); only a Redis-backed server says otherwise.
     let source_online = RwSignal::new(true);
+    // Why the server last shed or ended the stream, until it is live again.
+    let ended = RwSignal::new(String::new());
     let compose_channels = shown.clone();
     let publish_token = snapshot.publish_token;
 
@@ -163,7 +165,14 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
             names,
             cancel_rx,
             move |event| match event {
-                LiveEvent::Open => state.set(ConnState::Live),
+                LiveEvent::Open => {
+                    ended.set(String::new());
+                    state.set(ConnState::Live);
+                }
+                LiveEvent::Ended(reason) => {
+                    ended.set(reason);
+                    state.set(ConnState::Reconnecting);
+                }
                 LiveEvent::Reconnecting => state.set(ConnState::Reconnecting),
                 LiveEvent::Channel(name) => ensure_channel(channels, &name),
                 LiveEvent::Message(message) => deliver(channels, message, per_channel),
@@ -199,6 +208,9 @@ fn Feed(snapshot: Snapshot, reload: impl Fn() + Send + Sync + 'static) -> impl I
             <h1>"Ringback"</h1>
             <span class="state" data-state=move || state.get().word()>
                 {move || state.get().word()}
+            </span>
+            <span class="reason" data-reason=move || ended.get()>
+                {move || ended_words(&ended.get())}
             </span>
             <Show when=move || !source_online.get()>
                 <span class="source" data-source="offline" title="The server cannot reach Redis: \
@@ -282,6 +294,18 @@ fn compose_html(channels: &[String], token: bool) -> String {
     format!(
         r#"<form class="compose" aria-label="Publish a message"><input name="channel" list="ringback-channels" value="{first}" required maxlength="64" pattern="[A-Za-z0-9_\-]+" aria-label="Channel"><datalist id="ringback-channels">{options}</datalist><input name="text" required autocomplete="off" placeholder="Message" aria-label="Message">{token}<button type="submit">Send</button><p class="status" role="status"></p></form>"#
     )
+}
+
+/// What the header says of a stream the server shed or ended (`ringback.refused`,
+/// `ringback.end`): its reason in words; nothing for a routine end.
+fn ended_words(reason: &str) -> &'static str {
+    match reason {
+        "subscribers" => "server full; retrying",
+        "subscribers_per_ip" => "too many streams from this address; retrying",
+        "draining" => "server restarting; reconnecting",
+        "token_expired" => "session expired; reconnecting",
+        _ => "",
+    }
 }
 
 /// Shows each box's subscribers across the feed: `counts` is the `ringback.presence` body's

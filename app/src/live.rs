@@ -8,7 +8,8 @@
 //! new channel is missed.
 
 use crate::message::{
-    Gap, Message, SourceState, EVENT_CHANNEL, EVENT_GAP, EVENT_PRESENCE, EVENT_SOURCE,
+    Gap, Message, SourceState, EVENT_CHANNEL, EVENT_END, EVENT_GAP, EVENT_PRESENCE, EVENT_REFUSED,
+    EVENT_SOURCE,
 };
 use futures::channel::oneshot;
 use futures::stream::{SelectAll, StreamExt};
@@ -39,14 +40,19 @@ pub enum LiveEvent {
     /// Subscribers per channel across the feed, all at once: the `subscribers` object of a
     /// [`crate::message::Presence`].
     Presence(js_sys::Object),
+    /// The server shed the stream or ended it on purpose, and why (`ringback.refused`,
+    /// `ringback.end`: `subscribers`, `draining`, `token_expired`, …); the browser comes back
+    /// after the `retry:` it was given.
+    Ended(String),
 }
 
 /// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event:
 /// only the channels in `followed` if any (the page's `?type=`), every one otherwise.
 ///
-/// The browser reconnects by itself after a network error, sending `Last-Event-ID`. When it gives
-/// up (an HTTP error closes the EventSource for good) this loop creates a new one from the last id
-/// it saw, with exponential backoff.
+/// The browser reconnects by itself after a network error or a stream the server ended (a shed
+/// one included), sending `Last-Event-ID`, after the server's `retry:`. When it gives up (an HTTP
+/// error closes the EventSource for good) this loop creates a new one from the last id it saw,
+/// with exponential backoff, jittered so the pages of one outage do not retry in step.
 pub async fn follow(
     mut last_id: Option<u64>,
     followed: Vec<String>,
@@ -80,6 +86,8 @@ pub async fn follow(
             EVENT_GAP,
             EVENT_SOURCE,
             EVENT_PRESENCE,
+            EVENT_REFUSED,
+            EVENT_END,
         ]
         .into_iter()
         .map(str::to_owned)
@@ -137,6 +145,13 @@ pub async fn follow(
                         on_event(LiveEvent::Source(SourceState { online }));
                     }
                 }
+                EVENT_REFUSED | EVENT_END => {
+                    if let Some(reason) =
+                        field(json(&event).as_ref(), "reason").and_then(|r| r.as_string())
+                    {
+                        on_event(LiveEvent::Ended(reason));
+                    }
+                }
                 EVENT_PRESENCE => {
                     let counts =
                         field(json(&event).as_ref(), "subscribers").and_then(|c| c.dyn_into().ok());
@@ -156,7 +171,7 @@ pub async fn follow(
         es.close();
         futures::select_biased! {
             _ = (&mut cancel).fuse() => return,
-            _ = sleep_ms(backoff).fuse() => {}
+            _ = sleep_ms(jittered(backoff)).fuse() => {}
         }
         backoff = (backoff * 2).min(RECONNECT_MAX_MS);
     }
@@ -177,6 +192,11 @@ fn json(event: &web_sys::MessageEvent) -> Option<wasm_bindgen::JsValue> {
 /// One field of a control event's JSON.
 fn field(body: Option<&wasm_bindgen::JsValue>, key: &str) -> Option<wasm_bindgen::JsValue> {
     js_sys::Reflect::get(body?, &key.into()).ok()
+}
+
+/// A delay drawn between half of `ms` and `ms`.
+fn jittered(ms: u32) -> u32 {
+    (f64::from(ms) * (0.5 + 0.5 * js_sys::Math::random())) as u32
 }
 
 async fn sleep_ms(ms: u32) {

@@ -29,6 +29,15 @@ pub const EVENT_SOURCE: &str = "ringback.source";
 /// stream and whenever they change, at most once per `--presence-interval`. No `id:` either.
 pub const EVENT_PRESENCE: &str = "ringback.presence";
 
+/// SSE event name of a stream shed instead of served (the server is full, this address holds
+/// its share, the server is draining): `{"reason":"<label>","retry_ms":<ms>}`, after a `retry:`
+/// of the same delay, then the stream ends. The browser reconnects by itself after that delay.
+pub const EVENT_REFUSED: &str = "ringback.refused";
+
+/// SSE event name of the last event of a stream the server ends on purpose: `{"reason":
+/// "token_expired" | "draining" | "max_age", "retry_ms":<ms>}`, after a `retry:` of that delay.
+pub const EVENT_END: &str = "ringback.end";
+
 /// Body of the `ringback.presence` event: every count at once, so a stream that missed one
 /// (a slow reader) is right again with the next.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

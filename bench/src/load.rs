@@ -425,8 +425,14 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<u64, Strin
     for n in 1..=count {
         tick.tick().await;
         let body = Bytes::from(load_message(n, &pad));
-        let (status, _) =
-            ringback::client::post_json(&mut sender, &authority, "/messages", body, None).await?;
+        let (status, _) = ringback::client::post_json(
+            &mut sender,
+            &authority,
+            "/messages",
+            body,
+            Default::default(),
+        )
+        .await?;
         if status.as_u16() != 202 {
             return Err(format!("publish {n} refused: {status}"));
         }

@@ -6,6 +6,7 @@ use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// An HTTP/1.1 connection to `base`'s host (keep-alive, `TCP_NODELAY`), and the authority to
@@ -29,20 +30,30 @@ pub async fn connect(
     Ok((sender, authority))
 }
 
-/// `POST`s a JSON `body` to `path` (with a bearer `token` if given) on a connection from
-/// [`connect`]; returns the status and the whole answer.
+/// How to send one publish: its bearer `token` and its `Idempotency-Key`, if any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PostOptions<'a> {
+    pub token: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// `POST`s a JSON `body` to `path` on a connection from [`connect`]; returns the status and the
+/// whole answer.
 pub async fn post_json(
     sender: &mut SendRequest<Full<Bytes>>,
     authority: &http::uri::Authority,
     path: &str,
     body: Bytes,
-    token: Option<&str>,
+    options: PostOptions<'_>,
 ) -> Result<(StatusCode, Bytes), String> {
     let mut request = Request::post(path)
         .header(header::HOST, authority.as_str())
         .header(header::CONTENT_TYPE, "application/json");
-    if let Some(token) = token {
+    if let Some(token) = options.token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(key) = options.idempotency_key {
+        request = request.header("idempotency-key", key);
     }
     let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
     let response = sender
@@ -60,6 +71,10 @@ pub async fn post_json(
 }
 
 /// Sends the message; returns the id the server assigned, or the server's error.
+///
+/// Every publish carries an `Idempotency-Key` (`--idempotency-key`, or a random one), so a
+/// publish that got no answer (a connection that failed, a server that died before it answered,
+/// a `503`) is sent again up to `--retries` times, with backoff, and still delivered once.
 pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     let data = if args.json {
         serde_json::from_str(&args.data).map_err(|e| format!("--json: not JSON: {e}"))?
@@ -75,28 +90,61 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     if base.scheme_str().is_some_and(|s| s != "http") {
         return Err(format!("--url {:?}: only http:// is supported", args.url));
     }
-    let (mut sender, authority) = connect(&base).await?;
+    let key = args.idempotency_key.clone().unwrap_or_else(|| {
+        format!(
+            "{:016x}{:016x}",
+            crate::runtime::jitter::random(),
+            crate::runtime::jitter::random()
+        )
+    });
     let path = format!("{}/messages", base.path().trim_end_matches('/'));
-    let (status, bytes) = post_json(
-        &mut sender,
-        &authority,
-        &path,
-        Bytes::from(body),
-        args.token.as_deref(),
-    )
-    .await?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    if status == StatusCode::ACCEPTED {
-        json.get("id")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| "no id in the answer".into())
-    } else {
-        let error = json
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("no details");
-        Err(format!(
-            "the server refused the message ({status}): {error}"
-        ))
+    let options = PostOptions {
+        token: args.token.as_deref(),
+        idempotency_key: Some(&key),
+    };
+    let mut attempt = 0;
+    loop {
+        let sent = async {
+            let (mut sender, authority) = connect(&base).await?;
+            post_json(
+                &mut sender,
+                &authority,
+                &path,
+                Bytes::from(body.clone()),
+                options,
+            )
+            .await
+        }
+        .await;
+        let retryable = match &sent {
+            Err(_) => true,
+            Ok((status, _)) => matches!(
+                *status,
+                StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::BAD_GATEWAY
+                    | StatusCode::GATEWAY_TIMEOUT
+            ),
+        };
+        if retryable && attempt < args.retries {
+            attempt += 1;
+            let full = Duration::from_millis(200) * 2u32.pow(attempt.min(6));
+            tokio::time::sleep(crate::runtime::jitter::between(full / 2, full)).await;
+            continue;
+        }
+        let (status, bytes) = sent?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        return if status == StatusCode::ACCEPTED {
+            json.get("id")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| "no id in the answer".into())
+        } else {
+            let error = json
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("no details");
+            Err(format!(
+                "the server refused the message ({status}): {error}"
+            ))
+        };
     }
 }

@@ -31,7 +31,25 @@ pub mod defaults {
     /// peers are found.
     pub const HEARTBEAT: Duration = Duration::from_secs(15);
     /// The `retry:` an SSE stream announces: how long EventSource waits before reconnecting.
+    /// Each stream's is drawn between this and twice this.
     pub const RETRY: Duration = Duration::from_millis(2000);
+    /// Longest life of one SSE stream; each ends after 80–100% of it, so connections rebalance
+    /// across servers after a deploy (BENCHMARKS.md, the rolling deploy).
+    pub const MAX_STREAM_AGE: Duration = Duration::from_secs(10 * 60);
+    /// On graceful shutdown, each SSE stream ends at a random moment within this, so the
+    /// server's clients reconnect (elsewhere) spread out rather than in one instant. Less than
+    /// `SHUTDOWN_GRACE`.
+    pub const DRAIN_WINDOW: Duration = Duration::from_secs(5);
+    /// Bytes per second that resuming streams may replay from history together; a resume beyond
+    /// it waits its turn, so thousands catching up at once leave the live streams their CPU.
+    pub const REPLAY_RATE: u64 = 64 * 1024 * 1024;
+    /// How long a publish's `Idempotency-Key` is remembered: a repeat within it is answered as
+    /// the first was and not delivered again.
+    pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(5 * 60);
+    /// Idempotency keys remembered at once; beyond it the oldest are forgotten early.
+    pub const IDEMPOTENCY_KEYS: usize = 100_000;
+    /// Longest `Idempotency-Key` accepted, in bytes (`400` beyond it).
+    pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
     /// How many messages each channel's box keeps on the page.
     pub const UI_MESSAGES: usize = 50;
     /// How often the demo source publishes.
@@ -46,9 +64,14 @@ pub mod defaults {
     /// directory).
     pub const DATA_DIR: &str = ".ringback";
     /// Time a new connection has, from accept, to send a whole request head: the HTTP/1.1 head,
-    /// or the TLS handshake plus the HTTP/2 connection preface. Also hyper's wait for each later
-    /// HTTP/1.1 head on a kept-alive connection (Apache's keep-alive default is 5 s too).
+    /// or the TLS handshake plus the HTTP/2 connection preface. On a kept-alive HTTP/1.1
+    /// connection, the time a later request head has from its first byte.
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long a kept-alive HTTP/1.1 connection may wait for its next request (nginx's
+    /// `keepalive_timeout` is 75 s too): long enough for a publisher's connection pool, which
+    /// sends on a connection it believes open. Idle connections still count against
+    /// `MAX_CONNECTIONS`, and are closed first when the server holds that many.
+    pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(75);
     /// Time a request body has to arrive whole, from the end of its head.
     pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
     /// Bytes per second a request body must keep up after its first second; a body that drips
@@ -67,7 +90,7 @@ pub mod defaults {
     /// New channels one credential may create in a burst above the rate.
     pub const NEW_CHANNEL_BURST: u32 = 10;
     /// An HTTP/2 connection with no stream in flight for this long is closed (GOAWAY). An
-    /// HTTP/1.1 connection waits for its next request at most `HEADER_READ_TIMEOUT`.
+    /// HTTP/1.1 connection waits for its next request at most `KEEP_ALIVE_TIMEOUT`.
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
     /// HTTP/2 streams one client may have open at once (SSE subscriptions count).
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -168,6 +191,8 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
     #[command(flatten, next_help_heading = "Client limits")]
     pub limits: LimitArgs,
+    #[command(flatten, next_help_heading = "Idempotent publishing")]
+    pub idempotency: IdempotencyArgs,
     #[command(flatten, next_help_heading = "Request bodies")]
     pub body: BodyArgs,
     #[command(flatten, next_help_heading = "Page and demo")]
@@ -191,6 +216,7 @@ impl Default for ServeArgs {
             presence: PresenceArgs::default(),
             auth: AuthArgs::default(),
             limits: LimitArgs::default(),
+            idempotency: IdempotencyArgs::default(),
             body: BodyArgs::default(),
             site: SiteArgs::default(),
             transport: TransportArgs::default(),
@@ -239,13 +265,23 @@ pub struct EventArgs {
     /// SSE heartbeat interval when idle, e.g. `15s`, `500ms`.
     #[arg(long, env = "RINGBACK_HEARTBEAT", value_parser = parse_duration, default_value = "15s")]
     pub heartbeat: Duration,
-    /// Reconnect delay announced to EventSource (`retry:`), e.g. `2s`.
+    /// Reconnect delay announced to EventSource (`retry:`), e.g. `2s`; each stream's is drawn
+    /// between this and twice this, so clients do not all come back in the same instant.
     #[arg(long, env = "RINGBACK_RETRY", value_parser = parse_duration, default_value = "2s")]
     pub retry: Duration,
-    /// Longest life of one SSE stream, e.g. `30m`; each stream ends after 80–100% of it (at
-    /// random), so clients reconnect, and rebalance, a few at a time. `0`: no limit.
-    #[arg(long, env = "RINGBACK_MAX_STREAM_AGE", value_parser = parse_duration, default_value = "0s")]
+    /// Longest life of one SSE stream, e.g. `10m`; each stream ends after 80–100% of it (at
+    /// random), so clients reconnect, and rebalance across servers, a few at a time. `0`: no
+    /// limit.
+    #[arg(long, env = "RINGBACK_MAX_STREAM_AGE", value_parser = parse_duration, default_value = "10m")]
     pub max_stream_age: Duration,
+    /// On graceful shutdown, each SSE stream ends at a random moment within this, e.g. `5s`
+    /// (less than `--shutdown-grace`).
+    #[arg(long, env = "RINGBACK_DRAIN_WINDOW", value_parser = parse_duration, default_value = "5s")]
+    pub drain_window: Duration,
+    /// Bytes per second resuming streams may replay from history, all together (a resume beyond
+    /// it waits its turn; live streams never wait). 0: no limit.
+    #[arg(long, env = "RINGBACK_REPLAY_RATE", default_value_t = defaults::REPLAY_RATE)]
+    pub replay_rate: u64,
     /// Channels one subscriber may name in `?type=` filters.
     #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
     pub max_filter_channels: usize,
@@ -256,7 +292,9 @@ impl Default for EventArgs {
         EventArgs {
             heartbeat: defaults::HEARTBEAT,
             retry: defaults::RETRY,
-            max_stream_age: Duration::ZERO,
+            max_stream_age: defaults::MAX_STREAM_AGE,
+            drain_window: defaults::DRAIN_WINDOW,
+            replay_rate: defaults::REPLAY_RATE,
             max_filter_channels: defaults::MAX_FILTER_CHANNELS,
         }
     }
@@ -373,6 +411,32 @@ impl Default for LimitArgs {
     }
 }
 
+/// Idempotent publishing: how long, and how many, `Idempotency-Key`s are remembered.
+#[derive(Debug, Clone, Args)]
+pub struct IdempotencyArgs {
+    /// How long a publish's `Idempotency-Key` is remembered (a repeat within it is answered as
+    /// the first was, and not delivered again), e.g. `5m`.
+    #[arg(long, env = "RINGBACK_IDEMPOTENCY_WINDOW", value_parser = parse_duration, default_value = "5m")]
+    pub idempotency_window: Duration,
+    /// Idempotency keys remembered at once (the oldest are forgotten early beyond it; 0: none
+    /// are remembered).
+    #[arg(long, env = "RINGBACK_IDEMPOTENCY_KEYS", default_value_t = defaults::IDEMPOTENCY_KEYS)]
+    pub idempotency_keys: usize,
+    /// Longest `Idempotency-Key` accepted, in bytes (`400` beyond it).
+    #[arg(long, env = "RINGBACK_MAX_IDEMPOTENCY_KEY_BYTES", default_value_t = defaults::MAX_IDEMPOTENCY_KEY_BYTES)]
+    pub max_idempotency_key_bytes: usize,
+}
+
+impl Default for IdempotencyArgs {
+    fn default() -> Self {
+        IdempotencyArgs {
+            idempotency_window: defaults::IDEMPOTENCY_WINDOW,
+            idempotency_keys: defaults::IDEMPOTENCY_KEYS,
+            max_idempotency_key_bytes: defaults::MAX_IDEMPOTENCY_KEY_BYTES,
+        }
+    }
+}
+
 /// Request bodies: how long they may take.
 #[derive(Debug, Clone, Args)]
 pub struct BodyArgs {
@@ -426,10 +490,15 @@ pub struct TransportArgs {
     #[arg(long, env = "RINGBACK_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Time from accept to a whole request head: the HTTP/1.1 head, or the TLS handshake plus
-    /// the HTTP/2 preface; also each later HTTP/1.1 head on a kept-alive connection, e.g. `5s`.
+    /// the HTTP/2 preface; on a kept-alive HTTP/1.1 connection, a later head's time from its
+    /// first byte, e.g. `5s`.
     #[arg(long, alias = "tls-handshake-timeout", env = "RINGBACK_HEADER_READ_TIMEOUT",
           value_parser = parse_duration, default_value = "5s")]
     pub header_read_timeout: Duration,
+    /// HTTP/1.1: how long a kept-alive connection may wait for its next request, e.g. `75s`.
+    /// Idle connections are closed first when the server holds `--max-connections`.
+    #[arg(long, env = "RINGBACK_KEEP_ALIVE_TIMEOUT", value_parser = parse_duration, default_value = "75s")]
+    pub keep_alive_timeout: Duration,
     /// A socket write that makes no progress for this long closes the connection, e.g. `30s`.
     #[arg(long, env = "RINGBACK_WRITE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub write_timeout: Duration,
@@ -466,6 +535,7 @@ impl Default for TransportArgs {
         TransportArgs {
             max_connections: defaults::MAX_CONNECTIONS,
             header_read_timeout: defaults::HEADER_READ_TIMEOUT,
+            keep_alive_timeout: defaults::KEEP_ALIVE_TIMEOUT,
             write_timeout: defaults::WRITE_TIMEOUT,
             max_write_buffer: defaults::MAX_WRITE_BUFFER,
             max_connection_buffer: defaults::MAX_CONNECTION_BUFFER,
@@ -610,6 +680,14 @@ pub struct PublishArgs {
     /// Bearer token, when the server requires one (`--publish-token` there).
     #[arg(long, env = "RINGBACK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The publish's `Idempotency-Key` (default: a random one): sent again with the same key,
+    /// within the server's `--idempotency-window`, it is delivered once.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Times to send the publish again when it got no answer (no connection, `503`, `502`,
+    /// `504`), with backoff; the key makes that safe.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
 }
 
 impl ServeArgs {

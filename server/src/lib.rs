@@ -7,11 +7,12 @@
 //! ```text
 //! config, metrics        settings and counters; import nothing from the crate
 //! runtime/               cancellation, jitter, signals, process stats, digests, cookies,
-//!                        what a connection tells its requests
+//!                        what a connection tells its requests, log lines that do not amplify
 //! feed/                  the broadcast list, the frame encoder, channels, the source
-//!                        (in-process bus or Redis), presence (subscriber counts), the demo
+//!                        (in-process bus or Redis), idempotency keys, presence (subscriber
+//!                        counts), the demo
 //! api/     site/         the Router's handlers (events, publish, channels, metrics, health; auth,
-//!                        limits, guard, errors) | the asset manifest and push policy
+//!                        limits, guard, refusals) | the asset manifest and push policy
 //! transport/             accept loop, listener, TLS, HTTP/1.1 and HTTP/2 drivers; a driver
 //!                        gets a `Transport` (the Router as a service), never the API
 //! server                 the composition root: builds the parts and wires them
@@ -35,6 +36,7 @@ mod transport;
 // What the binaries, tests, benches and fuzz targets reach of the layers, and nothing more.
 pub use api::events::{parse_last_event_id, SubscribeParams};
 pub use api::publish::PublishRequest;
+pub use api::refusal::Reason;
 pub use feed::broadcast::{BroadcastList, Start};
 pub use feed::frame::{encode_message, object_members};
 pub use feed::redis_ingest::{normalise, split_message};

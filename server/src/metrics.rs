@@ -22,21 +22,12 @@ pub struct Metrics {
     /// Log entries this server wrote that did not reach `--redis-min-replicas` replicas in time
     /// (their publishes answered 503).
     pub redis_unreplicated: AtomicU64,
-    /// Inputs refused, by reason.
-    pub rejected_bad_json: AtomicU64,
-    pub rejected_bad_type: AtomicU64,
-    pub rejected_too_large: AtomicU64,
-    pub rejected_too_many_channels: AtomicU64,
-    pub rejected_unauthorized: AtomicU64,
-    pub rejected_forbidden: AtomicU64,
-    pub rejected_rate_limited: AtomicU64,
-    pub rejected_new_channel_rate: AtomicU64,
-    /// Subscriptions refused, by reason.
-    pub refused_subscribers: AtomicU64,
-    pub refused_subscribers_per_ip: AtomicU64,
-    pub refused_unauthorized: AtomicU64,
-    pub refused_forbidden: AtomicU64,
-    pub refused_bad_request: AtomicU64,
+    /// `POST /messages` refused, by `api::refusal::Reason` (its index).
+    pub rejected: ByReason,
+    /// `GET /messages` refused or shed, by `api::refusal::Reason`.
+    pub refused: ByReason,
+    /// Redis Pub/Sub payloads dropped, by `feed::broadcast::Rejected` (its index).
+    pub redis_rejected: ByReason,
     /// Connections and requests cut by a bound on what a peer may cost, by bound: no whole
     /// request head within `--header-read-timeout`, no whole body within `--body-timeout` or a
     /// body slower than `--min-body-rate`, an HTTP/2 connection over `--max-connection-buffer`.
@@ -44,6 +35,10 @@ pub struct Metrics {
     pub cut_body_timeout: AtomicU64,
     pub cut_min_body_rate: AtomicU64,
     pub cut_max_connection_buffer: AtomicU64,
+    /// Kept-alive HTTP/1.1 connections closed after `--keep-alive-timeout` without a request,
+    /// and idle ones closed early to make room when the server held `--max-connections`.
+    pub cut_keep_alive_timeout: AtomicU64,
+    pub idle_reclaimed: AtomicU64,
     /// HTTP/1.1 requests refused (`400`) for having no `Host` header, or several.
     pub bad_host: AtomicU64,
     /// Idle channels forgotten (see `--channel-idle`).
@@ -64,33 +59,43 @@ pub struct Metrics {
     pub presence_report_failures: AtomicU64,
     /// Connections open now.
     pub connections: AtomicUsize,
+    /// Event streams the server ended on purpose, by why: its subscriber's JWT expired, the
+    /// server drained, the stream reached `--max-stream-age`.
+    pub ends_token_expired: AtomicU64,
+    pub ends_draining: AtomicU64,
+    pub ends_max_age: AtomicU64,
+    /// Publishes answered from an earlier one with the same `Idempotency-Key` (not delivered
+    /// again), and keys forgotten before their window because the table was full.
+    pub idempotent_replays: AtomicU64,
+    pub idempotency_evictions: AtomicU64,
+    /// Resumes that waited for the replay budget (`--replay-rate`), and the bytes replayed.
+    pub replay_waits: AtomicU64,
+    pub replay_bytes: AtomicU64,
 }
 
-impl Metrics {
-    /// Counts one refused input under `reason` (the labels of `feed::broadcast::Rejected`).
-    pub fn reject(&self, reason: &str) {
-        let counter = match reason {
-            "bad_json" => &self.rejected_bad_json,
-            "bad_type" => &self.rejected_bad_type,
-            "too_large" => &self.rejected_too_large,
-            "unauthorized" => &self.rejected_unauthorized,
-            "forbidden" => &self.rejected_forbidden,
-            "rate_limited" => &self.rejected_rate_limited,
-            "new_channel_rate" => &self.rejected_new_channel_rate,
-            _ => &self.rejected_too_many_channels,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+/// Most reasons a family of refusals counts (`api::refusal::Reason`, `feed::broadcast::Rejected`).
+pub const REASONS: usize = 32;
+
+/// One counter per reason of a family, indexed by the reason's position in its declaration.
+#[derive(Debug)]
+pub struct ByReason([AtomicU64; REASONS]);
+
+impl Default for ByReason {
+    fn default() -> Self {
+        ByReason(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl ByReason {
+    /// Counts one under the reason at `index` (beyond the table: nothing, and a test fails).
+    pub fn add(&self, index: usize) {
+        if let Some(counter) = self.0.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// Counts one refused subscription under `reason`.
-    pub fn refuse(&self, reason: &str) {
-        let counter = match reason {
-            "subscribers" => &self.refused_subscribers,
-            "subscribers_per_ip" => &self.refused_subscribers_per_ip,
-            "unauthorized" => &self.refused_unauthorized,
-            "forbidden" => &self.refused_forbidden,
-            _ => &self.refused_bad_request,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// The count of the reason at `index`.
+    pub fn get(&self, index: usize) -> u64 {
+        self.0.get(index).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 }

@@ -3,10 +3,11 @@
 //! that carries it. Only `main.rs` (and the tests) use it.
 
 use crate::api::auth::Auth;
-use crate::api::limits::{PublishRate, SubscriberLimits};
+use crate::api::limits::{PublishRate, ReplayBudget, SubscriberLimits};
 use crate::api::{guard, trace, ApiState};
 use crate::config::ServeArgs;
 use crate::feed::broadcast::BroadcastList;
+use crate::feed::idempotency::IdempotencyKeys;
 use crate::feed::redis_ingest::{RedisIngest, RedisSettings};
 use crate::feed::source::Source;
 use crate::metrics::Metrics;
@@ -58,6 +59,8 @@ pub enum StartError {
     #[error("Redis: {0}")]
     Redis(String),
     #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
     Runtime(std::io::Error),
 }
 
@@ -92,15 +95,30 @@ impl AppState {
     /// Fails only on a configuration it cannot use (a malformed Redis URL, an unreadable JWT
     /// key, a bad channel pattern or origin).
     pub fn new(config: ServeArgs, leptos: LeptosOptions) -> Result<Self, StartError> {
+        let events = &config.events;
+        if events.drain_window >= config.transport.shutdown_grace {
+            return Err(StartError::Config(format!(
+                "--drain-window ({:?}) must be shorter than --shutdown-grace ({:?}): streams end \
+                 within the window, and the grace waits for them",
+                events.drain_window, config.transport.shutdown_grace
+            )));
+        }
         let metrics = Arc::new(Metrics::default());
         let auth = Auth::from_args(&config.auth).map_err(StartError::Auth)?;
         let cors = cors(&config.limits.cors_origins)?;
         let redis_url = config.redis.url();
         let feed = feed(&config, redis_url.is_some(), &auth, metrics.clone());
         let source = match redis_url {
-            None => Source::Embedded(feed.clone()),
+            None => Source::Embedded(
+                feed.clone(),
+                Arc::new(IdempotencyKeys::new(
+                    config.idempotency.clone(),
+                    metrics.clone(),
+                )),
+            ),
             Some(url) => {
-                let settings = RedisSettings::new(url, &config.redis, &config.feed);
+                let settings =
+                    RedisSettings::new(url, &config.redis, &config.feed, &config.idempotency);
                 let redis = RedisIngest::new(settings, feed.clone(), metrics.clone())
                     .map_err(StartError::Redis)?;
                 Source::Redis(redis)
@@ -121,6 +139,9 @@ impl AppState {
                 limits.new_channel_rate / 60.0,
                 limits.new_channel_burst,
             )),
+            replay: Arc::new(ReplayBudget::new(config.events.replay_rate)),
+            refusals: Arc::default(),
+            logs: Arc::default(),
             config: Arc::new(config),
             metrics,
             shutdown: CancelToken::new(),
@@ -317,6 +338,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
         push: state.push.clone(),
         settings: Arc::new(api.config.transport.clone()),
         shutdown: api.shutdown.clone(),
+        idle: Default::default(),
         metrics: api.metrics.clone(),
     };
     accept::serve(listener, transport, shutdown).await;

@@ -108,9 +108,20 @@ impl Publisher {
     }
 }
 
+/// What a subscriber's credential grants: the private channels it may read, and until when
+/// (the JWT's `exp`, Unix ms; `None` without a token).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reader {
+    pub grants: ChannelSet,
+    pub expires: Option<u64>,
+}
+
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    /// Required by the validation (a token without one is refused as such, not as malformed);
+    /// kept so a stream ends when its token does.
+    exp: Option<u64>,
     #[serde(default)]
     ringback: Grants,
 }
@@ -241,12 +252,12 @@ impl Auth {
         &self,
         query_token: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<ChannelSet, AuthError> {
+    ) -> Result<Reader, AuthError> {
         if self.private.is_empty() {
             // Nothing a credential could grant: the feed is all public, so a client that sends
             // one anyway (an app's `Authorization` on every request, its publish token) is not
             // refused for it.
-            return Ok(ChannelSet::default());
+            return Ok(Reader::default());
         }
         let explicit = query_token
             .or_else(|| bearer(headers))
@@ -257,16 +268,20 @@ impl Auth {
         match crate::runtime::cookie::values(headers, TOKEN_COOKIE).find(|t| !t.is_empty()) {
             Some(token) => Ok(self.grants(token).unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "subscriber cookie not accepted; public channels only");
-                ChannelSet::default()
+                Reader::default()
             })),
-            None => Ok(ChannelSet::default()),
+            None => Ok(Reader::default()),
         }
     }
 
-    fn grants(&self, token: &str) -> Result<ChannelSet, AuthError> {
+    fn grants(&self, token: &str) -> Result<Reader, AuthError> {
         let claims = self.decode(token)?;
-        ChannelSet::parse(&claims.ringback.subscribe)
-            .map_err(|_| AuthError::Invalid("bad channel pattern in the `ringback` claim"))
+        let grants = ChannelSet::parse(&claims.ringback.subscribe)
+            .map_err(|_| AuthError::Invalid("bad channel pattern in the `ringback` claim"))?;
+        Ok(Reader {
+            grants,
+            expires: claims.exp.map(|exp| exp.saturating_mul(1000)),
+        })
     }
 
     fn decode(&self, token: &str) -> Result<Claims, AuthError> {
@@ -281,6 +296,9 @@ impl Auth {
         .ok_or(AuthError::Invalid("JWT algorithm not accepted"))?;
         let mut validation = Validation::new(header.alg);
         validation.validate_nbf = true;
+        // A credential is honoured for its lifetime only: no grace after `exp` (the library's
+        // default is a minute), as a stream it opened ends at `exp` too.
+        validation.leeway = 0;
         match &self.audience {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
@@ -418,11 +436,12 @@ mod tests {
             with(header::AUTHORIZATION, "Bearer s3cret"),
             with(header::AUTHORIZATION, "Bearer not-a-jwt"),
         ] {
-            assert!(auth.reader(None, &headers).unwrap().is_empty());
+            assert!(auth.reader(None, &headers).unwrap().grants.is_empty());
         }
         assert!(auth
             .reader(Some("garbage"), &HeaderMap::new())
             .unwrap()
+            .grants
             .is_empty());
     }
 
@@ -504,7 +523,8 @@ mod tests {
             SECRET,
         );
         let none = auth.reader(None, &HeaderMap::new()).unwrap();
-        assert!(none.is_empty());
+        assert!(none.grants.is_empty());
+        assert_eq!(none.expires, None);
         for grants in [
             auth.reader(Some(&token), &HeaderMap::new()).unwrap(),
             auth.reader(
@@ -521,8 +541,13 @@ mod tests {
             )
             .unwrap(),
         ] {
-            assert!(grants.contains("secret-a"));
-            assert!(!grants.contains("secret-b"));
+            assert!(grants.grants.contains("secret-a"));
+            assert!(!grants.grants.contains("secret-b"));
+            assert_eq!(
+                grants.expires,
+                Some(in_an_hour() * 1000),
+                "the token's `exp`"
+            );
         }
         assert!(auth.reader(Some("garbage"), &HeaderMap::new()).is_err());
         let expired = hs256(
@@ -535,7 +560,13 @@ mod tests {
             .is_err());
         // A stale cookie falls back to the public channels rather than refusing the stream.
         let stale = with(header::COOKIE, &format!("{TOKEN_COOKIE}={expired}"));
-        assert!(auth.reader(None, &stale).unwrap().is_empty());
+        assert!(auth.reader(None, &stale).unwrap().grants.is_empty());
+        // No grace after `exp`: a token that expired a second ago is refused.
+        let just_expired = hs256(
+            json!({"exp": app::time::unix_now() / 1000 - 1, "ringback": {"subscribe": ["*"]}}),
+            SECRET,
+        );
+        assert!(auth.reader(Some(&just_expired), &HeaderMap::new()).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! bearer header or the subscriber cookie, as for `GET /messages`). The counts are the ones the
 //! streams receive as `ringback.presence` events, gathered every `--presence-interval`.
 
-use crate::api::error::AppError;
+use crate::api::refusal::Refusal;
 use crate::api::state::ApiState;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -35,8 +35,8 @@ pub async fn list(
     State(state): State<ApiState>,
     Query(query): Query<ChannelsQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<ChannelInfo>>, AppError> {
-    let grants = state.auth.reader(query.token.as_deref(), &headers)?;
+) -> Result<Json<Vec<ChannelInfo>>, Refusal> {
+    let grants = state.auth.reader(query.token.as_deref(), &headers)?.grants;
     let presence = state.feed.presence();
     let channels = state
         .feed

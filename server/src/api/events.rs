@@ -4,18 +4,29 @@
 //! (encoded once, by [`crate::feed::frame`]), adds a `retry:` and heartbeats of its own, and
 //! stops on shutdown, on a cut-off, or when the client goes away (the driver drops the body,
 //! which drops the subscription).
+//!
+//! **Over days.** Every stream announces a `retry:` drawn between 1× and 2× `--retry`, so the
+//! browsers of a crashed server do not all come back in the same instant. A stream the server
+//! ends on purpose says why in a last `ringback.end` event with its own `retry:` ([`Ending`]):
+//! its subscriber's JWT expired (a stream granted private channels lives no longer than the
+//! token that granted them), the server is draining (each stream ends at a random moment within
+//! `--drain-window`, not all at once), or it reached `--max-stream-age` (so connections
+//! rebalance across servers). A subscription the server cannot take now is shed (see
+//! `api::refusal`).
 
-use crate::api::auth::AuthError;
-use crate::api::error::AppError;
-use crate::api::limits::{self, SubscriberPermit};
+use crate::api::limits::{self, ReplayBudget, SubscriberPermit};
+use crate::api::refusal::{Reason, Refusal};
 use crate::api::state::ApiState;
 use crate::config::ServeArgs;
 use crate::feed::broadcast::{Start, Subscription};
 use crate::feed::channels::ChannelSet;
+use crate::feed::frame;
+use crate::metrics::Metrics;
 use crate::runtime::cancel::{CancelToken, Cancelled};
 use crate::runtime::connection::{ClientAddr, ConnectionCut, StreamCut};
 use crate::runtime::jitter;
-use app::message::{validate_channel, Gap, EVENT_GAP, EVENT_SOURCE};
+use crate::runtime::log_summary::LogSummary;
+use app::message::{validate_channel, Gap, EVENT_END};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Version};
@@ -23,34 +34,65 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-/// A comment line: ignored by EventSource, keeps proxies and NATs from closing an idle stream.
-const HEARTBEAT: &[u8] = b":\n\n";
-
 /// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first bytes of a
 /// stream. Sent at once so the browser sees the stream open without waiting for a message.
 ///
-/// Behind Redis, the source's state follows (see [`source_event`]).
+/// Behind Redis, the source's state follows.
 fn preamble(retry: Duration, gap: Option<&Gap>, online: Option<bool>) -> Bytes {
-    let mut out = format!("retry: {}\n\n", retry.as_millis());
+    let mut out = frame::encode_retry(retry);
     if let Some(gap) = gap {
-        let json = serde_json::to_string(gap).unwrap_or_else(|_| "{}".to_owned());
-        out.push_str(&format!("event: {EVENT_GAP}\ndata: {json}\n\n"));
+        out.push_str(&frame::encode_gap(gap));
     }
     if let Some(online) = online {
-        out.push_str(&source_event(online));
+        out.push_str(&frame::encode_source(online));
     }
     Bytes::from(out)
 }
 
-/// The `ringback.source` event: whether this server reaches its source (Redis) now. It carries
-/// no `id:`, so it never moves the client's `Last-Event-ID`.
-fn source_event(online: bool) -> String {
-    format!("event: {EVENT_SOURCE}\ndata: {{\"online\":{online}}}\n\n")
+/// Why the server ends a stream on purpose, and when it asks the client back: each ending's
+/// `retry:` is drawn between `min`× and `max`× `--retry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The JWT that granted the stream's private channels expired: back soon, with the
+    /// refreshed cookie (or without the private channels).
+    TokenExpired,
+    /// The server is shutting down: back elsewhere, spread out.
+    Draining,
+    /// `--max-stream-age`: back soon (anywhere: this is how connections rebalance).
+    MaxAge,
+}
+
+impl Ending {
+    /// The `reason` of its `ringback.end` event.
+    pub fn label(self) -> &'static str {
+        match self {
+            Ending::TokenExpired => "token_expired",
+            Ending::Draining => "draining",
+            Ending::MaxAge => "max_age",
+        }
+    }
+
+    /// The range its `retry:` is drawn from, in multiples of `--retry`.
+    fn retry_range(self) -> (f64, f64) {
+        match self {
+            Ending::TokenExpired | Ending::MaxAge => (0.25, 1.0),
+            Ending::Draining => (1.0, 3.0),
+        }
+    }
+
+    fn counter(self, metrics: &Metrics) -> &std::sync::atomic::AtomicU64 {
+        match self {
+            Ending::TokenExpired => &metrics.ends_token_expired,
+            Ending::Draining => &metrics.ends_draining,
+            Ending::MaxAge => &metrics.ends_max_age,
+        }
+    }
 }
 
 /// What a subscriber asked for, parsed from the query and headers.
@@ -67,34 +109,36 @@ pub struct SubscribeParams {
     pub token: Option<String>,
 }
 
+fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Refusal {
+    Refusal::new(Reason::BadRequest, message)
+}
+
 impl SubscribeParams {
     /// `Last-Event-ID` (header first, then `lastEventId` in the query) and `type` filters.
     pub fn parse(
         query: Option<&str>,
         headers: &HeaderMap,
         max_types: usize,
-    ) -> Result<Self, AppError> {
+    ) -> Result<Self, Refusal> {
         let mut params = SubscribeParams::default();
         let mut query_last = None;
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match &*key {
                 "type" => {
                     validate_channel(&value)
-                        .map_err(|e| AppError::BadRequest(format!("bad `type` filter: {e}")))?;
+                        .map_err(|e| bad_request(format!("bad `type` filter: {e}")))?;
                     if !params.types.iter().any(|t| *t == value) {
                         params.types.push(value.into_owned());
                     }
                     if params.types.len() > max_types {
-                        return Err(AppError::BadRequest(format!(
+                        return Err(bad_request(format!(
                             "at most {max_types} `type` filters per subscription"
                         )));
                     }
                 }
                 "lastEventId" => query_last = Some(value.into_owned()),
                 "since" => {
-                    let bad = || {
-                        AppError::BadRequest("`since` must be a Unix time in milliseconds".into())
-                    };
+                    let bad = || bad_request("`since` must be a Unix time in milliseconds");
                     if value.is_empty()
                         || value.len() > 20
                         || !value.bytes().all(|b| b.is_ascii_digit())
@@ -118,28 +162,38 @@ impl SubscribeParams {
 }
 
 /// A `Last-Event-ID` is a feed id: a decimal number, nothing else.
-pub fn parse_last_event_id(raw: &str) -> Result<u64, AppError> {
+pub fn parse_last_event_id(raw: &str) -> Result<u64, Refusal> {
     let raw = raw.trim();
     if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::BadRequest(
-            "`Last-Event-ID` must be a decimal message id".into(),
-        ));
+        return Err(bad_request("`Last-Event-ID` must be a decimal message id"));
     }
     raw.parse()
-        .map_err(|_| AppError::BadRequest("`Last-Event-ID` is out of range".into()))
+        .map_err(|_| bad_request("`Last-Event-ID` is out of range"))
 }
 
 /// `GET /messages`: the event stream.
 ///
-/// Refusals, each counted by reason: `400` for a malformed query or `Last-Event-ID`, `401` for
-/// a bad credential, `403` for a `type` filter naming a private channel the credential does not
-/// grant, `429` beyond the subscribers per address, `503` beyond the subscribers in total.
-pub async fn subscribe(State(state): State<ApiState>, req: Request) -> Result<Response, AppError> {
+/// Refused for good, each counted by reason: `400` for a malformed query or `Last-Event-ID`,
+/// `401` for a bad credential, `403` for a `type` filter naming a private channel the credential
+/// does not grant. Shed (`200`, `retry:`, `ringback.refused`, the end; counted too): beyond the
+/// subscribers per address or in total, and while the server drains.
+pub async fn subscribe(State(state): State<ApiState>, req: Request) -> Response {
+    match admit(&state, &req) {
+        Ok(admitted) => stream(&state, &req, admitted),
+        Err(refusal) => refusal
+            .counted(&state.metrics.refused, &state.refusals)
+            .into_response(),
+    }
+}
+
+/// The event stream of an admitted subscriber.
+fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     let Admitted {
         params,
         grants,
+        expires,
         permit,
-    } = admit(&state, &req)?;
+    } = admitted;
     // An HTTP/1.1 connection's own token, so a cut-off closes the socket even if hyper has
     // stopped polling this body; otherwise a fresh one, handed to the HTTP/2 driver with the
     // response (`StreamCut`) so it resets this stream.
@@ -155,79 +209,122 @@ pub async fn subscribe(State(state): State<ApiState>, req: Request) -> Result<Re
     };
     let filter = (!params.types.is_empty()).then_some(params.types);
     let grants = (!grants.is_empty()).then(|| Arc::new(grants));
+    let newest = state.feed.newest_id();
     let (sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
     if let Some(gap) = &gap {
-        tracing::info!(after = gap.after, oldest = ?gap.oldest, "resume beyond history; client told of the gap");
+        let (after, oldest) = (gap.after, gap.oldest);
+        state
+            .logs
+            .gaps
+            .note(|| format!("after {after}, oldest held {oldest:?}"));
     }
+    // A resume with messages to replay pays for them from the shared budget until it has
+    // caught up with what was the newest when it came.
+    let replay = (start != Start::Live && sub.cursor() < newest).then_some(newest);
     let mut source = state.source.watch_online();
     let online = source.as_mut().map(|s| *s.borrow_and_update());
+    let events = &state.config.events;
+    let settings = StreamSettings {
+        heartbeat: events.heartbeat,
+        retry: events.retry,
+        drain_window: events.drain_window,
+        batch: batch(req.version(), &state.config),
+    };
+    // Every stream's `retry:` is its own, so a fleet's reconnections spread out.
+    let retry = jitter::between(events.retry, events.retry * 2);
+    let mut ends = Ends::never();
+    if !events.max_stream_age.is_zero() {
+        ends.at(max_age_end(events.max_stream_age), Ending::MaxAge);
+    }
+    if let Some(expires) = expires {
+        ends.at(expires, Ending::TokenExpired);
+    }
     let stream = EventStream::new(
         sub,
-        preamble(state.config.events.retry, gap.as_ref(), online),
-        state.config.events.heartbeat,
-        cut.clone(),
-        &state.shutdown,
+        preamble(retry, gap.as_ref(), online),
+        settings,
+        Tokens {
+            cut: cut.clone(),
+            shutdown: state.shutdown.clone(),
+        },
         source,
-        state.config.events.retry,
-        ends_at(state.config.events.max_stream_age),
+        ends,
+        Catchup {
+            until: replay,
+            budget: state.replay.clone(),
+            ready: None,
+        },
         permit,
-        batch(req.version(), &state.config),
+        Reporter {
+            metrics: state.metrics.clone(),
+            expiries: state.logs.expiries.clone(),
+        },
     );
-    Ok(event_stream_response(stream, cut))
+    event_stream_response(stream, cut)
+}
+
+/// When a stream opened now reaches its `max_age`: after 80–100% of it, at random, so the
+/// streams opened together (after a deploy) do not all end together.
+fn max_age_end(max_age: Duration) -> Instant {
+    Instant::now() + jitter::between(max_age.mul_f64(0.8), max_age)
 }
 
 /// What [`admit`] let through: the request's parameters, the private channels its credential
-/// grants, and its place under the subscriber limits.
+/// grants and when that credential expires, and its place under the subscriber limits.
 struct Admitted {
     params: SubscribeParams,
     grants: ChannelSet,
+    expires: Option<Instant>,
     permit: SubscriberPermit,
 }
 
-/// The checks before a subscription, each refusal counted by reason: the query and
-/// `Last-Event-ID`, the credential, the private channels named, the subscriber limits.
-fn admit(state: &ApiState, req: &Request) -> Result<Admitted, AppError> {
-    let refused = |reason: &'static str| {
-        let metrics = state.metrics.clone();
-        move |e| {
-            metrics.refuse(reason);
-            e
-        }
-    };
+/// The checks before a subscription: the query and `Last-Event-ID`, the credential, the private
+/// channels named, then whether the server takes one more now (draining, the subscriber limits:
+/// those are shed).
+fn admit(state: &ApiState, req: &Request) -> Result<Admitted, Refusal> {
     let params = SubscribeParams::parse(
         req.uri().query(),
         req.headers(),
         state.config.events.max_filter_channels,
-    )
-    .map_err(refused("bad_request"))?;
-    let grants = state
-        .auth
-        .reader(params.token.as_deref(), req.headers())
-        .map_err(AppError::from)
-        .map_err(refused("unauthorized"))?;
+    )?;
+    let reader = state.auth.reader(params.token.as_deref(), req.headers())?;
     if let Some(channel) = params
         .types
         .iter()
-        .find(|t| state.auth.private().contains(t) && !grants.contains(t))
+        .find(|t| state.auth.private().contains(t) && !reader.grants.contains(t))
     {
-        let e = AuthError::Forbidden {
+        return Err(Refusal::from(crate::api::auth::AuthError::Forbidden {
             action: "reading",
             channel: channel.clone(),
-        };
-        return Err(refused("forbidden")(AppError::from(e)));
+        }));
+    }
+    let retry = state.config.events.retry;
+    if state.shutdown.is_cancelled() {
+        let message = "the server is shutting down; reconnect (elsewhere)";
+        return Err(Refusal::shed(Reason::Draining, message, retry));
     }
     let ip = limits::client_ip(
         req.extensions().get::<ClientAddr>(),
         req.headers(),
         state.config.limits.trust_forwarded_for,
     );
-    let permit = state
-        .subscribers
-        .admit(ip)
-        .map_err(|e| refused(e.reason())(AppError::from(e)))?;
+    let permit = state.subscribers.admit(ip).map_err(|e| {
+        let refusal = Refusal::from(e);
+        let reason = refusal.reason;
+        Refusal::shed(reason, refusal.to_string(), retry)
+    })?;
+    // A stream granted private channels lives no longer than the token that granted them.
+    let expires = reader
+        .expires
+        .filter(|_| !reader.grants.is_empty())
+        .map(|exp| {
+            let left = exp.saturating_sub(app::time::unix_now());
+            Instant::now() + Duration::from_millis(left)
+        });
     Ok(Admitted {
         params,
-        grants,
+        grants: reader.grants,
+        expires,
         permit,
     })
 }
@@ -264,6 +361,81 @@ fn event_stream_response(stream: EventStream, cut: CancelToken) -> Response {
     response
 }
 
+/// A stream's settings, from `--heartbeat`, `--retry`, `--drain-window` and the connection's
+/// protocol.
+#[derive(Debug, Clone, Copy)]
+struct StreamSettings {
+    heartbeat: Duration,
+    /// `--retry`: the endings' `retry:` are drawn from multiples of it.
+    retry: Duration,
+    /// On shutdown the stream ends at a random moment within this.
+    drain_window: Duration,
+    /// The most bytes one step coalesces (a single larger frame still goes whole, shared).
+    batch: usize,
+}
+
+/// The switches a stream watches: its own cut-off and the server's shutdown.
+struct Tokens {
+    cut: CancelToken,
+    shutdown: CancelToken,
+}
+
+/// When and why the stream ends by itself: the earliest of its ends.
+struct Ends {
+    timer: Option<Pin<Box<Sleep>>>,
+    why: Ending,
+}
+
+impl Ends {
+    fn never() -> Self {
+        Ends {
+            timer: None,
+            why: Ending::MaxAge,
+        }
+    }
+
+    /// Ends at `at` for `why`, unless an earlier end is set.
+    fn at(&mut self, at: Instant, why: Ending) {
+        match &mut self.timer {
+            Some(timer) if timer.deadline() <= at => {}
+            Some(timer) => {
+                timer.as_mut().reset(at);
+                self.why = why;
+            }
+            None => {
+                self.timer = Some(Box::pin(tokio::time::sleep_until(at)));
+                self.why = why;
+            }
+        }
+    }
+
+    /// Waits for the end; never, without one.
+    async fn reached(&mut self) -> Ending {
+        match &mut self.timer {
+            Some(timer) => {
+                timer.as_mut().await;
+                self.why
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// A resume that has messages to replay: until its cursor reaches `until`, each batch it takes
+/// is paid for from the shared budget first.
+struct Catchup {
+    until: Option<u64>,
+    budget: Arc<ReplayBudget>,
+    /// When the batch reserved from the budget may be taken.
+    ready: Option<Instant>,
+}
+
+/// Where a stream's ends are counted and logged.
+struct Reporter {
+    metrics: Arc<Metrics>,
+    expiries: Arc<LogSummary>,
+}
+
 /// One subscriber's stream: the subscription plus what ends it.
 ///
 /// Why the futures it waits on are kept rather than made per step: a step runs for every
@@ -275,38 +447,25 @@ fn event_stream_response(stream: EventStream, cut: CancelToken) -> Response {
 struct EventStream {
     sub: Subscription,
     first: Option<Bytes>,
-    heartbeat: Duration,
+    settings: StreamSettings,
     /// When bytes were last handed to the socket: a heartbeat is due `heartbeat` after.
     last_sent: Instant,
     /// Fires no later than the next heartbeat is due (possibly earlier: then it re-arms).
     idle: Pin<Box<Sleep>>,
     cut: Cancelled,
     shutdown: Cancelled,
+    /// Shutdown has been seen: the stream's end within the drain window is set.
+    draining: bool,
     /// The source's online state, behind Redis; each change is sent as a `ringback.source`.
     source: Option<watch::Receiver<bool>>,
-    /// The `retry:` announced at the start; the last words of a stream scale it.
-    retry: Duration,
-    /// When this stream ends by itself (`--max-stream-age`, with jitter).
-    ends: Option<Pin<Box<Sleep>>>,
-    /// The parting `retry:` has been sent; the next step ends the stream.
+    /// When this stream ends by itself, and why.
+    ends: Ends,
+    /// The parting words have been sent; the next step ends the stream.
     ended: bool,
+    catchup: Catchup,
     /// This subscriber's place under the subscriber limits, given back when the stream ends.
     _permit: SubscriberPermit,
-    /// The most bytes one step coalesces (a single larger frame still goes whole, shared).
-    batch: usize,
-}
-
-/// When a stream opened now ends by itself: after 80–100% of `max_age`, or never for zero.
-fn ends_at(max_age: Duration) -> Option<Instant> {
-    (!max_age.is_zero()).then(|| Instant::now() + jitter::between(max_age.mul_f64(0.8), max_age))
-}
-
-/// Waits for `timer`; never, without one.
-async fn until(timer: &mut Option<Pin<Box<Sleep>>>) {
-    match timer {
-        Some(timer) => timer.as_mut().await,
-        None => std::future::pending().await,
-    }
+    reporter: Reporter,
 }
 
 /// Waits for the source's next change; never, without a source that can change.
@@ -324,30 +483,30 @@ impl EventStream {
     fn new(
         sub: Subscription,
         first: Bytes,
-        heartbeat: Duration,
-        cut: CancelToken,
-        shutdown: &CancelToken,
+        settings: StreamSettings,
+        tokens: Tokens,
         source: Option<watch::Receiver<bool>>,
-        retry: Duration,
-        ends_at: Option<Instant>,
+        ends: Ends,
+        catchup: Catchup,
         permit: SubscriberPermit,
-        batch: usize,
+        reporter: Reporter,
     ) -> Self {
         let now = Instant::now();
         EventStream {
             sub,
             first: Some(first),
-            heartbeat,
+            settings,
             last_sent: now,
-            idle: Box::pin(tokio::time::sleep_until(now + heartbeat)),
-            cut: cut.cancelled(),
-            shutdown: shutdown.cancelled(),
+            idle: Box::pin(tokio::time::sleep_until(now + settings.heartbeat)),
+            cut: tokens.cut.cancelled(),
+            shutdown: tokens.shutdown.cancelled(),
+            draining: false,
             source,
-            retry,
-            ends: ends_at.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            ends,
             ended: false,
+            catchup,
             _permit: permit,
-            batch,
+            reporter,
         }
     }
 
@@ -361,29 +520,39 @@ impl EventStream {
         loop {
             let bytes = tokio::select! {
                 biased;
-                // Shutting down, or at the end of its age: the stream's last words are a
-                // `retry:` drawn between 1× and 3× the usual one, so the clients of a whole
-                // server do not all reconnect (elsewhere) in the same instant.
-                _ = &mut self.shutdown => self.parting_words(),
-                _ = until(&mut self.ends) => self.parting_words(),
-                online = source_changed(&mut self.source) => Bytes::from(source_event(online)),
-                next = self.sub.next(self.batch) => match next {
-                    Ok(bytes) => bytes,
-                    Err(_lagged) => return None,
+                // Shutting down: the stream goes on, and ends at a moment of its own within
+                // the drain window, so a server's clients do not all reconnect (elsewhere) in
+                // the same instant.
+                _ = &mut self.shutdown, if !self.draining => {
+                    self.draining = true;
+                    let delay = jitter::between(Duration::ZERO, self.settings.drain_window);
+                    self.ends.at(Instant::now() + delay, Ending::Draining);
+                    continue;
+                }
+                why = self.ends.reached() => self.parting_words(why),
+                online = source_changed(&mut self.source) => Bytes::from(frame::encode_source(online)),
+                next = Self::next_frames(
+                    &mut self.sub,
+                    &mut self.catchup,
+                    self.settings.batch,
+                    &self.reporter.metrics,
+                ) => match next {
+                    Some(bytes) => bytes,
+                    None => return None,
                 },
                 // After the subscription: a step that finds frames ready (a delivery) does not
                 // touch the cut-off token, a cache line of its own per stream. A stream cut for
                 // lagging learns it from the subscription anyway; this is for the others.
                 _ = &mut self.cut => return None,
                 _ = &mut self.idle => {
-                    let due = self.last_sent + self.heartbeat;
+                    let due = self.last_sent + self.settings.heartbeat;
                     if Instant::now() < due {
                         // Something was sent since the timer was armed: not idle yet.
                         self.idle.as_mut().reset(due);
                         continue;
                     }
-                    self.idle.as_mut().reset(Instant::now() + self.heartbeat);
-                    Bytes::from_static(HEARTBEAT)
+                    self.idle.as_mut().reset(Instant::now() + self.settings.heartbeat);
+                    Bytes::from_static(frame::HEARTBEAT)
                 }
             };
             self.last_sent = Instant::now();
@@ -391,10 +560,59 @@ impl EventStream {
         }
     }
 
-    fn parting_words(&mut self) -> Bytes {
+    /// The next frames of the subscription (`None`: it fell behind the history). While it
+    /// catches up on a resume, each batch is paid for from the replay budget first: waiting
+    /// for it reads nothing, and the live streams' deliveries never wait for it.
+    async fn next_frames(
+        sub: &mut Subscription,
+        catchup: &mut Catchup,
+        batch: usize,
+        metrics: &Metrics,
+    ) -> Option<Bytes> {
+        let Some(until) = catchup.until else {
+            return sub.next(batch).await.ok();
+        };
+        // Reserved once per batch and kept, so a step interrupted while it waits (a heartbeat,
+        // a source change) does not pay twice.
+        let ready = match catchup.ready {
+            Some(at) => at,
+            None => {
+                let wait = catchup.budget.reserve(batch);
+                if !wait.is_zero() {
+                    metrics.replay_waits.fetch_add(1, Ordering::Relaxed);
+                }
+                let at = Instant::now() + wait;
+                catchup.ready = Some(at);
+                at
+            }
+        };
+        tokio::time::sleep_until(ready).await;
+        let bytes = sub.next(batch).await.ok()?;
+        catchup.ready = None;
+        catchup.budget.refund(batch.saturating_sub(bytes.len()));
+        metrics
+            .replay_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if sub.cursor() >= until {
+            catchup.until = None;
+        }
+        Some(bytes)
+    }
+
+    /// The stream's last event: why it ends, and when to come back (`retry:`).
+    fn parting_words(&mut self, why: Ending) -> Bytes {
         self.ended = true;
-        let retry = jitter::between(self.retry, self.retry * 3);
-        Bytes::from(format!("retry: {}\n\n", retry.as_millis()))
+        why.counter(&self.reporter.metrics)
+            .fetch_add(1, Ordering::Relaxed);
+        if why == Ending::TokenExpired {
+            self.reporter
+                .expiries
+                .note(|| "a private stream's JWT expired".to_owned());
+        }
+        let (min, max) = why.retry_range();
+        let retry = self.settings.retry;
+        let retry = jitter::between(retry.mul_f64(min), retry.mul_f64(max));
+        frame::encode_ending(EVENT_END, why.label(), retry)
     }
 }
 
@@ -402,7 +620,7 @@ impl EventStream {
 mod tests {
     use super::*;
     use crate::feed::frame::{encode_message, object_members};
-    use app::message::EVENT_CHANNEL;
+    use app::message::{EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 
     /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's line and field
     /// rules: a line ends at CRLF, CR or LF): returns (id, event, data) per dispatched event.
@@ -521,32 +739,47 @@ mod tests {
         assert_eq!(events[1].0.as_deref(), Some("7"));
     }
 
-    /// A stream as `subscribe` makes it (heartbeat 15 s, retry 2 s), and its cut-off and
-    /// shutdown switches.
+    /// A stream as `subscribe` makes it (retry 2 s), with its cut-off and shutdown switches.
     fn stream_with(
         feed: &crate::feed::broadcast::BroadcastList,
         heartbeat: Duration,
-        ends_at: Option<Instant>,
+        drain_window: Duration,
+        ends: Ends,
         source: Option<watch::Receiver<bool>>,
-    ) -> (EventStream, CancelToken, CancelToken) {
+    ) -> (EventStream, CancelToken, CancelToken, Arc<Metrics>) {
         let (sub, _) = feed.subscribe(Start::Live, None, None, CancelToken::new());
         let (cut, shutdown) = (CancelToken::new(), CancelToken::new());
         let online = source.as_ref().map(|s| *s.borrow());
+        let metrics = Arc::new(Metrics::default());
         let s = EventStream::new(
             sub,
             preamble(Duration::from_secs(2), None, online),
-            heartbeat,
-            cut.clone(),
-            &shutdown,
+            StreamSettings {
+                heartbeat,
+                retry: Duration::from_secs(2),
+                drain_window,
+                batch: 64 * 1024,
+            },
+            Tokens {
+                cut: cut.clone(),
+                shutdown: shutdown.clone(),
+            },
             source,
-            Duration::from_secs(2),
-            ends_at,
+            ends,
+            Catchup {
+                until: None,
+                budget: Arc::new(ReplayBudget::new(0)),
+                ready: None,
+            },
             crate::api::limits::SubscriberLimits::new(0, 0)
                 .admit([127, 0, 0, 1].into())
                 .unwrap(),
-            64 * 1024,
+            Reporter {
+                metrics: metrics.clone(),
+                expiries: Arc::new(LogSummary::new("expired", tracing::Level::INFO)),
+            },
         );
-        (s, cut, shutdown)
+        (s, cut, shutdown, metrics)
     }
 
     fn feed() -> crate::feed::broadcast::BroadcastList {
@@ -560,19 +793,46 @@ mod tests {
         crate::feed::broadcast::BroadcastList::new(limits, 1, &[], Default::default())
     }
 
+    /// An ending frame: `retry:` within `[lo, hi]` ms, then `ringback.end` (or `.refused`)
+    /// saying `reason` and repeating the delay.
+    fn assert_ending(frame: &Bytes, event: &str, reason: &str, lo: u128, hi: u128) {
+        let text = std::str::from_utf8(frame).unwrap();
+        let ms: u128 = text
+            .strip_prefix("retry: ")
+            .and_then(|t| t.lines().next())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a retry line first: {text:?}"));
+        assert!((lo..=hi).contains(&ms), "retry {ms} not in {lo}..={hi}");
+        let events = parse_events(text);
+        assert_eq!(events.len(), 1, "{text:?}");
+        assert_eq!(events[0].0, None, "no id: it must not move Last-Event-ID");
+        assert_eq!(events[0].1.as_deref(), Some(event));
+        let body: serde_json::Value = serde_json::from_str(&events[0].2).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"reason": reason, "retry_ms": ms as u64})
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_streams_send_heartbeats_and_end_on_shutdown() {
         let feed = feed();
-        let (s, _cut, shutdown) = stream_with(&feed, Duration::from_secs(15), None, None);
+        let (s, _cut, shutdown, metrics) = stream_with(
+            &feed,
+            Duration::from_secs(15),
+            Duration::ZERO,
+            Ends::never(),
+            None,
+        );
         let (first, s) = s.step().await.unwrap();
         assert_eq!(first.unwrap(), Bytes::from_static(b"retry: 2000\n\n"));
         let started = tokio::time::Instant::now();
         let (beat, s) = s.step().await.unwrap();
-        assert_eq!(beat.unwrap(), Bytes::from_static(HEARTBEAT));
+        assert_eq!(beat.unwrap(), Bytes::from_static(frame::HEARTBEAT));
         assert_eq!(started.elapsed(), Duration::from_secs(15));
         feed.publish("red", &serde_json::json!("x")).unwrap();
-        let (frame, s) = s.step().await.unwrap();
-        assert!(std::str::from_utf8(&frame.unwrap())
+        let (message, s) = s.step().await.unwrap();
+        assert!(std::str::from_utf8(&message.unwrap())
             .unwrap()
             .contains("event: red\n"));
         assert_eq!(
@@ -585,21 +845,13 @@ mod tests {
         feed.publish("red", &serde_json::json!("y")).unwrap();
         let (_, s) = s.step().await.unwrap();
         let (beat, s) = s.step().await.unwrap();
-        assert_eq!(beat.unwrap(), Bytes::from_static(HEARTBEAT));
+        assert_eq!(beat.unwrap(), Bytes::from_static(frame::HEARTBEAT));
         assert_eq!(started.elapsed(), Duration::from_secs(35));
         shutdown.cancel();
         let (last, s) = s.step().await.unwrap();
-        assert_retry_between(&last.unwrap(), 2000, 6000);
+        assert_ending(&last.unwrap(), EVENT_END, "draining", 2000, 6000);
         assert!(s.step().await.is_none());
-    }
-
-    fn assert_retry_between(frame: &Bytes, lo: u128, hi: u128) {
-        let text = std::str::from_utf8(frame).unwrap();
-        let ms: u128 = text
-            .strip_prefix("retry: ")
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or_else(|| panic!("a retry frame: {text:?}"));
-        assert!((lo..=hi).contains(&ms), "{ms}");
+        assert_eq!(metrics.ends_draining.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -607,19 +859,97 @@ mod tests {
         let feed = feed();
         let age = Duration::from_secs(100);
         let started = tokio::time::Instant::now();
-        let (mut s, _, _) = stream_with(&feed, Duration::from_secs(3600), ends_at(age), None);
+        let mut ends = Ends::never();
+        ends.at(max_age_end(age), Ending::MaxAge);
+        let (mut s, _, _, metrics) =
+            stream_with(&feed, Duration::from_secs(3600), Duration::ZERO, ends, None);
         s.first = None;
         let (last, s) = s.step().await.unwrap();
         let lived = started.elapsed();
         assert!(lived >= age.mul_f64(0.8) && lived <= age, "{lived:?}");
-        assert_retry_between(&last.unwrap(), 2000, 6000);
+        assert_ending(&last.unwrap(), EVENT_END, "max_age", 500, 2000);
         assert!(s.step().await.is_none());
+        assert_eq!(metrics.ends_max_age.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_at_its_tokens_expiry_whichever_end_is_first() {
+        let feed = feed();
+        let started = tokio::time::Instant::now();
+        let mut ends = Ends::never();
+        ends.at(started + Duration::from_secs(600), Ending::MaxAge);
+        ends.at(started + Duration::from_secs(90), Ending::TokenExpired);
+        ends.at(started + Duration::from_secs(120), Ending::MaxAge);
+        let (mut s, _, _, metrics) =
+            stream_with(&feed, Duration::from_secs(15), Duration::ZERO, ends, None);
+        s.first = None;
+        let mut s = s;
+        loop {
+            let (bytes, next) = s.step().await.unwrap();
+            let bytes = bytes.unwrap();
+            s = next;
+            if bytes.as_ref() != frame::HEARTBEAT {
+                assert_ending(&bytes, EVENT_END, "token_expired", 500, 2000);
+                break;
+            }
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(90));
+        assert!(s.step().await.is_none());
+        assert_eq!(metrics.ends_token_expired.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_spreads_the_ends_over_its_window() {
+        let feed = feed();
+        let window = Duration::from_secs(10);
+        let shutdown = CancelToken::new();
+        let started = tokio::time::Instant::now();
+        let ends: Vec<_> = (0..200)
+            .map(|_| {
+                let (mut s, _, own, _) = stream_with(
+                    &feed,
+                    Duration::from_secs(3600),
+                    window,
+                    Ends::never(),
+                    None,
+                );
+                s.first = None;
+                s.shutdown = shutdown.cancelled();
+                drop(own);
+                tokio::spawn(async move {
+                    let (last, s) = s.step().await.unwrap();
+                    assert!(s.step().await.is_none());
+                    (started.elapsed(), last.unwrap())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.cancel();
+        let mut at = Vec::new();
+        for end in ends {
+            let (when, last) = end.await.unwrap();
+            assert_ending(&last, EVENT_END, "draining", 2000, 6000);
+            at.push(when - Duration::from_secs(1));
+        }
+        // Every end within the window, and spread over it: no tenth of it holds a quarter.
+        assert!(at.iter().all(|d| *d <= window), "{at:?}");
+        let mut tenths = [0usize; 10];
+        for d in &at {
+            tenths[((d.as_secs_f64() / window.as_secs_f64() * 10.0) as usize).min(9)] += 1;
+        }
+        assert!(tenths.iter().all(|n| *n > 0 && *n < 50), "{tenths:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_cut_ends_the_stream() {
         let feed = feed();
-        let (mut s, cut, _) = stream_with(&feed, Duration::from_secs(15), None, None);
+        let (mut s, cut, _, _) = stream_with(
+            &feed,
+            Duration::from_secs(15),
+            Duration::ZERO,
+            Ends::never(),
+            None,
+        );
         s.first = None;
         cut.cancel();
         assert!(s.step().await.is_none());
@@ -645,7 +975,13 @@ mod tests {
     async fn source_changes_are_streamed_without_ids() {
         let feed = feed();
         let (tx, rx) = watch::channel(true);
-        let (s, _, _) = stream_with(&feed, Duration::from_secs(15), None, Some(rx));
+        let (s, _, _, _) = stream_with(
+            &feed,
+            Duration::from_secs(15),
+            Duration::ZERO,
+            Ends::never(),
+            Some(rx),
+        );
         let (first, s) = s.step().await.unwrap();
         let events = parse_events(std::str::from_utf8(&first.unwrap()).unwrap());
         assert_eq!(

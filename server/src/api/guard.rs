@@ -7,9 +7,9 @@
 //! and the idle timeout only counts time with no request in flight. A publisher that declares a
 //! large `Content-Length` and sends a byte now and then would otherwise hold its connection,
 //! its handler and its buffer for as long as it likes. A body cut here fails the handler's read
-//! with [`BodyCut`] (the publish API answers `408`), and the connection is closed with it.
+//! with [`BodyCut`] (the publish API answers `408`: `api::refusal`), and the connection is closed with it.
 
-use crate::api::error::AppError;
+use crate::api::refusal::{Reason, Refusal};
 use crate::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -49,6 +49,16 @@ pub(crate) enum BodyCut {
     TooSlow(u64),
 }
 
+impl From<BodyCut> for Refusal {
+    fn from(cut: BodyCut) -> Self {
+        let reason = match cut {
+            BodyCut::TimedOut(_) => Reason::BodyTimeout,
+            BodyCut::TooSlow(_) => Reason::MinBodyRate,
+        };
+        Refusal::new(reason, cut.to_string())
+    }
+}
+
 impl BodyCut {
     /// The cut behind a body's read error, if it was one (wrapped in any number of errors
     /// that name their source, as axum's do).
@@ -80,12 +90,13 @@ pub(crate) async fn front(State(limits): State<BodyLimits>, req: Request, next: 
 
 /// Refuses an HTTP/1.1 request without exactly one `Host`, and puts every request body that is
 /// not empty on the clock.
-fn admit(limits: &BodyLimits, req: Request) -> Result<Request, AppError> {
+fn admit(limits: &BodyLimits, req: Request) -> Result<Request, Refusal> {
     if req.version() == Version::HTTP_11 && req.headers().get_all(header::HOST).iter().count() != 1
     {
         limits.metrics.bad_host.fetch_add(1, Ordering::Relaxed);
-        return Err(AppError::BadRequest(
-            "an HTTP/1.1 request names exactly one Host".into(),
+        return Err(Refusal::new(
+            Reason::BadHost,
+            "an HTTP/1.1 request names exactly one Host",
         ));
     }
     let timed = !limits.timeout.is_zero() || limits.min_rate > 0;

@@ -1,7 +1,9 @@
 //! `GET /metrics`: the counters in Prometheus text format.
 
+use crate::api::refusal::{Counted, Reason};
 use crate::api::state::ApiState;
-use crate::metrics::Metrics;
+use crate::feed::broadcast::Rejected;
+use crate::metrics::{ByReason, Metrics};
 use crate::runtime::process::process_stats;
 use axum::extract::State;
 use axum::http::header;
@@ -67,41 +69,41 @@ fn traffic(out: &mut Exposition, state: &ApiState) {
     );
 }
 
-/// Inputs and subscriptions refused, by reason.
+/// Inputs and subscriptions refused, by reason: every reason counted for each family, as
+/// `api::refusal` declares it; Redis input dropped, by the feed's reasons.
 fn refusals(out: &mut Exposition, m: &Metrics) {
-    out.family(
+    let family = |counted: &[Counted], by: &ByReason| -> Vec<(String, u64)> {
+        Reason::ALL
+            .iter()
+            .filter(|r| counted.contains(&r.spec().counted))
+            .map(|r| (format!("reason=\"{}\"", r.spec().label), by.get(r.index())))
+            .collect()
+    };
+    out.labelled(
         "ringback_rejected_total",
         "counter",
-        &[
-            ("reason=\"bad_json\"", get(&m.rejected_bad_json)),
-            ("reason=\"bad_type\"", get(&m.rejected_bad_type)),
-            ("reason=\"too_large\"", get(&m.rejected_too_large)),
-            (
-                "reason=\"too_many_channels\"",
-                get(&m.rejected_too_many_channels),
-            ),
-            ("reason=\"unauthorized\"", get(&m.rejected_unauthorized)),
-            ("reason=\"forbidden\"", get(&m.rejected_forbidden)),
-            ("reason=\"rate_limited\"", get(&m.rejected_rate_limited)),
-            (
-                "reason=\"new_channel_rate\"",
-                get(&m.rejected_new_channel_rate),
-            ),
-        ],
+        &family(&[Counted::Publish, Counted::Both], &m.rejected),
     );
-    out.family(
+    out.labelled(
         "ringback_subscriptions_refused_total",
         "counter",
-        &[
-            ("reason=\"subscribers\"", get(&m.refused_subscribers)),
-            (
-                "reason=\"subscribers_per_ip\"",
-                get(&m.refused_subscribers_per_ip),
-            ),
-            ("reason=\"unauthorized\"", get(&m.refused_unauthorized)),
-            ("reason=\"forbidden\"", get(&m.refused_forbidden)),
-            ("reason=\"bad_request\"", get(&m.refused_bad_request)),
-        ],
+        &family(&[Counted::Subscribe, Counted::Both], &m.refused),
+    );
+    let redis: Vec<(String, u64)> = Rejected::LABELS
+        .iter()
+        .enumerate()
+        .map(|(i, label)| (format!("reason=\"{label}\""), m.redis_rejected.get(i)))
+        .collect();
+    out.labelled("ringback_redis_rejected_total", "counter", &redis);
+    out.family(
+        "ringback_idempotent_replays_total",
+        "counter",
+        &[("", get(&m.idempotent_replays))],
+    );
+    out.family(
+        "ringback_idempotency_evictions_total",
+        "counter",
+        &[("", get(&m.idempotency_evictions))],
     );
 }
 
@@ -121,6 +123,24 @@ fn bounds(out: &mut Exposition, m: &Metrics) {
                 "bound=\"max_connection_buffer\"",
                 get(&m.cut_max_connection_buffer),
             ),
+            (
+                "bound=\"keep_alive_timeout\"",
+                get(&m.cut_keep_alive_timeout),
+            ),
+        ],
+    );
+    out.family(
+        "ringback_idle_connections_reclaimed_total",
+        "counter",
+        &[("", get(&m.idle_reclaimed))],
+    );
+    out.family(
+        "ringback_stream_ends_total",
+        "counter",
+        &[
+            ("reason=\"token_expired\"", get(&m.ends_token_expired)),
+            ("reason=\"draining\"", get(&m.ends_draining)),
+            ("reason=\"max_age\"", get(&m.ends_max_age)),
         ],
     );
     out.family(
@@ -175,6 +195,16 @@ fn feed(out: &mut Exposition, state: &ApiState) {
         "counter",
         &[("", get(&m.resume_gaps))],
     );
+    out.family(
+        "ringback_replay_bytes_total",
+        "counter",
+        &[("", get(&m.replay_bytes))],
+    );
+    out.family(
+        "ringback_replay_waits_total",
+        "counter",
+        &[("", get(&m.replay_waits))],
+    );
     out.family("ringback_pushes_total", "counter", &[("", get(&m.pushes))]);
     out.family(
         "ringback_early_hints_total",
@@ -213,6 +243,12 @@ impl Exposition {
     /// One unlabelled sample with a fractional value.
     fn value(&mut self, name: &str, kind: &str, value: f64) {
         let _ = writeln!(self.0, "# TYPE {name} {kind}\n{name} {value}");
+    }
+
+    /// [`Exposition::family`] with labels made at run time.
+    fn labelled(&mut self, name: &str, kind: &str, samples: &[(String, u64)]) {
+        let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        self.family(name, kind, &samples);
     }
 
     /// `# TYPE name kind`, then one sample per `(labels, value)`; empty labels print none.

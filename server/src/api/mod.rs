@@ -5,13 +5,13 @@
 
 pub mod auth;
 pub mod channels;
-pub mod error;
 pub mod events;
 pub mod guard;
 pub mod health;
 pub mod limits;
 pub mod metrics_endpoint;
 pub mod publish;
+pub mod refusal;
 pub mod state;
 pub mod trace;
 

@@ -26,6 +26,7 @@
 use crate::feed::channels::ChannelSet;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
+use crate::runtime::log_summary::LogSummary;
 use app::message::{validate_channel, ChannelError, Gap, Message};
 use app::time::unix_now;
 use bytes::{Bytes, BytesMut};
@@ -37,6 +38,11 @@ use tokio::time::Instant;
 
 /// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// A frame this large or larger is handed to a subscriber alone, as the list's shared bytes,
+/// never copied into a batch: what a stalled or resuming reader holds of it is then a reference.
+/// Smaller frames ready together are copied into one buffer (one write for many).
+const SHARED_ALONE: usize = 4096;
 
 /// The bounds of the list: `--history`, `--history-bytes`, `--max-message-bytes`,
 /// `--max-channels`, `--channel-idle`.
@@ -51,15 +57,23 @@ pub enum Rejected {
     TooLarge { size: usize, limit: usize },
     #[error("the feed already carries {0} channels, its limit")]
     TooManyChannels(usize),
+    /// Not a message: not a JSON object with a string `type` and a `data` (Redis Pub/Sub).
+    #[error("not a Ringback message (a JSON object with `type` and `data`)")]
+    BadJson,
 }
 
 impl Rejected {
-    /// The metrics label of this reason.
-    pub fn reason(&self) -> &'static str {
+    /// The metrics labels, by [`Rejected::index`].
+    pub const LABELS: [&'static str; 4] =
+        ["bad_type", "too_large", "too_many_channels", "bad_json"];
+
+    /// This reason's counter (`ringback_redis_rejected_total`).
+    pub fn index(&self) -> usize {
         match self {
-            Rejected::Channel(_) => "bad_type",
-            Rejected::TooLarge { .. } => "too_large",
-            Rejected::TooManyChannels(_) => "too_many_channels",
+            Rejected::Channel(_) => 0,
+            Rejected::TooLarge { .. } => 1,
+            Rejected::TooManyChannels(_) => 2,
+            Rejected::BadJson => 3,
         }
     }
 }
@@ -116,6 +130,8 @@ struct Shared {
     /// changes is behind (see [`Subscription::try_next`]).
     presence: RwLock<Arc<PresenceState>>,
     presence_version: AtomicU64,
+    /// The log of subscribers cut for lagging, one line and a count per interval.
+    cuts: Arc<LogSummary>,
 }
 
 #[derive(Default)]
@@ -244,6 +260,10 @@ impl BroadcastList {
                 metrics,
                 presence: RwLock::default(),
                 presence_version: AtomicU64::new(0),
+                cuts: Arc::new(LogSummary::new(
+                    "subscriber fell behind the history; disconnected so it resumes with Last-Event-ID",
+                    tracing::Level::WARN,
+                )),
             }),
         }
     }
@@ -493,11 +513,11 @@ impl BroadcastList {
 
     fn cut(&self, slot: &Slot, evicted_through: u64) {
         if !slot.lagged.swap(true, Ordering::AcqRel) {
-            tracing::warn!(
-                cursor = slot.cursor.load(Ordering::Relaxed),
-                evicted_through,
-                "subscriber fell behind the history; disconnecting it so it resumes with Last-Event-ID"
-            );
+            // A crash's worth of slow resumes is cut in herds: one line and a count.
+            let cursor = slot.cursor.load(Ordering::Relaxed);
+            self.shared
+                .cuts
+                .note(|| format!("cursor {cursor}, evicted through {evicted_through}"));
             self.shared
                 .metrics
                 .lagged_disconnects
@@ -813,39 +833,53 @@ impl Subscription {
         } else {
             ring.entries.partition_point(|e| e.id <= self.cursor)
         };
-        let mut first: Option<Bytes> = None;
-        let mut more: Option<BytesMut> = None;
-        let mut count = 0;
+        // First pass: where this batch ends, and its size. A frame of `SHARED_ALONE` bytes or
+        // more goes alone, as the list's own bytes: copying it would double what a stalled
+        // reader (or a thousand resuming ones) holds.
+        let (mut end, mut size, mut count) = (start, 0, 0u64);
+        let mut last = self.cursor;
         for entry in ring.entries.range(start..) {
-            let size =
-                first.as_ref().map_or(0, Bytes::len) + more.as_ref().map_or(0, BytesMut::len);
-            if size > 0 && size + entry.frame.len() > max_bytes {
+            let len = entry.frame.len();
+            let wanted = self.wants(entry);
+            if wanted && count > 0 && (size + len > max_bytes || len >= SHARED_ALONE) {
                 break;
             }
-            self.cursor = entry.id;
-            if !self.wants(entry) {
-                continue;
-            }
-            count += 1;
-            match (&first, &mut more) {
-                (None, _) => first = Some(entry.frame.clone()),
-                (Some(f), None) => {
-                    let mut buf = BytesMut::with_capacity((f.len() + entry.frame.len()) * 2);
-                    buf.extend_from_slice(f);
-                    buf.extend_from_slice(&entry.frame);
-                    more = Some(buf);
+            end += 1;
+            last = entry.id;
+            if wanted {
+                size += len;
+                count += 1;
+                if len >= SHARED_ALONE {
+                    break;
                 }
-                (Some(_), Some(buf)) => buf.extend_from_slice(&entry.frame),
             }
         }
+        // Second pass: one frame as it is, several copied once into a buffer of their size.
+        let mut frames = ring
+            .entries
+            .range(start..end)
+            .filter(|e| self.wants(e))
+            .map(|e| &e.frame);
+        let out = match count {
+            0 => None,
+            1 => frames.next().cloned(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(size);
+                for frame in frames {
+                    buf.extend_from_slice(frame);
+                }
+                Some(buf.freeze())
+            }
+        };
         drop(ring);
+        self.cursor = last;
         self.slot.cursor.store(self.cursor, Ordering::Release);
         if count > 0 {
             // One shared counter, bumped once per batch rather than per message.
             let out = &self.list.shared.metrics.messages_out;
             out.fetch_add(count, Ordering::Relaxed);
         }
-        Ok(more.map(BytesMut::freeze).or(first))
+        Ok(out)
     }
 
     /// The counts this subscriber may see, as a frame: the shared one of the public channels, or
@@ -979,6 +1013,76 @@ mod tests {
             ids(&a.try_next(1 << 16).unwrap().unwrap()),
             vec![1, 2, 3, 4, 5]
         );
+    }
+
+    #[test]
+    fn large_frames_go_alone_as_the_lists_own_bytes() {
+        let mut limits = list(8).limits().clone();
+        limits.max_message_bytes = 64 * 1024;
+        let list = BroadcastList::new(limits, 1, &[], Arc::default());
+        let (mut resuming, _) = list.subscribe(Start::After(0), None, None, CancelToken::new());
+        let (mut other, _) = list.subscribe(Start::After(0), None, None, CancelToken::new());
+        list.publish("red", &json!(1)).unwrap();
+        list.publish("red", &json!(2)).unwrap();
+        list.publish("red", &json!("x".repeat(SHARED_ALONE)))
+            .unwrap();
+        list.publish("red", &json!("y".repeat(SHARED_ALONE)))
+            .unwrap();
+        list.publish("red", &json!(5)).unwrap();
+        // The small ones together; each large one alone, the same allocation for every reader;
+        // then the rest.
+        assert_eq!(
+            ids(&resuming.try_next(1 << 20).unwrap().unwrap()),
+            vec![1, 2]
+        );
+        let big = resuming.try_next(1 << 20).unwrap().unwrap();
+        assert_eq!(ids(&big), vec![3]);
+        other.try_next(1 << 20).unwrap();
+        assert_eq!(
+            big.as_ptr(),
+            other.try_next(1 << 20).unwrap().unwrap().as_ptr()
+        );
+        assert_eq!(ids(&resuming.try_next(1 << 20).unwrap().unwrap()), vec![4]);
+        assert_eq!(ids(&resuming.try_next(1 << 20).unwrap().unwrap()), vec![5]);
+        assert_eq!(resuming.try_next(1 << 20).unwrap(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cuts_are_logged_as_one_line_and_a_count() {
+        let (log, _guard) = crate::runtime::log_summary::tests::Captured::start();
+        let list = list(4);
+        let cuts: Vec<CancelToken> = (0..100).map(|_| CancelToken::new()).collect();
+        let subs: Vec<_> = cuts
+            .iter()
+            .map(|cut| list.subscribe(Start::Live, None, None, cut.clone()).0)
+            .collect();
+        for i in 0..16 {
+            list.publish("red", &json!(i)).unwrap();
+        }
+        assert!(
+            cuts.iter().all(CancelToken::is_cancelled),
+            "every stalled reader is cut"
+        );
+        let warned = |log: &crate::runtime::log_summary::tests::Captured| {
+            log.lines()
+                .into_iter()
+                .filter(|l| l.contains("fell behind the history"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(warned(&log).len(), 1, "{:?}", log.lines());
+        tokio::time::sleep(crate::runtime::log_summary::INTERVAL).await;
+        tokio::task::yield_now().await;
+        let lines = warned(&log);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains("99 more"), "{}", lines[1]);
+        assert_eq!(
+            list.shared
+                .metrics
+                .lagged_disconnects
+                .load(Ordering::Relaxed),
+            100
+        );
+        drop(subs);
     }
 
     #[test]

@@ -57,7 +57,13 @@ mod tests {
         let shutdown = CancelToken::new();
         let started = tokio::time::Instant::now();
         let task = tokio::spawn(run(
-            Source::Embedded(feed.clone()),
+            Source::Embedded(
+                feed.clone(),
+                std::sync::Arc::new(crate::feed::idempotency::IdempotencyKeys::new(
+                    Default::default(),
+                    metrics.clone(),
+                )),
+            ),
             metrics.clone(),
             Duration::from_secs(1),
             shutdown.clone(),

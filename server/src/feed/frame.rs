@@ -6,8 +6,39 @@
 //! where the protocol does not expect one. (The proofs, a property test and a fuzz target, read
 //! frames back with an independent parser: `api/events.rs` and `fuzz/`.)
 
-use app::message::{EVENT_CHANNEL, EVENT_PRESENCE};
+use app::message::{Gap, EVENT_CHANNEL, EVENT_GAP, EVENT_PRESENCE, EVENT_SOURCE};
 use bytes::{BufMut, Bytes, BytesMut};
+use std::time::Duration;
+
+/// A comment line: ignored by EventSource, keeps proxies and NATs from closing an idle stream.
+pub const HEARTBEAT: &[u8] = b":\n\n";
+
+/// `retry: <ms>`: how long the client's EventSource waits before it reconnects.
+pub fn encode_retry(retry: Duration) -> String {
+    format!("retry: {}\n\n", retry.as_millis())
+}
+
+/// The `ringback.gap` event: a resume asked for messages the history no longer holds.
+pub fn encode_gap(gap: &Gap) -> String {
+    let json = serde_json::to_string(gap).unwrap_or_else(|_| "{}".to_owned());
+    format!("event: {EVENT_GAP}\ndata: {json}\n\n")
+}
+
+/// The `ringback.source` event: whether this server reaches its source (Redis) now. It carries
+/// no `id:`, so it never moves the client's `Last-Event-ID`.
+pub fn encode_source(online: bool) -> String {
+    format!("event: {EVENT_SOURCE}\ndata: {{\"online\":{online}}}\n\n")
+}
+
+/// The last words of a stream the server ends or refuses on purpose: its `retry:` (when to come
+/// back) and one `event` (`ringback.refused`, `ringback.end`) whose data says why and repeats the
+/// delay: `{"reason":"<label>","retry_ms":<ms>}`. `reason` is a label of ours (a token).
+pub fn encode_ending(event: &str, reason: &str, retry: Duration) -> Bytes {
+    let ms = retry.as_millis();
+    Bytes::from(format!(
+        "retry: {ms}\nevent: {event}\ndata: {{\"reason\":\"{reason}\",\"retry_ms\":{ms}}}\n\n"
+    ))
+}
 
 /// Encodes one message's frame; returns it and the slice of it holding the message JSON.
 ///

@@ -48,7 +48,7 @@ pub async fn run(
         let channels = feed.channels();
         let own = local(&channels);
         let counts = match &source {
-            Source::Embedded(_) => own,
+            Source::Embedded(..) => own,
             Source::Redis(redis) => {
                 let mine = own.iter().map(|(name, n, _)| (&**name, *n));
                 let report = redis.report_presence(&server, mine, settings.expiry());

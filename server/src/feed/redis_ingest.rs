@@ -18,8 +18,12 @@
 //!   messages to every subscriber in the same order, so the servers' cursors walk the log
 //!   together and each message is written once, however many servers run and whichever comes
 //!   first; if one dies, the others keep writing.
-//! - `POST /messages` and `ringback publish` append to the log directly (the same script, no
-//!   matching), and answer with the id; with Redis down they answer `503`.
+//! - `POST /messages` and `ringback publish` append to the log directly (a script of their own,
+//!   `PUBLISH_LUA`), and answer with the id; with Redis down they answer `503`. With an
+//!   `Idempotency-Key`, the same script remembers the key (`<prefix>:keys`, bounded, each for
+//!   `--idempotency-window`) in the same atomic step as the entry: a repeat on any server is
+//!   answered with the first id and not written again, and a replica promoted by a failover has
+//!   the key whenever it has the entry.
 //!
 //! # Failover
 //! - **Sentinel** (`redis+sentinel://…`, `redis_primary.rs`): every (re)connection asks the
@@ -44,11 +48,13 @@
 //! server is (re)subscribing may be matched to one another by that server; another server that
 //! saw both still writes both.
 
-use crate::config::{FeedLimits, RedisArgs};
+use crate::config::{FeedLimits, IdempotencyArgs, RedisArgs};
 use crate::feed::broadcast::{BroadcastList, Rejected};
+use crate::feed::idempotency::{Idempotent, Outcome};
 use crate::feed::redis_primary::RedisPrimary;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
+use crate::runtime::log_summary::LogSummary;
 use app::message::{SOURCE_ID_FIELD, SOURCE_TIME_FIELD};
 use futures::{FutureExt, StreamExt};
 use redis::aio::MultiplexedConnection;
@@ -72,18 +78,11 @@ const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// is made go together, so a server that fell behind catches up in few calls.
 const SEQUENCE_BATCH: usize = 64;
 
-/// Appends messages to the log, in order; with a cursor, first looks for each after the cursor
-/// (a message another server already wrote is not written again).
+/// What both log scripts share: the id arithmetic, and the next id for a new entry.
 ///
-/// One call for a whole batch: the entries after the cursor are read once (`XRANGE`, up to the
-/// match window) and walked once for all the batch's messages, so a call's cost grows with the
-/// batch and the lag added, not multiplied. After a message is written, nothing later in the
-/// batch can match (every entry read is older), as in calls made one message at a time.
-///
-/// KEYS: log, last id. ARGV: max entries, max age (ms), source, cursor ('' for a direct
-/// publish), match window, then the messages' JSON. Returns `{id, written, id, written, …}`,
-/// ids as decimal strings, `written` 1 or 0.
-const APPEND_LUA: &str = r"
+/// `next_id` reads Redis's clock and the id counter once per call, then hands out
+/// `max(now_ms * 1000, last + 1)`: increasing, and following Redis's clock.
+const LOG_LUA_COMMON: &str = r"
 local function num(sid)
   local dash = string.find(sid, '-', 1, true)
   return tonumber(string.sub(sid, 1, dash - 1)) * 1000 + tonumber(string.sub(sid, dash + 1))
@@ -91,53 +90,114 @@ end
 local function sid(n)
   return string.format('%d-%d', math.floor(n / 1000), n % 1000)
 end
-local matching = ARGV[4] ~= ''
-local entries = {}
-if matching then
-  entries = redis.call('XRANGE', KEYS[1], '(' .. sid(tonumber(ARGV[4])), '+', 'COUNT', ARGV[5])
-end
-local pos = 1
 local now, last
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+local function next_id(log, counter)
+  if not last then
+    clock()
+    last = tonumber(redis.call('GET', counter) or '0')
+    -- Also past anything written to the log by other means, so XADD never refuses the id.
+    local tail = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    if #tail > 0 then last = math.max(last, num(tail[1][1])) end
+  end
+  last = math.max(now * 1000, last + 1)
+  return last
+end
+local function trimmed(log, counter, max_age)
+  redis.call('SET', counter, string.format('%d', last))
+  redis.call('XTRIM', log, 'MINID', '~', sid(math.max(0, now - tonumber(max_age)) * 1000))
+end
+";
+
+/// Appends Pub/Sub messages to the log, in order, after looking for each after the cursor (a
+/// message another server already wrote is not written again).
+///
+/// One call for a whole batch: the entries after the cursor are read once (`XRANGE`, up to the
+/// match window) and walked once for all the batch's messages, so a call's cost grows with the
+/// batch and the lag added, not multiplied. After a message is written, nothing later in the
+/// batch can match (every entry read is older), as in calls made one message at a time.
+///
+/// KEYS: log, last id. ARGV: max entries, max age (ms), source, cursor, match window, then the
+/// messages' JSON. Returns `{id, written, id, written, …}`, ids as decimal strings, `written` 1
+/// or 0.
+const APPEND_LUA: &str = r"
+local entries = redis.call('XRANGE', KEYS[1], '(' .. sid(tonumber(ARGV[4])), '+', 'COUNT', ARGV[5])
+local pos = 1
 local out = {}
 for i = 6, #ARGV do
   local msg = ARGV[i]
-  local h = ''
+  local h = redis.sha1hex(msg)
   local found = nil
-  if matching then
-    h = redis.sha1hex(msg)
-    for j = pos, #entries do
-      local f = entries[j][2]
-      for k = 1, #f, 2 do
-        if f[k] == 'h' and f[k + 1] == h then found = j end
-      end
-      if found then break end
+  for j = pos, #entries do
+    local f = entries[j][2]
+    for k = 1, #f, 2 do
+      if f[k] == 'h' and f[k + 1] == h then found = j end
     end
+    if found then break end
   end
   if found then
     out[#out + 1] = string.format('%d', num(entries[found][1]))
     out[#out + 1] = 0
     pos = found + 1
   else
-    if not now then
-      local t = redis.call('TIME')
-      now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-      last = tonumber(redis.call('GET', KEYS[2]) or '0')
-      -- Also past anything written to the log by other means, so XADD never refuses the id.
-      local tail = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-      if #tail > 0 then last = math.max(last, num(tail[1][1])) end
-    end
-    last = math.max(now * 1000, last + 1)
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], sid(last), 'src', ARGV[3], 'h', h, 'msg', msg)
-    out[#out + 1] = string.format('%d', last)
+    local id = next_id(KEYS[1], KEYS[2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], sid(id), 'src', ARGV[3], 'h', h, 'msg', msg)
+    out[#out + 1] = string.format('%d', id)
     out[#out + 1] = 1
     pos = #entries + 1
   end
 end
-if last then
-  redis.call('SET', KEYS[2], string.format('%d', last))
-  redis.call('XTRIM', KEYS[1], 'MINID', '~', sid(math.max(0, now - tonumber(ARGV[2])) * 1000))
-end
+if last then trimmed(KEYS[1], KEYS[2], ARGV[2]) end
 return out
+";
+
+/// Appends one message published directly (`POST /messages`, `ringback publish`, the demo), at
+/// most once per idempotency key and window.
+///
+/// KEYS: log, last id, the keys (a hash: key → `id:digest`), their expiries (a sorted set: key
+/// → Unix ms). ARGV: max entries, max age (ms), source, message JSON, then the idempotency key
+/// ('' for none), the message's digest, the window (ms), the most keys kept. Returns `{id,
+/// outcome, forgotten}`: outcome 1 written, 2 an earlier publish with the key and message (its
+/// id; nothing written), 3 the key was used for another message; `forgotten`: keys dropped early
+/// to stay within the most kept. Expired keys are dropped a few per call (and by the bound).
+const PUBLISH_LUA: &str = r"
+local key = ARGV[5]
+if key ~= '' then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', clock(), 'LIMIT', 0, 64)
+  if #expired > 0 then
+    redis.call('HDEL', KEYS[3], unpack(expired))
+    redis.call('ZREM', KEYS[4], unpack(expired))
+  end
+  local prior = redis.call('HGET', KEYS[3], key)
+  if prior then
+    local sep = string.find(prior, ':', 1, true)
+    local outcome = 3
+    if string.sub(prior, sep + 1) == ARGV[6] then outcome = 2 end
+    return {string.sub(prior, 1, sep - 1), outcome, 0}
+  end
+end
+local id = next_id(KEYS[1], KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], sid(id), 'src', ARGV[3], 'h', '', 'msg', ARGV[4])
+trimmed(KEYS[1], KEYS[2], ARGV[2])
+local forgotten = 0
+if key ~= '' then
+  redis.call('HSET', KEYS[3], key, string.format('%d', id) .. ':' .. ARGV[6])
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[7]), key)
+  local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[8])
+  if over > 0 then
+    local oldest = redis.call('ZRANGE', KEYS[4], 0, over - 1)
+    redis.call('HDEL', KEYS[3], unpack(oldest))
+    redis.call('ZREM', KEYS[4], unpack(oldest))
+    forgotten = #oldest
+  end
+end
+return {string.format('%d', id), 1, forgotten}
 ";
 
 /// Raises the id counter (KEYS[1]) to at least ARGV[1]; returns the counter.
@@ -209,6 +269,8 @@ pub struct RedisSettings {
     pub max_message_bytes: usize,
     /// Replicas a written entry must reach before it counts as written (`WAIT`); 0: none.
     pub min_replicas: u32,
+    /// How long idempotency keys are remembered, and how many at most.
+    pub idempotency: IdempotencyArgs,
 }
 
 /// Why a publish through Redis failed.
@@ -231,7 +293,11 @@ struct Inner {
     settings: RedisSettings,
     log_key: String,
     last_key: String,
-    script: Script,
+    /// The idempotency keys (a hash) and when each expires (a sorted set).
+    keys_key: String,
+    keys_expiry_key: String,
+    append_script: Script,
+    publish_script: Script,
     /// The set of the servers' presence keys, and the script that reports to it.
     presence_key: String,
     presence_script: Script,
@@ -240,7 +306,13 @@ struct Inner {
     online: watch::Sender<bool>,
     feed: BroadcastList,
     metrics: Arc<Metrics>,
-    bad_input_log: Mutex<LogLimiter>,
+    /// Garbage from Redis, logged as one line per interval.
+    bad_input_log: Arc<LogSummary>,
+}
+
+/// A duration in whole milliseconds, as Redis takes them.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4)
 }
 
 /// A Redis `ms-seq` stream id for a feed id.
@@ -257,22 +329,23 @@ pub fn feed_id(stream_id: &str) -> Option<u64> {
 
 /// A seed-style payload, normalised: its channel and the message JSON the log keeps
 /// (`{"type":…,"data":…,<the publisher's other fields>}`, its `id` kept as `source_id`).
-pub fn normalise(payload: &[u8], max_bytes: usize) -> Result<(String, String), &'static str> {
+pub fn normalise(payload: &[u8], max_bytes: usize) -> Result<(String, String), Rejected> {
     if payload.len() > max_bytes {
-        return Err("too_large");
+        return Err(Rejected::TooLarge {
+            size: payload.len(),
+            limit: max_bytes,
+        });
     }
     let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(payload) else {
-        return Err("bad_json");
+        return Err(Rejected::BadJson);
     };
     let channel = match fields.get("type") {
         Some(serde_json::Value::String(c)) => c.clone(),
-        _ => return Err("bad_json"),
+        _ => return Err(Rejected::BadJson),
     };
-    if app::message::validate_channel(&channel).is_err() {
-        return Err("bad_type");
-    }
+    app::message::validate_channel(&channel).map_err(Rejected::Channel)?;
     if !fields.contains_key("data") {
-        return Err("bad_json");
+        return Err(Rejected::BadJson);
     }
     if let Some(id) = fields.remove("id") {
         fields.insert(SOURCE_ID_FIELD.to_owned(), id);
@@ -302,7 +375,12 @@ pub fn split_message(msg: &[u8]) -> Option<(String, Vec<u8>, Vec<u8>)> {
 impl RedisSettings {
     /// The settings for following the Redis at `url`: the `--redis-*` flags, and the feed's
     /// bounds (the log keeps as many messages as the list, and refuses what the list would).
-    pub fn new(url: String, redis: &RedisArgs, feed: &FeedLimits) -> Self {
+    pub fn new(
+        url: String,
+        redis: &RedisArgs,
+        feed: &FeedLimits,
+        idempotency: &IdempotencyArgs,
+    ) -> Self {
         RedisSettings {
             url,
             channels: redis.redis_channels.clone(),
@@ -314,6 +392,7 @@ impl RedisSettings {
             command_timeout: redis.redis_timeout,
             max_message_bytes: feed.max_message_bytes,
             min_replicas: redis.redis_min_replicas,
+            idempotency: idempotency.clone(),
         }
     }
 }
@@ -334,13 +413,19 @@ impl RedisIngest {
                 last_key: format!("{}:last", settings.prefix),
                 presence_key: format!("{}:presence", settings.prefix),
                 presence_script: Script::new(PRESENCE_LUA),
+                keys_key: format!("{}:keys", settings.prefix),
+                keys_expiry_key: format!("{}:keys:expiry", settings.prefix),
                 settings,
-                script: Script::new(APPEND_LUA),
+                append_script: Script::new(&format!("{LOG_LUA_COMMON}{APPEND_LUA}")),
+                publish_script: Script::new(&format!("{LOG_LUA_COMMON}{PUBLISH_LUA}")),
                 commands: Mutex::new(None),
                 online,
                 feed,
                 metrics,
-                bad_input_log: Mutex::new(LogLimiter::default()),
+                bad_input_log: Arc::new(LogSummary::new(
+                    "dropped Redis input",
+                    tracing::Level::WARN,
+                )),
             }),
         })
     }
@@ -355,13 +440,16 @@ impl RedisIngest {
         self.inner.online.subscribe()
     }
 
-    /// Appends a message to the log (every server shows it); returns its feed id.
+    /// Appends a message to the log (every server shows it); returns its feed id. With `once`,
+    /// at most once per idempotency key and window, on every server of this Redis (see
+    /// [`PUBLISH_LUA`]).
     pub async fn publish(
         &self,
         source: &str,
         channel: &str,
         data: &serde_json::Value,
-    ) -> Result<u64, PublishError> {
+        once: Option<&Idempotent>,
+    ) -> Result<Outcome, PublishError> {
         // Serialised once: its length is checked, then it is embedded in the log's message.
         let data_json = serde_json::to_string(data).unwrap_or_else(|_| "null".into());
         self.inner.feed.check(channel, data_json.len())?;
@@ -370,14 +458,8 @@ impl RedisIngest {
         let Some((mut conn, demoted)) = self.commands() else {
             return Err(PublishError::Unavailable("not connected".into()));
         };
-        let (id, _) = self
-            .append(&mut conn, source, std::slice::from_ref(&msg), None)
+        self.publish_call(&mut conn, source, &msg, once)
             .await
-            .and_then(|written| {
-                written.into_iter().next().ok_or_else(|| {
-                    redis::RedisError::from((redis::ErrorKind::Parse, "append returned no id"))
-                })
-            })
             .map_err(|e| {
                 // The session's primary was demoted (a failover its connections survived, as
                 // in a partition): its reads still work, so only this tells the session to
@@ -386,8 +468,49 @@ impl RedisIngest {
                     demoted.cancel();
                 }
                 PublishError::Unavailable(e.to_string())
-            })?;
-        Ok(id)
+            })
+    }
+
+    /// One [`PUBLISH_LUA`] call, and the replication a written entry waits for.
+    async fn publish_call(
+        &self,
+        conn: &mut MultiplexedConnection,
+        source: &str,
+        msg: &str,
+        once: Option<&Idempotent>,
+    ) -> redis::RedisResult<Outcome> {
+        let s = &self.inner.settings;
+        let mut call = self.inner.publish_script.key(&self.inner.log_key);
+        call.key(&self.inner.last_key)
+            .key(&self.inner.keys_key)
+            .key(&self.inner.keys_expiry_key)
+            .arg(s.history.max(1))
+            .arg(millis(s.history_age))
+            .arg(source)
+            .arg(msg)
+            .arg(once.map_or("", |o| o.key.as_str()))
+            .arg(once.map_or("", |o| o.digest.as_str()))
+            .arg(millis(s.idempotency.idempotency_window).max(1))
+            .arg(s.idempotency.idempotency_keys.max(1));
+        let (id, outcome, forgotten): (String, i64, u64) = call.invoke_async(conn).await?;
+        let id: u64 = id.parse().map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Parse, "publish returned a bad id"))
+        })?;
+        let metrics = &self.inner.metrics;
+        metrics
+            .idempotency_evictions
+            .fetch_add(forgotten, Ordering::Relaxed);
+        Ok(match outcome {
+            1 => {
+                self.replicated(conn).await?;
+                Outcome::Published(id)
+            }
+            2 => {
+                metrics.idempotent_replays.fetch_add(1, Ordering::Relaxed);
+                Outcome::Replayed(id)
+            }
+            _ => Outcome::KeyReused(id),
+        })
     }
 
     /// Reports this server's subscriber counts (`server` names it; channels with none left out)
@@ -442,23 +565,23 @@ impl RedisIngest {
             .clone()
     }
 
-    /// Appends `msgs` in order (see [`APPEND_LUA`]); each one's id and whether this call wrote
-    /// it (else another server had). Written entries are replicated as
-    /// `--redis-min-replicas` asks before this returns.
+    /// Appends Pub/Sub `msgs` in order after matching them from `cursor` (see [`APPEND_LUA`]);
+    /// each one's id and whether this call wrote it (else another server had). Written entries
+    /// are replicated as `--redis-min-replicas` asks before this returns.
     async fn append(
         &self,
         conn: &mut MultiplexedConnection,
         source: &str,
         msgs: &[String],
-        cursor: Option<u64>,
+        cursor: u64,
     ) -> redis::RedisResult<Vec<(u64, bool)>> {
         let s = &self.inner.settings;
-        let mut call = self.inner.script.key(&self.inner.log_key);
+        let mut call = self.inner.append_script.key(&self.inner.log_key);
         call.key(&self.inner.last_key)
             .arg(s.history.max(1))
-            .arg(u64::try_from(s.history_age.as_millis()).unwrap_or(u64::MAX / 4))
+            .arg(millis(s.history_age))
             .arg(source)
-            .arg(cursor.map(|c| c.to_string()).unwrap_or_default())
+            .arg(cursor.to_string())
             .arg(MATCH_WINDOW);
         for msg in msgs {
             call.arg(msg);
@@ -752,16 +875,23 @@ impl RedisIngest {
     /// Appends one log entry to the broadcast list; returns its id (0 if it has none).
     fn deliver(&self, entry: &StreamId) -> u64 {
         let Some(id) = feed_id(&entry.id) else {
-            self.bad_input("bad_json", "a Redis log entry's id is not a Ringback id");
+            self.bad_input(
+                Rejected::BadJson,
+                "a Redis log entry's id is not a Ringback id",
+            );
             return 0;
         };
         let msg: Option<Vec<u8>> = entry.get("msg");
         let Some((channel, data, extra)) = msg.as_deref().and_then(split_message) else {
-            self.bad_input("bad_json", "a Redis log entry is not a Ringback message");
+            self.bad_input(
+                Rejected::BadJson,
+                "a Redis log entry is not a Ringback message",
+            );
             return id;
         };
         if let Err(e) = self.inner.feed.append(id, &channel, &data, &extra) {
-            self.bad_input(e.reason(), &e.to_string());
+            let what = e.to_string();
+            self.bad_input(e, &what);
         }
         id
     }
@@ -780,7 +910,7 @@ impl RedisIngest {
         unconfirmed: &mut Option<(Vec<String>, u64)>,
     ) -> redis::RedisResult<()> {
         if let Some((batch, from)) = unconfirmed.as_ref() {
-            let appended = self.append(&mut conn, "pubsub", batch, Some(*from)).await?;
+            let appended = self.append(&mut conn, "pubsub", batch, *from).await?;
             cursor = appended.iter().fold(cursor, |c, (id, _)| c.max(*id));
             *unconfirmed = None;
         }
@@ -807,9 +937,7 @@ impl RedisIngest {
                 continue;
             }
             let batch = &unconfirmed.insert((batch, cursor)).0;
-            let appended = self
-                .append(&mut conn, "pubsub", batch, Some(cursor))
-                .await?;
+            let appended = self.append(&mut conn, "pubsub", batch, cursor).await?;
             *unconfirmed = None;
             cursor = appended.iter().fold(cursor, |c, (id, _)| c.max(*id));
         }
@@ -828,27 +956,24 @@ impl RedisIngest {
         let max = self.inner.settings.max_message_bytes;
         let (channel, msg) = match normalise(message.get_payload_bytes(), max) {
             Ok(ok) => ok,
-            Err(reason) => {
-                return self.bad_input(reason, "a Redis Pub/Sub payload is not a Ringback message")
+            Err(e) => {
+                return self.bad_input(e, "a Redis Pub/Sub payload is not a Ringback message")
             }
         };
         if let Err(e) = self.inner.feed.check(&channel, msg.len()) {
-            return self.bad_input(e.reason(), &e.to_string());
+            let what = e.to_string();
+            return self.bad_input(e, &what);
         }
         batch.push(msg);
     }
 
-    /// Counts a refused input and logs it, at most once per interval however many arrive.
-    fn bad_input(&self, reason: &'static str, what: &str) {
-        self.inner.metrics.reject(reason);
-        let mut limiter = self
-            .inner
+    /// Counts a refused input and logs it, one line per interval however many arrive.
+    fn bad_input(&self, rejected: Rejected, what: &str) {
+        self.inner.metrics.redis_rejected.add(rejected.index());
+        let reason = Rejected::LABELS[rejected.index()];
+        self.inner
             .bad_input_log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(suppressed) = limiter.admit(Instant::now()) {
-            tracing::warn!(reason, suppressed, "dropped: {what}");
-        }
+            .note(|| format!("{reason}: {what}"));
     }
 }
 
@@ -860,31 +985,6 @@ struct Progress {
     /// The Pub/Sub messages this server was writing when its session ended, with the cursor
     /// they were matched from (see `sequence`).
     unconfirmed: Option<(Vec<String>, u64)>,
-}
-
-/// Lets one log line through per interval, counting the ones it holds back.
-#[derive(Default)]
-struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    const INTERVAL: Duration = Duration::from_secs(10);
-
-    /// `Some(suppressed since the last line)` when a line may be written now.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.duration_since(last) < Self::INTERVAL => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
 }
 
 /// Exponential backoff with jitter: `min * 2^attempt`, capped at `max`, then scaled by a random
@@ -943,12 +1043,11 @@ mod tests {
             (br#"{"type":"a b","data":1}"#, "bad_type"),
             (br#"{"type":7,"data":1}"#, "bad_json"),
         ] {
-            assert_eq!(normalise(bad, 1024).unwrap_err(), reason, "{bad:?}");
+            let e = normalise(bad, 1024).unwrap_err();
+            assert_eq!(Rejected::LABELS[e.index()], reason, "{bad:?}");
         }
-        assert_eq!(
-            normalise(br#"{"type":"blue","data":"0123456789"}"#, 16).unwrap_err(),
-            "too_large"
-        );
+        let e = normalise(br#"{"type":"blue","data":"0123456789"}"#, 16).unwrap_err();
+        assert_eq!(Rejected::LABELS[e.index()], "too_large");
     }
 
     #[test]
@@ -959,16 +1058,6 @@ mod tests {
             let d = backoff(min, max, attempt);
             assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
         }
-    }
-
-    #[test]
-    fn the_log_limiter_admits_one_line_per_interval() {
-        let mut l = LogLimiter::default();
-        let t = Instant::now();
-        assert_eq!(l.admit(t), Some(0));
-        assert_eq!(l.admit(t + Duration::from_secs(1)), None);
-        assert_eq!(l.admit(t + Duration::from_secs(2)), None);
-        assert_eq!(l.admit(t + Duration::from_secs(11)), Some(2));
     }
 
     #[test]

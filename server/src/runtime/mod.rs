@@ -6,5 +6,6 @@ pub mod connection;
 pub mod cookie;
 pub mod digest;
 pub mod jitter;
+pub mod log_summary;
 pub mod process;
 pub mod shutdown;

@@ -21,19 +21,13 @@ pub async fn serve(
     transport: Transport,
     shutdown: impl Future<Output = ()>,
 ) {
-    // Bounds open connections: when all permits are out, the loop stops accepting and new
-    // clients wait in the kernel's backlog instead of exhausting the process's files.
+    // Bounds open connections: when all permits are out, the loop holds the one connection it
+    // accepted and stops accepting, and new clients wait in the kernel's backlog instead of
+    // exhausting the process's files.
     let limit = Arc::new(Semaphore::new(transport.settings.max_connections.max(1)));
     let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, _peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -45,6 +39,21 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        // At the limit, with a client waiting, idle kept-alive connections make room first: one
+        // waiting with nothing to say should not keep out a client with a request.
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                transport.idle.reclaim();
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    permit = limit.clone().acquire_owned() => match permit {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_connection(

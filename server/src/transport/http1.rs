@@ -64,7 +64,10 @@ pub(crate) async fn serve<IO>(
     match head {
         Ok(Ok(Head::Events(request))) => serve_events(io, *request, transport.router, peer).await,
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
-        Ok(Ok(Head::Other(read))) => to_hyper(Rewind::new(read, io), transport, peer).await,
+        Ok(Ok(Head::Other(read))) => {
+            let head_started = head_deadline - transport.settings.header_read_timeout;
+            to_hyper(Rewind::new(read, io), transport, peer, head_started).await
+        }
         Ok(Err(_)) => {} // closed or failed
         Err(_) => {
             transport
@@ -82,12 +85,16 @@ fn to_hyper<IO>(
     io: Rewind<IO>,
     transport: Transport,
     peer: Option<ClientAddr>,
+    head_started: Instant,
 ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send>>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     Box::pin(crate::transport::hyper_conn::serve_http1(
-        io, transport, peer,
+        io,
+        transport,
+        peer,
+        head_started,
     ))
 }
 

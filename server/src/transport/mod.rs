@@ -9,6 +9,7 @@ pub mod h2_budget;
 pub mod http1;
 pub mod http2;
 mod hyper_conn;
+pub mod keep_alive;
 pub mod listener;
 pub mod rewind;
 pub mod tls;
@@ -35,5 +36,7 @@ pub struct Transport {
     pub settings: Arc<TransportArgs>,
     /// Cancelled once at shutdown: connections drain.
     pub shutdown: CancelToken,
+    /// Asks idle kept-alive connections to close when the server needs room.
+    pub idle: keep_alive::IdleConnections,
     pub metrics: Arc<Metrics>,
 }

@@ -8,6 +8,7 @@ use crate::common::{
 use http::StatusCode;
 use http_body_util::BodyExt;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use ringback::Reason;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -95,8 +96,8 @@ async fn jwt_publishers_publish_only_to_their_channels() {
         pairs(&[("blue", "allowed"), ("yellow", "rs256")])
     );
     let m = &server.state.api.metrics;
-    assert_eq!(m.rejected_forbidden.load(Ordering::Relaxed), 1);
-    assert_eq!(m.rejected_unauthorized.load(Ordering::Relaxed), 2);
+    assert_eq!(m.rejected.get(Reason::Forbidden.index()), 1);
+    assert_eq!(m.rejected.get(Reason::Unauthorized.index()), 2);
     server.shutdown().await;
 }
 
@@ -187,8 +188,8 @@ async fn private_channels_reach_only_granted_subscribers_live_and_on_replay() {
     .await;
     assert_eq!(stale.status, StatusCode::OK);
     let m = &server.state.api.metrics;
-    assert_eq!(m.refused_forbidden.load(Ordering::Relaxed), 2);
-    assert_eq!(m.refused_unauthorized.load(Ordering::Relaxed), 1);
+    assert_eq!(m.refused.get(Reason::Forbidden.index()), 2);
+    assert_eq!(m.refused.get(Reason::Unauthorized.index()), 1);
 
     // The page (first paint, served to anyone) shows neither private messages nor their names.
     let (status, _, page) = request(server.addr, "GET", "/", &[], "").await;
@@ -286,13 +287,13 @@ async fn cors_allows_the_listed_origins_with_credentials_and_no_others() {
     }
 }
 
-/// Opens `GET /messages` from `source` (a loopback address) and returns the status and the
-/// open socket.
+/// Opens `GET /messages` from `source` (a loopback address) and returns what it got (`"200"`
+/// for a stream, `"shed:<reason>"` for a shed answer, or another status) and the socket.
 async fn subscribe_from(
     source: [u8; 4],
     addr: SocketAddr,
     headers: &str,
-) -> (u16, tokio::net::TcpStream) {
+) -> (String, tokio::net::TcpStream) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((source, 0))).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
@@ -309,7 +310,22 @@ async fn subscribe_from(
             .unwrap();
         head.push(byte[0]);
     }
-    let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+    let status = std::str::from_utf8(&head[9..12]).unwrap().to_owned();
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    if status == "200" && head.contains("content-length") {
+        // A shed answer: a whole event stream that says why.
+        let mut body = String::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut body))
+            .await
+            .unwrap()
+            .unwrap();
+        let reason = body
+            .split("\"reason\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("a shed answer says why: {body:?}"));
+        return (format!("shed:{reason}"), stream);
+    }
     (status, stream)
 }
 
@@ -326,19 +342,22 @@ async fn subscribers_are_limited_per_address_and_in_total() {
     let (s1, a1) = subscribe_from([127, 0, 0, 1], addr, "").await;
     let (s2, _a2) = subscribe_from([127, 0, 0, 1], addr, "").await;
     let (s3, _) = subscribe_from([127, 0, 0, 1], addr, "").await;
-    assert_eq!((s1, s2, s3), (200, 200, 429));
+    assert_eq!(
+        (s1.as_str(), s2.as_str(), s3.as_str()),
+        ("200", "200", "shed:subscribers_per_ip")
+    );
     let (s4, _b1) = subscribe_from([127, 0, 0, 2], addr, "").await;
     let (s5, _) = subscribe_from([127, 0, 0, 3], addr, "").await;
-    assert_eq!((s4, s5), (200, 503));
+    assert_eq!((s4.as_str(), s5.as_str()), ("200", "shed:subscribers"));
     // A subscriber leaves: its place is free again.
     drop(a1);
     let mut subs = server.state.api.feed.watch_subscribers();
     subs.wait_for(|n| *n == 2).await.unwrap();
     let (s6, _a3) = subscribe_from([127, 0, 0, 1], addr, "").await;
-    assert_eq!(s6, 200);
+    assert_eq!(s6, "200");
     let m = &server.state.api.metrics;
-    assert_eq!(m.refused_subscribers_per_ip.load(Ordering::Relaxed), 1);
-    assert_eq!(m.refused_subscribers.load(Ordering::Relaxed), 1);
+    assert_eq!(m.refused.get(Reason::SubscribersPerIp.index()), 1);
+    assert_eq!(m.refused.get(Reason::Subscribers.index()), 1);
     server.shutdown().await;
 
     // Behind a trusted proxy, the address is the one the proxy appended to X-Forwarded-For.
@@ -353,7 +372,10 @@ async fn subscribers_are_limited_per_address_and_in_total() {
     let (a, _a) = subscribe_from([127, 0, 0, 1], server.addr, &via("198.51.100.1")).await;
     let (b, _b) = subscribe_from([127, 0, 0, 1], server.addr, &via("198.51.100.2")).await;
     let (c, _c) = subscribe_from([127, 0, 0, 1], server.addr, &via("198.51.100.1")).await;
-    assert_eq!((a, b, c), (200, 200, 429));
+    assert_eq!(
+        (a.as_str(), b.as_str(), c.as_str()),
+        ("200", "200", "shed:subscribers_per_ip")
+    );
     server.shutdown().await;
 }
 
@@ -383,8 +405,8 @@ async fn failed_credentials_are_limited_per_address() {
             .state
             .api
             .metrics
-            .rejected_rate_limited
-            .load(Ordering::Relaxed),
+            .rejected
+            .get(Reason::RateLimited.index()),
         2
     );
     server.shutdown().await;
@@ -431,8 +453,8 @@ async fn the_publish_rate_is_limited_per_credential() {
             .state
             .api
             .metrics
-            .rejected_rate_limited
-            .load(Ordering::Relaxed),
+            .rejected
+            .get(Reason::RateLimited.index()),
         1
     );
     server.shutdown().await;
@@ -461,8 +483,8 @@ async fn channel_names_and_filters_are_bounded() {
             .state
             .api
             .metrics
-            .refused_bad_request
-            .load(Ordering::Relaxed),
+            .refused
+            .get(Reason::BadRequest.index()),
         3
     );
     server.shutdown().await;

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common::{config, publish_ok, TestServer, PATIENCE};
+use ringback::Reason;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -149,7 +150,7 @@ async fn a_body_declared_over_the_limit_is_refused_before_it_is_read() {
     assert_eq!(status_of(&answer), 413);
     assert_eq!(started.elapsed(), Duration::ZERO);
     let m = &server.state.api.metrics;
-    assert_eq!(m.rejected_too_large.load(Ordering::Relaxed), 1);
+    assert_eq!(m.rejected.get(Reason::TooLarge.index()), 1);
     server.shutdown().await;
 }
 
@@ -277,8 +278,8 @@ async fn one_address_cannot_take_every_channel_and_idle_ones_are_forgotten() {
         429 /* --max-channels */
     );
     let m = &server.state.api.metrics;
-    assert_eq!(m.rejected_new_channel_rate.load(Ordering::Relaxed), 1);
-    assert_eq!(m.rejected_too_many_channels.load(Ordering::Relaxed), 1);
+    assert_eq!(m.rejected.get(Reason::NewChannelRate.index()), 1);
+    assert_eq!(m.rejected.get(Reason::TooManyChannels.index()), 1);
     // Ten minutes on, the attacker's channels are idle: forgotten when room is needed.
     tokio::time::advance(Duration::from_secs(600)).await;
     assert_eq!(publish_from(b, server.addr, "b2").await, 202);
@@ -288,5 +289,107 @@ async fn one_address_cannot_take_every_channel_and_idle_ones_are_forgotten() {
         4,
         "3 defaults and b2"
     );
+    server.shutdown().await;
+}
+
+/// Sends one HTTP/1.1 request on `s` (kept alive) and reads its answer: status and body.
+async fn exchange(s: &mut TcpStream, request: &str) -> Option<(u16, String)> {
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&answer[end + 4..end + 4 + length]);
+                return Some((status_of(&answer), body.into_owned()));
+            }
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn post_request(data: &str) -> String {
+    let body = serde_json::json!({ "type": "blue", "data": data }).to_string();
+    format!(
+        "POST /messages HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A publisher's pooled connection: kept alive between publishes for `--keep-alive-timeout`,
+/// not the header deadline; a later head that starts still has the header deadline from its
+/// first byte; and past the keep-alive, the connection is closed (and counted).
+#[tokio::test(start_paused = true)]
+async fn a_kept_alive_connection_waits_for_its_next_request() {
+    let server = TestServer::start(config()).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(exchange(&mut s, &post_request("1")).await.unwrap().0, 202);
+    // Idle 30 s (six header deadlines): the next publish on the same connection is served.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(exchange(&mut s, &post_request("2")).await.unwrap().0, 202);
+    // A head that starts dripping has the header deadline from its first byte.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let started = Instant::now();
+    let (sent, said) = drip(&mut s, post_request("3").as_bytes(), Duration::from_secs(1)).await;
+    assert!(said.is_empty() && sent < 10, "{sent} bytes, then {said:?}");
+    assert!(started.elapsed() <= HEAD_TIMEOUT + Duration::from_secs(1));
+    let m = &server.state.api.metrics;
+    assert_eq!(m.cut_header_read_timeout.load(Ordering::Relaxed), 1);
+    // Idle past the keep-alive timeout: closed, counted.
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(exchange(&mut s, &post_request("4")).await.unwrap().0, 202);
+    let idle = Instant::now();
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert!(until_closed(&mut s).await.is_empty());
+    assert_eq!(idle.elapsed(), Duration::from_secs(75));
+    assert_eq!(m.cut_keep_alive_timeout.load(Ordering::Relaxed), 1);
+    server.shutdown().await;
+}
+
+/// Connections that idle between requests pin nothing a client with a request could use: when
+/// the server holds `--max-connections`, the idle ones are closed to make room.
+#[tokio::test(start_paused = true)]
+async fn idle_kept_alive_connections_make_room_at_the_connection_limit() {
+    let server = TestServer::start({
+        let mut cfg = config();
+        cfg.transport.max_connections = 8;
+        cfg
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let (status, _) = exchange(&mut s, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        idle.push(s);
+    }
+    // The server is full of idle connections; one more client with a request is served at
+    // once, not after the keep-alive timeout.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        exchange(&mut s, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+    )
+    .await
+    .expect("an idle connection made room");
+    assert_eq!(answered.unwrap().0, 200);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let m = &server.state.api.metrics;
+    assert_eq!(m.idle_reclaimed.load(Ordering::Relaxed), 8);
+    for mut s in idle {
+        assert!(until_closed(&mut s).await.is_empty());
+    }
     server.shutdown().await;
 }

@@ -50,8 +50,8 @@ async fn sigterm_closes_1000_open_streams_cleanly_within_the_grace_period() {
         })
         .collect();
     signal(&child, "-TERM");
-    // Every stream ends with its parting `retry:` and the chunked body's last chunk: a clean end
-    // EventSource reconnects from, not a reset.
+    // Every stream ends, within the drain window, with its parting `retry:` and `ringback.end`,
+    // and the chunked body's last chunk: a clean end EventSource reconnects from, not a reset.
     let all = tokio::time::timeout(PATIENCE, futures::future::join_all(readers))
         .await
         .expect("every stream closed in time");
@@ -65,6 +65,10 @@ async fn sigterm_closes_1000_open_streams_cleanly_within_the_grace_period() {
             "stream {i} did not end cleanly: {text:?}"
         );
         assert_eq!(text.matches("retry:").count(), 2, "stream {i}: {text:?}");
+        assert!(
+            text.contains("event: ringback.end\ndata: {\"reason\":\"draining\""),
+            "stream {i} says why it ends: {text:?}"
+        );
     }
     let status = tokio::time::timeout(PATIENCE, child.wait())
         .await

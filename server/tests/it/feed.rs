@@ -4,6 +4,7 @@
 use crate::common::{config, publish, publish_ok, request, SseClient, TestServer, PATIENCE};
 use http::StatusCode;
 use http_body_util::BodyExt;
+use ringback::Reason;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -37,7 +38,11 @@ async fn publish_reaches_every_subscriber_as_an_sse_frame() {
             json,
             serde_json::json!({ "id": id, "type": "blue", "data": "hello" })
         );
-        assert_eq!(client.retry, Some(2000), "the stream announces its retry");
+        let retry = client.retry.expect("the stream announces its retry");
+        assert!(
+            (2000..=4000).contains(&retry),
+            "between 1× and 2× --retry: {retry}"
+        );
     }
     let next = publish_ok(server.addr, "red", "again").await;
     assert!(next > id, "ids strictly increase");
@@ -198,9 +203,9 @@ async fn bad_publishes_are_refused_counted_and_harmless() {
     assert!(json["error"].as_str().unwrap().contains("1024"));
 
     let m = &server.state.api.metrics;
-    assert_eq!(m.rejected_bad_json.load(Ordering::Relaxed), 3);
-    assert_eq!(m.rejected_bad_type.load(Ordering::Relaxed), 4);
-    assert_eq!(m.rejected_too_large.load(Ordering::Relaxed), 1);
+    assert_eq!(m.rejected.get(Reason::BadJson.index()), 3);
+    assert_eq!(m.rejected.get(Reason::BadType.index()), 4);
+    assert_eq!(m.rejected.get(Reason::TooLarge.index()), 1);
 
     // Nothing reached subscribers, and the next good message does.
     let id = publish_ok(server.addr, "blue", "fine").await;
@@ -294,14 +299,19 @@ async fn shutdown_ends_open_streams_and_returns() {
     let id = publish_ok(server.addr, "red", "before").await;
     assert_eq!(a.next_message().await.unwrap().id, Some(id.to_string()));
     let stopping = tokio::spawn(server.shutdown());
+    // Its last words, within the drain window: why, and a `retry:` of 1–3× the usual 2 s, so
+    // clients do not return as one herd.
+    let last = a.next_event().await.unwrap();
+    assert_eq!(last.event.as_deref(), Some("ringback.end"));
+    assert_eq!(last.json()["reason"], "draining");
+    let retry = a.retry.unwrap();
+    assert!((2000..=6000).contains(&retry), "{retry}");
+    assert_eq!(last.json()["retry_ms"], retry);
     assert_eq!(
         a.next_event().await,
         None,
         "the stream ends so EventSource reconnects elsewhere"
     );
-    // Its last words: a `retry:` of 1–3× the usual 2 s, so clients do not return as one herd.
-    let retry = a.retry.unwrap();
-    assert!((2000..=6000).contains(&retry), "{retry}");
     tokio::time::timeout(PATIENCE, stopping)
         .await
         .unwrap()
@@ -389,6 +399,8 @@ async fn the_publish_command_reaches_subscribers() {
         json: false,
         url: format!("http://{}", server.addr),
         token: None,
+        idempotency_key: None,
+        retries: 0,
     };
     let id = ringback::client::publish(&args).await.unwrap();
     let e = a.next_message().await.unwrap();
@@ -438,6 +450,8 @@ async fn publishing_requires_a_valid_token_when_tokens_are_set() {
         json: false,
         url: format!("http://{}", server.addr),
         token: Some("other".into()),
+        idempotency_key: None,
+        retries: 0,
     };
     let id = ringback::client::publish(&args).await.unwrap();
     // The first message the subscriber sees is the authorised one: nothing refused got through.
@@ -452,8 +466,8 @@ async fn publishing_requires_a_valid_token_when_tokens_are_set() {
             .state
             .api
             .metrics
-            .rejected_unauthorized
-            .load(Ordering::Relaxed),
+            .rejected
+            .get(Reason::Unauthorized.index()),
         6
     );
     server.shutdown().await;
@@ -485,7 +499,8 @@ async fn every_response_names_its_request_id() {
     .await;
     assert_ne!(replaced["x-request-id"], forged.as_str());
     // Errors and streams carry it too.
-    let (status, h, _) = request(server.addr, "POST", "/messages", &[], "nope").await;
+    let json = [("content-type", "application/json")];
+    let (status, h, _) = request(server.addr, "POST", "/messages", &json, "nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(h.contains_key("x-request-id"));
     server.shutdown().await;
@@ -516,7 +531,7 @@ async fn the_http1_event_stream_is_chunked_and_other_requests_stay_on_hyper() {
         .await
         .unwrap();
     s.write_all(b"Content-Length: 0\r\n\r\n").await.unwrap();
-    let head = read_until(&mut s, b"retry: 2000\n\n").await;
+    let head = read_until(&mut s, b"\n\n").await;
     let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
     for line in [
@@ -542,7 +557,7 @@ async fn the_http1_event_stream_is_chunked_and_other_requests_stay_on_hyper() {
     s10.write_all(b"GET /messages HTTP/1.0\r\n\r\n")
         .await
         .unwrap();
-    let head = read_until(&mut s10, b"retry: 2000\n\n").await;
+    let head = read_until(&mut s10, b"\n\n").await;
     let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
     assert!(head.starts_with("http/1.0 200 ok\r\n"), "{head}");
     assert!(!head.contains("transfer-encoding"), "{head}");
@@ -554,7 +569,7 @@ async fn the_http1_event_stream_is_chunked_and_other_requests_stay_on_hyper() {
     )
     .await
     .unwrap();
-    let both = read_until(&mut p, b"retry: 2000\n\n").await;
+    let both = read_until(&mut p, b"\n\n").await;
     let both = String::from_utf8(both).unwrap();
     assert!(both.starts_with("HTTP/1.1 200 OK\r\n"), "{both}");
     assert_eq!(both.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{both}");

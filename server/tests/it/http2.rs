@@ -460,6 +460,8 @@ async fn shutdown_sends_goaway_and_ends_http2_streams() {
             Some(Ok(_)) => {}
         }
     }
+    let last = http1.next_event().await.unwrap();
+    assert_eq!(last.event.as_deref(), Some("ringback.end"), "why it ends");
     assert_eq!(http1.next_event().await, None);
     tokio::time::timeout(PATIENCE, stopping)
         .await

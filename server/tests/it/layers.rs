@@ -14,7 +14,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("api", &["feed", "runtime", "config", "metrics"]),
     ("site", &["runtime", "config", "metrics"]),
     ("transport", &["site", "runtime", "config", "metrics"]),
-    ("client", &["config"]),
+    ("client", &["runtime", "config"]),
     (
         "server",
         &[

@@ -14,5 +14,6 @@ mod feed;
 mod fuzz_corpus;
 mod http2;
 mod layers;
+mod lifecycle;
 mod presence;
 mod redis;

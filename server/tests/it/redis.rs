@@ -427,9 +427,9 @@ async fn garbage_from_redis_is_counted_and_dropped() {
     assert_eq!((channel.as_str(), &json["data"]), ("red", &"good".into()));
     let text = metrics(a.addr).await;
     for line in [
-        "ringback_rejected_total{reason=\"bad_json\"} 6",
-        "ringback_rejected_total{reason=\"bad_type\"} 1",
-        "ringback_rejected_total{reason=\"too_large\"} 1",
+        "ringback_redis_rejected_total{reason=\"bad_json\"} 6",
+        "ringback_redis_rejected_total{reason=\"bad_type\"} 1",
+        "ringback_redis_rejected_total{reason=\"too_large\"} 1",
         "ringback_messages_in_total{source=\"redis\"} 7",
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
@@ -496,4 +496,54 @@ async fn redis_down_at_start_up() {
     let id = publish_ok(a.addr, "blue", "on time").await;
     assert_eq!(next(&mut sse).await.0, id);
     a.shutdown().await;
+}
+
+/// A publisher whose server died before it answered retries through another server with the
+/// same `Idempotency-Key`: answered with the first id, delivered once on every server. The keys
+/// kept in Redis are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_repeated_on_another_server_delivers_once() {
+    let redis = RedisServer::start("idempotency").await;
+    let cfg = || {
+        let mut cfg = redis_config(&redis);
+        cfg.idempotency.idempotency_keys = 3;
+        cfg
+    };
+    let a = server(cfg()).await;
+    let b = server(cfg()).await;
+    let mut on_a = SseClient::connect(a.addr, "/messages", &[]).await;
+    let mut on_b = SseClient::connect(b.addr, "/messages", &[]).await;
+    let keyed = |addr, key: &'static str, data: &'static str| async move {
+        crate::lifecycle::publish_keyed(addr, key, data).await
+    };
+    let (status, replayed, first) = keyed(a.addr, "order-1", "once").await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, false), "{first}");
+    let (status, replayed, again) = keyed(b.addr, "order-1", "once").await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, true), "{again}");
+    assert_eq!(again["id"], first["id"]);
+    let (status, _, _) = keyed(b.addr, "order-1", "another").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let sentinel = publish_ok(a.addr, "blue", "sentinel").await;
+    for sse in [&mut on_a, &mut on_b] {
+        assert_eq!(next(sse).await.0, first["id"].as_u64().unwrap());
+        assert_eq!(next(sse).await.0, sentinel, "delivered once");
+    }
+    // Bounded: three keys kept at most, the oldest forgotten first (and counted).
+    for key in ["k2", "k3", "k4", "k5"] {
+        assert_eq!(keyed(a.addr, key, "x").await.0, StatusCode::ACCEPTED);
+    }
+    let kept = redis.cli(&["hlen", "ringback:{feed}:keys"]).await.unwrap();
+    assert_eq!(kept, "3");
+    assert!(metrics(a.addr)
+        .await
+        .contains("ringback_idempotency_evictions_total 2"));
+    let (_, replayed, _) = keyed(b.addr, "k5", "x").await;
+    assert!(replayed, "a kept key still answers");
+    let (_, replayed, _) = keyed(b.addr, "order-1", "once").await;
+    assert!(!replayed, "a forgotten key publishes again");
+    assert!(metrics(b.addr)
+        .await
+        .contains("ringback_idempotent_replays_total 2"));
+    a.shutdown().await;
+    b.shutdown().await;
 }
