@@ -18,6 +18,9 @@ pub enum Command {
     Load(LoadArgs),
     /// Time page loads over HTTP/2 with or without push.
     Pageload(PageloadArgs),
+    /// Browsers that reconnect as EventSource does, and a publisher that retries with
+    /// `Idempotency-Key`, through a deploy or a crash (phases marked by `SIGUSR1`).
+    Fleet(crate::fleet::FleetArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -72,6 +75,21 @@ pub struct LoadArgs {
     /// `h2-stalled`: streams to one attacking connection.
     #[arg(long, default_value_t = 1000)]
     pub attack_streams: usize,
+    /// Messages published before anything else, as fast as the server takes them (to fill the
+    /// history for `--resumers`).
+    #[arg(long, default_value_t = 0)]
+    pub prefill: usize,
+    /// Padding bytes in each `--prefill` message.
+    #[arg(long, default_value_t = 16 * 1024 - 128)]
+    pub prefill_payload: usize,
+    /// Subscribers that resume from the start of the history (`Last-Event-ID` older than all of
+    /// it) as publishing starts, and read slowly (`--resume-read-rate`): a fleet of browsers
+    /// coming back after a crash. Measured: what they cost the server and the others.
+    #[arg(long, default_value_t = 0)]
+    pub resumers: usize,
+    /// Bytes per second each `--resumers` subscriber reads at most.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub resume_read_rate: u64,
 }
 
 #[derive(Debug, Clone, Args)]

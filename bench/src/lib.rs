@@ -5,8 +5,12 @@
 //! - [`load`]: `ringback-bench load`, N subscribers and a publisher at a fixed rate.
 //! - [`attack`]: `ringback-bench load --attack`, hostile clients beside the subscribers.
 //! - [`pageload`]: `ringback-bench pageload`, page loads over HTTP/2 with and without push.
+//! - [`fleet`]: `ringback-bench fleet`, browsers and a publisher through a deploy or a crash
+//!   behind a load balancer.
 
 pub mod args;
 pub mod attack;
+pub mod fleet;
+pub mod histogram;
 pub mod load;
 pub mod pageload;

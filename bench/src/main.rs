@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Load(args) => ringback_bench::load::run(&args).await,
             Command::Pageload(args) => ringback_bench::pageload::run(&args).await,
+            Command::Fleet(args) => ringback_bench::fleet::run(&args).await,
         }
     });
     match report {

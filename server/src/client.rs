@@ -9,25 +9,19 @@ use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// An HTTP/1.1 connection to `base`'s host (keep-alive, `TCP_NODELAY`), and the authority to
-/// send as `Host`. Shared by `ringback publish` and `ringback-bench load`.
-pub async fn connect(
-    base: &Uri,
-) -> Result<(SendRequest<Full<Bytes>>, http::uri::Authority), String> {
-    let authority = base
-        .authority()
-        .ok_or_else(|| format!("{base} has no host"))?
-        .clone();
-    let port = authority.port_u16().unwrap_or(80);
-    let stream = TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok((sender, authority))
+/// A keep-alive HTTP/1.1 connection to a server (`TCP_NODELAY`), with the authority it sends as
+/// `Host`. Shared by `ringback publish` and `ringback-bench`.
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    authority: http::uri::Authority,
+}
+
+/// A whole answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
 }
 
 /// How to send one publish: its bearer `token` and its `Idempotency-Key`, if any.
@@ -37,37 +31,69 @@ pub struct PostOptions<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// `POST`s a JSON `body` to `path` on a connection from [`connect`]; returns the status and the
-/// whole answer.
-pub async fn post_json(
-    sender: &mut SendRequest<Full<Bytes>>,
-    authority: &http::uri::Authority,
-    path: &str,
-    body: Bytes,
-    options: PostOptions<'_>,
-) -> Result<(StatusCode, Bytes), String> {
-    let mut request = Request::post(path)
-        .header(header::HOST, authority.as_str())
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(token) = options.token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+impl Connection {
+    /// Connects to `base`'s host.
+    pub async fn open(base: &Uri) -> Result<Connection, String> {
+        let authority = base
+            .authority()
+            .ok_or_else(|| format!("{base} has no host"))?
+            .clone();
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = TcpStream::connect((authority.host().trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Connection { sender, authority })
     }
-    if let Some(key) = options.idempotency_key {
-        request = request.header("idempotency-key", key);
+
+    /// `POST`s a JSON `body` to `path`.
+    pub async fn post_json(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        options: PostOptions<'_>,
+    ) -> Result<Answer, String> {
+        let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = options.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(key) = options.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request, body).await
     }
-    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
+
+    /// `GET`s `path`.
+    pub async fn get(&mut self, path: &str) -> Result<Answer, String> {
+        self.send(Request::get(path), Bytes::new()).await
+    }
+
+    async fn send(
+        &mut self,
+        request: http::request::Builder,
+        body: Bytes,
+    ) -> Result<Answer, String> {
+        let request = request
+            .header(header::HOST, self.authority.as_str())
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
 }
 
 /// Sends the message; returns the id the server assigned, or the server's error.
@@ -105,21 +131,16 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
     let mut attempt = 0;
     loop {
         let sent = async {
-            let (mut sender, authority) = connect(&base).await?;
-            post_json(
-                &mut sender,
-                &authority,
-                &path,
-                Bytes::from(body.clone()),
-                options,
-            )
-            .await
+            let mut connection = Connection::open(&base).await?;
+            connection
+                .post_json(&path, Bytes::from(body.clone()), options)
+                .await
         }
         .await;
         let retryable = match &sent {
             Err(_) => true,
-            Ok((status, _)) => matches!(
-                *status,
+            Ok(answer) => matches!(
+                answer.status,
                 StatusCode::SERVICE_UNAVAILABLE
                     | StatusCode::BAD_GATEWAY
                     | StatusCode::GATEWAY_TIMEOUT
@@ -131,8 +152,8 @@ pub async fn publish(args: &PublishArgs) -> Result<u64, String> {
             tokio::time::sleep(crate::runtime::jitter::between(full / 2, full)).await;
             continue;
         }
-        let (status, bytes) = sent?;
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let Answer { status, body, .. } = sent?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         return if status == StatusCode::ACCEPTED {
             json.get("id")
                 .and_then(serde_json::Value::as_u64)

@@ -624,7 +624,8 @@ pub struct RedisArgs {
     /// Redis Pub/Sub channels to ingest, comma-separated.
     #[arg(long, env = "RINGBACK_REDIS_CHANNELS", value_delimiter = ',', default_value = defaults::REDIS_CHANNELS)]
     pub redis_channels: Vec<String>,
-    /// Prefix of Ringback's Redis keys (`<prefix>:log`, `<prefix>:last`, `<prefix>:presence…`).
+    /// Prefix of Ringback's Redis keys (`<prefix>:log`, `<prefix>:last`, `<prefix>:presence…`,
+    /// `<prefix>:keys…`).
     #[arg(long, env = "RINGBACK_REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
     /// Age after which the Redis log trims messages, e.g. `24h`, `30m`.

@@ -583,11 +583,15 @@ impl EventStream {
                 }
                 let at = Instant::now() + wait;
                 catchup.ready = Some(at);
+                // Waiting on the server, not on its socket: told of a gap, never cut, if the
+                // history moves past it meanwhile.
+                sub.hold_back(!wait.is_zero());
                 at
             }
         };
         tokio::time::sleep_until(ready).await;
         let bytes = sub.next(batch).await.ok()?;
+        sub.hold_back(false);
         catchup.ready = None;
         catchup.budget.refund(batch.saturating_sub(bytes.len()));
         metrics

@@ -194,6 +194,10 @@ struct Slot {
     cursor: AtomicU64,
     lagged: AtomicBool,
     cut: CancelToken,
+    /// The server itself holds this subscriber back (a resume waiting its turn for the replay
+    /// budget): it is not stalled, so it is never cut for lagging; if the history moves past it
+    /// meanwhile, it is told of the gap in its stream instead ([`Subscription::hold_back`]).
+    held_back: AtomicBool,
 }
 
 struct Ring {
@@ -505,7 +509,9 @@ impl BroadcastList {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         for slot in registry.slots.values() {
-            if slot.cursor.load(Ordering::Acquire) < evicted_through {
+            if slot.cursor.load(Ordering::Acquire) < evicted_through
+                && !slot.held_back.load(Ordering::Acquire)
+            {
                 self.cut(slot, evicted_through);
             }
         }
@@ -579,6 +585,7 @@ impl BroadcastList {
         let slot = Arc::new(Slot {
             cursor: AtomicU64::new(cursor),
             lagged: AtomicBool::new(false),
+            held_back: AtomicBool::new(false),
             cut,
         });
         let filter: Option<Box<[Arc<str>]>> =
@@ -820,6 +827,26 @@ impl Subscription {
             .unwrap_or_else(|e| e.into_inner());
         if self.cursor < ring.evicted_through {
             let evicted = ring.evicted_through;
+            if self.slot.held_back.load(Ordering::Acquire) {
+                // Held back by the server (a resume beyond the replay budget), not stalled: told
+                // of the gap, and on live from the newest message. Continuing from the oldest
+                // held would only be passed by the history again: a resume that cannot be given
+                // what it missed in time goes live rather than chasing it.
+                let gap = Gap {
+                    after: self.cursor,
+                    oldest: None,
+                };
+                let newest = ring.newest;
+                drop(ring);
+                self.cursor = newest;
+                self.slot.cursor.store(newest, Ordering::Release);
+                self.list
+                    .shared
+                    .metrics
+                    .resume_gaps
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(Bytes::from(crate::feed::frame::encode_gap(&gap))));
+            }
             drop(ring);
             self.list.cut(&self.slot, evicted);
             return Err(Lagged);
@@ -908,6 +935,14 @@ impl Subscription {
             .as_ref()
             .is_none_or(|f| f.iter().any(|c| &**c == channel))
             && (!entry.private || self.grants.as_ref().is_some_and(|g| g.contains(channel)))
+    }
+
+    /// Marks this subscriber held back by the server (`true`: a resume waiting for the replay
+    /// budget) or not: while held back it is never cut for lagging; if the history passes it
+    /// meanwhile, its next read is a `ringback.gap` event (`"oldest":null`) and it goes on live
+    /// from the newest message.
+    pub fn hold_back(&self, held: bool) {
+        self.slot.held_back.store(held, Ordering::Release);
     }
 
     /// The last id this subscriber has passed.
@@ -1045,6 +1080,31 @@ mod tests {
         assert_eq!(ids(&resuming.try_next(1 << 20).unwrap().unwrap()), vec![4]);
         assert_eq!(ids(&resuming.try_next(1 << 20).unwrap().unwrap()), vec![5]);
         assert_eq!(resuming.try_next(1 << 20).unwrap(), None);
+    }
+
+    #[test]
+    fn a_subscriber_held_back_by_the_server_is_told_of_the_gap_not_cut() {
+        let list = list(4);
+        let (held_cut, stalled_cut) = (CancelToken::new(), CancelToken::new());
+        let (mut held, _) = list.subscribe(Start::Live, None, None, held_cut.clone());
+        let (_stalled, _) = list.subscribe(Start::Live, None, None, stalled_cut.clone());
+        held.hold_back(true);
+        for i in 0..8 {
+            list.publish("red", &json!(i)).unwrap();
+        }
+        assert!(stalled_cut.is_cancelled(), "a stalled reader is cut");
+        assert!(!held_cut.is_cancelled(), "one the server held back is not");
+        let gap = held.try_next(1 << 16).unwrap().unwrap();
+        let text = std::str::from_utf8(&gap).unwrap();
+        assert_eq!(
+            text,
+            "event: ringback.gap\ndata: {\"after\":0,\"oldest\":null}\n\n"
+        );
+        // On live from the newest: what the history still holds was missed with the rest.
+        held.hold_back(false);
+        assert_eq!(held.try_next(1 << 16).unwrap(), None);
+        list.publish("red", &json!(9)).unwrap();
+        assert_eq!(ids(&held.try_next(1 << 16).unwrap().unwrap()), vec![9]);
     }
 
     #[tokio::test(start_paused = true)]

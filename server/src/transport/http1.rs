@@ -57,10 +57,11 @@ pub(crate) async fn serve<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let head = tokio::select! {
-        head = tokio::time::timeout_at(head_deadline, read_head(&mut io, first)) => head,
-        _ = transport.shutdown.cancelled() => return,
-    };
+    // Not cut short by shutdown: a request on its way is answered (a subscription is shed as
+    // `draining`, so its browser comes back elsewhere), within the same header deadline. A
+    // connection dropped without an answer is a `502` at a load balancer, which a plain
+    // EventSource never retries after.
+    let head = tokio::time::timeout_at(head_deadline, read_head(&mut io, first)).await;
     match head {
         Ok(Ok(Head::Events(request))) => serve_events(io, *request, transport.router, peer).await,
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
