@@ -860,11 +860,12 @@ impl Subscription {
         } else {
             ring.entries.partition_point(|e| e.id <= self.cursor)
         };
-        // First pass: where this batch ends, and its size. A frame of `SHARED_ALONE` bytes or
+        // Where this batch ends, and its size. A frame of `SHARED_ALONE` bytes or
         // more goes alone, as the list's own bytes: copying it would double what a stalled
         // reader (or a thousand resuming ones) holds.
         let (mut end, mut size, mut count) = (start, 0, 0u64);
         let mut last = self.cursor;
+        let mut first: Option<&Bytes> = None;
         for entry in ring.entries.range(start..) {
             let len = entry.frame.len();
             let wanted = self.wants(entry);
@@ -876,24 +877,20 @@ impl Subscription {
             if wanted {
                 size += len;
                 count += 1;
+                first.get_or_insert(&entry.frame);
                 if len >= SHARED_ALONE {
                     break;
                 }
             }
         }
-        // Second pass: one frame as it is, several copied once into a buffer of their size.
-        let mut frames = ring
-            .entries
-            .range(start..end)
-            .filter(|e| self.wants(e))
-            .map(|e| &e.frame);
+        // One frame as it is; several copied once into a buffer of their size.
         let out = match count {
             0 => None,
-            1 => frames.next().cloned(),
+            1 => first.cloned(),
             _ => {
                 let mut buf = BytesMut::with_capacity(size);
-                for frame in frames {
-                    buf.extend_from_slice(frame);
+                for entry in ring.entries.range(start..end).filter(|e| self.wants(e)) {
+                    buf.extend_from_slice(&entry.frame);
                 }
                 Some(buf.freeze())
             }
