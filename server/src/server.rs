@@ -339,6 +339,10 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
         settings: Arc::new(api.config.transport.clone()),
         shutdown: api.shutdown.clone(),
         idle: Default::default(),
+        budget_cuts: Arc::new(crate::runtime::log_summary::LogSummary::new(
+            "an HTTP/2 connection went over its send budget (its client is not reading); closed it",
+            tracing::Level::INFO,
+        )),
         metrics: api.metrics.clone(),
     };
     accept::serve(listener, transport, shutdown).await;

@@ -194,10 +194,12 @@ impl Refusal {
         Refusal::new(reason, message).retry_after(jitter::between(retry * min, retry * max))
     }
 
-    /// Counts this refusal under `family` if its reason is counted there, and logs it (one line
-    /// per interval per reason, [`Refusals::log`]).
+    /// Counts this refusal under `family` (unless its reason is counted elsewhere: a body's
+    /// deadline, a request's `Host`), and logs it (one line and a count per interval per reason).
     pub fn counted(self, family: &ByReason, log: &Refusals) -> Self {
-        family.add(self.reason.index());
+        if self.reason.spec().counted != Counted::Elsewhere {
+            family.add(self.reason.index());
+        }
         log.note(&self);
         self
     }

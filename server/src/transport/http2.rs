@@ -294,11 +294,10 @@ where
                     .metrics
                     .cut_max_connection_buffer
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    unsent = conn.budget.unsent(),
-                    limit = transport.settings.max_connection_buffer,
-                    "an HTTP/2 connection went over its send budget (its client is not reading); closing it"
-                );
+                let (unsent, limit) = (conn.budget.unsent(), transport.settings.max_connection_buffer);
+                transport
+                    .budget_cuts
+                    .note(|| format!("{unsent} bytes unsent, limit {limit}"));
                 break;
             }
             _ = &mut shutdown, if !closing => {

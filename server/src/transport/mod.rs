@@ -38,5 +38,8 @@ pub struct Transport {
     pub shutdown: CancelToken,
     /// Asks idle kept-alive connections to close when the server needs room.
     pub idle: keep_alive::IdleConnections,
+    /// The log of HTTP/2 connections closed at their send budget: one line and a count per
+    /// interval, however many clients stop reading at once.
+    pub budget_cuts: Arc<crate::runtime::log_summary::LogSummary>,
     pub metrics: Arc<Metrics>,
 }
