@@ -309,12 +309,16 @@ fn cors(origins: &[String]) -> Result<Option<CorsLayer>, StartError> {
     ))
 }
 
-/// Serves `listener` until `shutdown` completes, then drains: the feed's own tasks (Redis, the
-/// demo) and the accept loop, which carries the Router.
+/// Serves `listener` until `shutdown` completes, then drains: the accept loop (which carries the
+/// Router) and the feed's own tasks (the demo, presence, which withdraws this server's counts at
+/// once); the Redis session last, once the connections are drained.
 pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()>) {
     let api = &state.api;
+    // The Redis session outlives the drain: the streams still open keep receiving until they
+    // end, and the presence task withdraws this server's counts through it as the drain starts.
+    let drained = CancelToken::new();
     if let Source::Redis(redis) = &api.source {
-        tokio::spawn(redis.clone().run(api.shutdown.clone()));
+        tokio::spawn(redis.clone().run(drained.clone()));
     }
     tokio::spawn(crate::feed::presence::run(
         api.source.clone(),
@@ -346,4 +350,5 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
         metrics: api.metrics.clone(),
     };
     accept::serve(listener, transport, shutdown).await;
+    drained.cancel();
 }

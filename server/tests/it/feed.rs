@@ -575,3 +575,128 @@ async fn the_http1_event_stream_is_chunked_and_other_requests_stay_on_hyper() {
     assert_eq!(both.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{both}");
     server.shutdown().await;
 }
+
+/// `POST /messages` takes exactly `type` and `data`: a field more is a `400`, not silently
+/// dropped (a publisher's typo would otherwise lose what it meant).
+#[tokio::test]
+async fn a_publish_with_an_unknown_field_is_refused() {
+    let server = TestServer::start(config()).await;
+    let (status, json) = publish(server.addr, r#"{"type":"blue","data":"x","colour":"red"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("colour"), "{json}");
+    let m = &server.state.api.metrics;
+    assert_eq!(m.rejected.get(Reason::BadJson.index()), 1);
+    server.shutdown().await;
+}
+
+/// `?since=` on the embedded feed: from the first message published at that time or later; a
+/// time from before the server started (its history cannot hold it) is told of the gap.
+#[tokio::test]
+async fn since_starts_at_a_time_in_the_embedded_history() {
+    let server = TestServer::start(config()).await;
+    let feed = &server.state.api.feed;
+    let first = feed.publish("red", &"early".into()).unwrap();
+    // The clock moves on (messages a millisecond apart at least).
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let since = ringback_now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = feed.publish("red", &"later".into()).unwrap();
+    let third = feed.publish("blue", &"later still".into()).unwrap();
+    let mut sse = SseClient::connect(server.addr, &format!("/messages?since={since}"), &[]).await;
+    for want in [second, third] {
+        assert_eq!(sse.next_message().await.unwrap().id, Some(want.to_string()));
+    }
+    // From before the first message: it, and everything after.
+    let mut all = SseClient::connect(
+        server.addr,
+        &format!("/messages?since={}", since - 10_000),
+        &[],
+    )
+    .await;
+    let e = all.next_event().await.unwrap();
+    assert_eq!(
+        e.event.as_deref(),
+        Some("ringback.gap"),
+        "before the server's start: a gap"
+    );
+    assert_eq!(
+        all.next_message().await.unwrap().id,
+        Some(first.to_string())
+    );
+    server.shutdown().await;
+}
+
+fn ringback_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Embedded ids start from the clock, so a restarted server's are larger than any it gave out
+/// before, and a browser resuming from one of those is told of the gap, not left waiting.
+#[tokio::test]
+async fn ids_keep_increasing_across_an_embedded_restart() {
+    let server = TestServer::start(config()).await;
+    let before = publish_ok(server.addr, "red", "before").await;
+    server.shutdown().await;
+    let server = TestServer::start(config()).await;
+    let after = publish_ok(server.addr, "red", "after").await;
+    assert!(after > before, "{after} > {before}");
+    let mut resumed = SseClient::connect(
+        server.addr,
+        "/messages",
+        &[("last-event-id", &before.to_string())],
+    )
+    .await;
+    let e = resumed.next_event().await.unwrap();
+    assert_eq!(e.event.as_deref(), Some("ringback.gap"));
+    assert_eq!(
+        resumed.next_message().await.unwrap().id,
+        Some(after.to_string())
+    );
+    server.shutdown().await;
+}
+
+/// A body over `--max-message-bytes` sent without a `Content-Length` (chunked) is cut at the
+/// limit and refused (`413`), not read to its end.
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_refused() {
+    let mut cfg = config();
+    cfg.feed.max_message_bytes = 1024;
+    let server = TestServer::start(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        b"POST /messages HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // 1 KiB chunks, 64 of them: the server answers once the limit is passed, whatever follows.
+    let (mut rx, mut tx) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+        for _ in 0..64 {
+            if tx.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(PATIENCE, async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("an answer in time");
+    writer.abort();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
+    let m = &server.state.api.metrics;
+    assert_eq!(m.rejected.get(Reason::TooLarge.index()), 1);
+    server.shutdown().await;
+}

@@ -187,3 +187,51 @@ async fn churning_subscriptions_send_at_most_one_count_per_interval() {
     assert!(updates <= u64::from(ROUNDS) + 1, "{updates} updates");
     server.shutdown().await;
 }
+
+/// A server stopped cleanly withdraws its counts at once (not at their expiry, a minute here),
+/// and while Redis is unreachable a server's counts are its own (not the last sum it read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_withdraws_its_counts_and_counts_are_local_while_redis_is_down() {
+    let mut redis = RedisServer::start("presence-withdraw").await;
+    let expiry = ["--presence-interval", "100ms", "--presence-expiry", "60s"];
+    let mut cfg = redis_config(&redis);
+    cfg.presence.presence_interval = Duration::from_millis(100);
+    cfg.presence.presence_expiry = Duration::from_secs(60);
+    let a = TestServer::start(cfg).await;
+    await_online(&a.state, true).await;
+    let mut on_a = SseClient::connect(a.addr, "/messages", &[]).await;
+    let other = |name: &'static str| {
+        let url = redis.url();
+        async move {
+            let mut args = vec!["--redis-url", &url];
+            args.extend(expiry);
+            spawn_server(name, &args).await
+        }
+    };
+    // B stops cleanly (SIGTERM): its two subscribers leave A's counts long before 60 s.
+    let (mut b, b_addr) = other("presence-clean").await;
+    let on_b = [
+        SseClient::connect(b_addr, "/messages?type=blue", &[]).await,
+        SseClient::connect(b_addr, "/messages?type=blue", &[]).await,
+    ];
+    presence_until(&mut on_a, |c| c["blue"] == 3).await;
+    signal(&b, "-TERM");
+    presence_until(&mut on_a, |c| c["blue"] == 1).await;
+    drop(on_b);
+    tokio::time::timeout(PATIENCE, b.wait())
+        .await
+        .expect("B stopped")
+        .unwrap();
+    // C dies without a word: its counts stand in Redis for their minute. With Redis gone, A
+    // counts its own subscribers only, and says it could not report.
+    let (mut c, c_addr) = other("presence-dead").await;
+    let _on_c = SseClient::connect(c_addr, "/messages?type=blue", &[]).await;
+    presence_until(&mut on_a, |c| c["blue"] == 2).await;
+    signal(&c, "-KILL");
+    c.wait().await.unwrap();
+    redis.kill();
+    presence_until(&mut on_a, |c| c["blue"] == 1).await;
+    let failures = &a.state.api.metrics.presence_report_failures;
+    assert!(failures.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    a.shutdown().await;
+}
