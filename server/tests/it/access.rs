@@ -561,3 +561,37 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     assert_eq!(status, StatusCode::OK);
     server.shutdown().await;
 }
+
+/// `--jwt-audience`: a JWT naming another audience is refused, to publish and to read; one
+/// naming this one, or none, is taken (`aud` is checked when present).
+#[tokio::test]
+async fn jwt_audience_is_checked_when_present() {
+    let mut cfg = private_config();
+    cfg.auth.jwt_audience = Some("feed.example".into());
+    let server = TestServer::start(cfg).await;
+    let token = |aud: Option<&str>| {
+        let mut claims =
+            json!({"exp": later(), "ringback": {"publish": ["*"], "subscribe": ["*"]}});
+        if let Some(aud) = aud {
+            claims["aud"] = aud.into();
+        }
+        hs256(claims)
+    };
+    for (aud, want) in [
+        (Some("feed.example"), StatusCode::ACCEPTED),
+        (None, StatusCode::ACCEPTED),
+        (Some("other.example"), StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, _, answer) = post(server.addr, Some(&token(aud)), "blue", "x").await;
+        assert_eq!(status, want, "publish, aud {aud:?}: {answer}");
+        let path = format!("/messages?token={}", token(aud));
+        let (status, _, _) = request(server.addr, "GET", &path, &[], bytes::Bytes::new()).await;
+        let want = if want == StatusCode::ACCEPTED {
+            StatusCode::OK
+        } else {
+            want
+        };
+        assert_eq!(status, want, "subscribe, aud {aud:?}");
+    }
+    server.shutdown().await;
+}

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[path = "../fixtures/fake_build.rs"]
@@ -398,12 +399,16 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
     }
     assert!(text.contains("event: blue\n"));
 
-    // The client resets the idle stream: the server lets go of the subscriber at once.
+    // The client resets the idle stream: the server lets go of the subscriber at once, not at
+    // its next heartbeat's write (15 s away).
     drop(body);
-    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == 0))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        subs.wait_for(|n| *n == 0),
+    )
+    .await
+    .expect("the subscriber let go of at once")
+    .unwrap();
     f.server.shutdown().await;
 }
 
@@ -446,20 +451,24 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
 async fn shutdown_sends_goaway_and_ends_http2_streams() {
     let f = fixture("goaway").await;
     let addr = f.server.addr;
-    let mut client = connect(addr, Via::H2c, &f.cert, true).await;
-    let req = Request::get("http://localhost/messages").body(()).unwrap();
-    let (fut, _) = client.send_request(req, true).unwrap();
-    let mut body = fut.await.unwrap().into_body();
-    let _retry = body.data().await.unwrap().unwrap();
+    // A client in raw frames, so the GOAWAY itself is seen: one event stream.
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(&ringback_bench::attack::stalling_h2_client(1, "localhost"))
+        .await
+        .unwrap();
+    let mut frames = Frames::default();
+    frames
+        .until(&mut raw, |f| f.kind == HEADERS && f.stream == 1)
+        .await;
     let mut http1 = SseClient::connect(addr, "/messages", &[]).await;
     let stopping = tokio::spawn(f.server.shutdown());
-    // Both streams end (EventSource would reconnect elsewhere), and the server returns.
-    loop {
-        match tokio::time::timeout(PATIENCE, body.data()).await.unwrap() {
-            None | Some(Err(_)) => break,
-            Some(Ok(_)) => {}
-        }
-    }
+    // GOAWAY (no error) at once: no new streams; then the event stream ends by itself, within
+    // the drain window (GOAWAY alone does not end an infinite body).
+    let goaway = frames.until(&mut raw, |f| f.kind == GOAWAY).await;
+    assert_eq!(&goaway.payload[4..8], &[0, 0, 0, 0], "GOAWAY with NO_ERROR");
+    frames
+        .until(&mut raw, |f| f.stream == 1 && f.end_stream())
+        .await;
     let last = http1.next_event().await.unwrap();
     assert_eq!(last.event.as_deref(), Some("ringback.end"), "why it ends");
     assert_eq!(http1.next_event().await, None);
@@ -467,6 +476,82 @@ async fn shutdown_sends_goaway_and_ends_http2_streams() {
         .await
         .unwrap()
         .unwrap();
+}
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const GOAWAY: u8 = 7;
+
+/// One HTTP/2 frame as read off the wire.
+#[derive(Debug, Clone)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+impl Frame {
+    fn end_stream(&self) -> bool {
+        matches!(self.kind, DATA | HEADERS) && self.flags & 0x1 != 0
+    }
+}
+
+/// The frames a raw HTTP/2 client reads, parsed as they arrive.
+#[derive(Default)]
+struct Frames {
+    buf: Vec<u8>,
+    seen: Vec<Frame>,
+}
+
+impl Frames {
+    /// Reads until a frame satisfies `want` (within `PATIENCE`, else the test fails); returns it.
+    async fn until(&mut self, io: &mut TcpStream, want: impl Fn(&Frame) -> bool) -> Frame {
+        use tokio::io::AsyncReadExt;
+        let found = tokio::time::timeout(PATIENCE, async {
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                while self.buf.len() >= 9 {
+                    let len = usize::from(self.buf[0]) << 16
+                        | usize::from(self.buf[1]) << 8
+                        | usize::from(self.buf[2]);
+                    if self.buf.len() < 9 + len {
+                        break;
+                    }
+                    let frame = Frame {
+                        kind: self.buf[3],
+                        flags: self.buf[4],
+                        stream: u32::from_be_bytes([
+                            self.buf[5] & 0x7f,
+                            self.buf[6],
+                            self.buf[7],
+                            self.buf[8],
+                        ]),
+                        payload: self.buf[9..9 + len].to_vec(),
+                    };
+                    self.buf.drain(..9 + len);
+                    self.seen.push(frame.clone());
+                    if want(&frame) {
+                        return frame;
+                    }
+                }
+                let n = io.read(&mut chunk).await.unwrap_or(0);
+                assert!(
+                    n > 0,
+                    "the connection closed first; frames: {:?}",
+                    self.kinds()
+                );
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no such frame in time; frames: {:?}", self.kinds()))
+    }
+
+    fn kinds(&self) -> Vec<(u8, u32)> {
+        self.seen.iter().map(|f| (f.kind, f.stream)).collect()
+    }
 }
 
 /// With a precompressed build, a push is the variant the page request's `Accept-Encoding` asks
@@ -767,6 +852,7 @@ async fn http2_streams_per_connection_are_limited() {
     })
     .await;
     let addr = f.server.addr;
+    // A well-behaved client holds a third request back until a slot frees.
     let mut client = connect(addr, Via::H2c, &f.cert, false).await;
     let sse = || {
         Request::get(format!("http://localhost:{}/messages", addr.port()))
@@ -788,19 +874,96 @@ async fn http2_streams_per_connection_are_limited() {
         .unwrap()
         .send_request(sse(), true)
         .unwrap();
-    // A negative check needs a bound: in 300 ms no third subscriber appears.
-    let mut subs = f.server.state.api.feed.watch_subscribers();
-    let early = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
-        subs.wait_for(|n| *n > 2),
-    )
-    .await;
-    assert!(early.is_err(), "a third stream was served beyond the limit");
     drop(open.pop());
     let response = tokio::time::timeout(PATIENCE, third)
         .await
         .expect("a slot frees when a stream ends")
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // A client that ignores the limit: three event streams at once, in raw frames. The server
+    // serves two and refuses the third (RST_STREAM, REFUSED_STREAM), whatever the client does.
+    let mut subs = f.server.state.api.feed.watch_subscribers();
+    let before = *subs.borrow_and_update();
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(&ringback_bench::attack::stalling_h2_client(3, "localhost"))
+        .await
+        .unwrap();
+    let mut frames = Frames::default();
+    let refused = frames
+        .until(&mut raw, |f| f.kind == RST_STREAM && f.stream == 5)
+        .await;
+    assert_eq!(refused.payload, 7u32.to_be_bytes(), "REFUSED_STREAM");
+    tokio::time::timeout(PATIENCE, subs.wait_for(|n| *n == before + 2))
+        .await
+        .expect("the two streams within the limit are served")
+        .unwrap();
+    assert!(
+        !frames
+            .seen
+            .iter()
+            .any(|f| f.kind == HEADERS && f.stream == 5),
+        "no response on the stream beyond the limit"
+    );
+    f.server.shutdown().await;
+}
+
+/// `--idle-timeout`: an HTTP/2 connection with no stream in flight is sent GOAWAY after one to
+/// two periods, and closed.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let f = fixture_with("h2-idle", {
+        let mut cfg = config();
+        cfg.transport.idle_timeout = std::time::Duration::from_secs(1);
+        cfg
+    })
+    .await;
+    let mut raw = TcpStream::connect(f.server.addr).await.unwrap();
+    // The preface and settings, and no request.
+    raw.write_all(&ringback_bench::attack::stalling_h2_client(0, "localhost"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut frames = Frames::default();
+    frames.until(&mut raw, |f| f.kind == GOAWAY).await;
+    let idle = started.elapsed();
+    assert!(
+        idle >= std::time::Duration::from_millis(900) && idle < std::time::Duration::from_secs(3),
+        "{idle:?}"
+    );
+    f.server.shutdown().await;
+}
+
+/// A publish over HTTP/2 whose DATA goes past `--max-message-bytes` without a `content-length`
+/// is refused (`413`) once it does, not read to its end.
+#[tokio::test]
+async fn an_http2_body_over_the_limit_is_refused() {
+    let f = fixture_with("h2-body-limit", {
+        let mut cfg = config();
+        cfg.feed.max_message_bytes = 1024;
+        cfg
+    })
+    .await;
+    let addr = f.server.addr;
+    let mut client = connect(addr, Via::H2c, &f.cert, false)
+        .await
+        .ready()
+        .await
+        .unwrap();
+    let post = Request::post(format!("http://localhost:{}/messages", addr.port()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(())
+        .unwrap();
+    let (response, mut body) = client.send_request(post, false).unwrap();
+    for _ in 0..4 {
+        body.send_data(Bytes::from(vec![b' '; 1024]), false)
+            .unwrap();
+    }
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("an answer before the body ends")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let m = &f.server.state.api.metrics;
+    assert_eq!(m.rejected.get(ringback::Reason::TooLarge.index()), 1);
     f.server.shutdown().await;
 }

@@ -208,16 +208,39 @@ async fn a_clean_stop_withdraws_its_counts_and_counts_are_local_while_redis_is_d
             spawn_server(name, &args).await
         }
     };
-    // B stops cleanly (SIGTERM): its two subscribers leave A's counts long before 60 s.
-    let (mut b, b_addr) = other("presence-clean").await;
+    // B stops cleanly (SIGTERM): its counts leave A's at once, long before their 60 s expiry
+    // and while B's two streams are still draining (a 30 s window): withdrawn, not run down.
+    let (mut b, b_addr) = spawn_server(
+        "presence-clean",
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--presence-interval",
+            "100ms",
+            "--presence-expiry",
+            "60s",
+            "--drain-window",
+            "30s",
+            "--shutdown-grace",
+            "40s",
+        ],
+    )
+    .await;
     let on_b = [
         SseClient::connect(b_addr, "/messages?type=blue", &[]).await,
         SseClient::connect(b_addr, "/messages?type=blue", &[]).await,
     ];
     presence_until(&mut on_a, |c| c["blue"] == 3).await;
     signal(&b, "-TERM");
+    let stopped = std::time::Instant::now();
     presence_until(&mut on_a, |c| c["blue"] == 1).await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopped.elapsed()
+    );
     drop(on_b);
+    signal(&b, "-KILL");
     tokio::time::timeout(PATIENCE, b.wait())
         .await
         .expect("B stopped")

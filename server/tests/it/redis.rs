@@ -547,3 +547,42 @@ async fn an_idempotency_key_repeated_on_another_server_delivers_once() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// `--redis-min-replicas`: with fewer replicas than asked, a publish written to the primary is
+/// not acknowledged (`503`, `ringback_redis_unreplicated_total`); with enough, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_short_of_its_replicas_is_not_acknowledged() {
+    let redis = RedisServer::start("min-replicas").await;
+    let mut cfg = redis_config(&redis);
+    cfg.redis.redis_min_replicas = 1;
+    cfg.redis.redis_timeout = std::time::Duration::from_millis(400);
+    let a = server(cfg).await;
+    let body = r#"{"type":"blue","data":"unreplicated"}"#;
+    let (status, json) = publish(a.addr, body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("replicas"),
+        "{json}"
+    );
+    assert!(metrics(a.addr)
+        .await
+        .contains("ringback_redis_unreplicated_total 1"));
+    // A replica joins: the next publish reaches it, and is acknowledged.
+    let replica = RedisServer::start_replica("min-replicas-replica", redis.port).await;
+    let acked = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, _) = publish(a.addr, r#"{"type":"blue","data":"replicated"}"#).await;
+            if status == StatusCode::ACCEPTED {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        acked.is_ok(),
+        "a publish acknowledged once a replica has it"
+    );
+    drop(replica);
+    a.shutdown().await;
+}
