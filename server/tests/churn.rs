@@ -6,7 +6,7 @@
 mod common;
 
 use cap::Cap;
-use common::{config, TestServer, PATIENCE};
+use common::{config, until, TestServer, PATIENCE};
 use std::alloc::System;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,7 +28,10 @@ async fn open(addr: SocketAddr) -> TcpStream {
     let mut buf = [0u8; 1024];
     let mut got = Vec::new();
     while !got.windows(6).any(|w| w == b"retry:") {
-        let n = s.read(&mut buf).await.unwrap();
+        let n = tokio::time::timeout(PATIENCE, s.read(&mut buf))
+            .await
+            .expect("the stream opens in time")
+            .unwrap();
         assert!(n > 0, "stream closed early");
         got.extend_from_slice(&buf[..n]);
     }
@@ -43,7 +46,7 @@ async fn round(server: &TestServer) {
         clients.push(open(server.addr).await);
     }
     let mut subs = server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == SUBSCRIBERS).await.unwrap();
+    until(&mut subs, |n| *n == SUBSCRIBERS).await;
     server
         .state
         .api

@@ -10,7 +10,7 @@
 mod common;
 
 use cap::Cap;
-use common::{config, SseClient, TestServer, PATIENCE};
+use common::{config, until, SseClient, TestServer, PATIENCE};
 use ringback::config::ServeArgs;
 use ringback_bench::attack::{small_socket, stalling_h2_client};
 use std::alloc::System;
@@ -100,7 +100,7 @@ async fn a_thousand_stalled_subscribers_cost_bounded_memory() {
     }
     let reader = SseClient::connect(server.addr, "/messages", &[]).await;
     let mut subs = server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == STALLED + 1).await.unwrap();
+    until(&mut subs, |n| *n == STALLED + 1).await;
     let (peak, _after) = feed_beside_the_stalled(&server, reader, &mut subs, SIZE).await;
     let per_stalled = peak.saturating_sub(HISTORY_BYTES) / STALLED;
     eprintln!(
@@ -211,7 +211,10 @@ async fn until_first_data(stream: &mut TcpStream) {
             at += 9 + len;
         }
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.unwrap();
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("the server's frames in time")
+            .unwrap();
         assert!(n > 0, "the server closed the connection");
         buf.extend_from_slice(&chunk[..n]);
     }

@@ -152,7 +152,9 @@ mod tests {
             [("red", 2), ("blue", 1), ("secret", 1)].map(|(c, n)| (c.to_owned(), n))
         );
         drop((red, also_granted));
-        assert!(counts(&list).iter().all(|(_, n)| *n == 0));
+        let left = counts(&list);
+        assert_eq!(left.len(), 3, "every channel still listed: {left:?}");
+        assert!(left.iter().all(|(_, n)| *n == 0), "{left:?}");
     }
 
     /// Changed counts reach every subscriber once, as one event; private counts only those

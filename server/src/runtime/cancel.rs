@@ -157,14 +157,22 @@ mod tests {
             .map(|_| tokio::spawn(token.clone().cancelled()))
             .collect();
         // Every task has polled (and registered) once before the token is cancelled.
-        while token.waiting() < 100 {
-            tokio::task::yield_now().await;
-        }
+        let bound = std::time::Duration::from_secs(10);
+        tokio::time::timeout(bound, async {
+            while token.waiting() < 100 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("every task registered");
         assert!(tasks.iter().all(|t| !t.is_finished()));
         token.clone().cancel();
-        for task in tasks {
-            task.await.unwrap();
-        }
+        // A lost wake-up fails here, within the bound, rather than hanging the test.
+        tokio::time::timeout(bound, futures::future::join_all(tasks))
+            .await
+            .expect("every waiting future woken")
+            .into_iter()
+            .for_each(|t| t.unwrap());
         assert!(token.is_cancelled());
     }
 
@@ -200,7 +208,17 @@ mod tests {
             let token = CancelToken::new();
             let other = token.clone();
             let canceller = std::thread::spawn(move || other.cancel());
-            futures::executor::block_on(token.cancelled());
+            // Waited for on a thread of its own: a lost wake-up fails within the bound instead
+            // of hanging the test.
+            let (done, finished) = std::sync::mpsc::channel();
+            let waiting = token.cancelled();
+            std::thread::spawn(move || {
+                futures::executor::block_on(waiting);
+                let _ = done.send(());
+            });
+            finished
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("a cancel from another thread woke the waiting future");
             canceller.join().unwrap();
         }
     }

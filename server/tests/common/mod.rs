@@ -19,6 +19,14 @@ use tokio::task::JoinHandle;
 /// never a pass.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Waits until `rx`'s value satisfies `want`, for at most `PATIENCE`: a lost wake-up or a value
+/// that never comes fails the test, it never hangs it.
+pub async fn until<T>(rx: &mut tokio::sync::watch::Receiver<T>, want: impl FnMut(&T) -> bool) {
+    let seen = tokio::time::timeout(PATIENCE, rx.wait_for(want)).await;
+    seen.expect("the awaited value in time")
+        .expect("its sender is alive");
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub state: AppState,
@@ -60,13 +68,26 @@ impl TestServer {
     }
 }
 
-/// One request over a fresh HTTP/1.1 connection.
+/// One request over a fresh HTTP/1.1 connection, answered (its head) within `PATIENCE`.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
+) -> (StatusCode, HeaderMap, Incoming) {
+    let body = body.into();
+    tokio::time::timeout(PATIENCE, request_inner(addr, method, path, headers, body))
+        .await
+        .unwrap_or_else(|_| panic!("no answer to {method} {path} in time"))
+}
+
+async fn request_inner(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
 ) -> (StatusCode, HeaderMap, Incoming) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -81,7 +102,7 @@ pub async fn request(
         builder = builder.header(*k, *v);
     }
     let response = sender
-        .send_request(builder.body(Full::new(body.into())).unwrap())
+        .send_request(builder.body(Full::new(body)).unwrap())
         .await
         .unwrap();
     let (parts, body) = response.into_parts();
@@ -98,7 +119,11 @@ pub async fn publish(addr: SocketAddr, body: &str) -> (StatusCode, serde_json::V
         body.to_owned(),
     )
     .await;
-    let bytes = body.collect().await.unwrap().to_bytes();
+    let bytes = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("the answer's body in time")
+        .unwrap()
+        .to_bytes();
     (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
@@ -244,7 +269,7 @@ pub async fn publish_keeping_pace(
 ) -> Vec<u64> {
     let mut ids = Vec::with_capacity(count);
     for i in 0..count {
-        progress.wait_for(|n| i < *n + 8).await.unwrap();
+        until(progress, |n| i < *n + 8).await;
         ids.push(feed.publish(channel, payload).unwrap());
     }
     ids

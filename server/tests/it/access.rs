@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common::{
-    config, hs256, later, private_config, request, SseClient, TestServer, PATIENCE,
+    config, hs256, later, private_config, request, until, SseClient, TestServer, PATIENCE,
 };
 use http::StatusCode;
 use http_body_util::BodyExt;
@@ -352,7 +352,7 @@ async fn subscribers_are_limited_per_address_and_in_total() {
     // A subscriber leaves: its place is free again.
     drop(a1);
     let mut subs = server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == 2).await.unwrap();
+    until(&mut subs, |n| *n == 2).await;
     let (s6, _a3) = subscribe_from([127, 0, 0, 1], addr, "").await;
     assert_eq!(s6, "200");
     let m = &server.state.api.metrics;
@@ -512,7 +512,7 @@ async fn a_stalled_socket_is_closed_at_the_write_deadline() {
         .await
         .unwrap();
     let mut subs = server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == 1).await.unwrap();
+    until(&mut subs, |n| *n == 1).await;
     // More than the socket buffers hold (loopback's send buffer grows to a few MiB), less than
     // the history (1,024 messages, 64 MiB).
     let payload = serde_json::Value::String("x".repeat(SIZE));

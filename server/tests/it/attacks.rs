@@ -294,6 +294,12 @@ async fn one_address_cannot_take_every_channel_and_idle_ones_are_forgotten() {
 
 /// Sends one HTTP/1.1 request on `s` (kept alive) and reads its answer: status and body.
 async fn exchange(s: &mut TcpStream, request: &str) -> Option<(u16, String)> {
+    tokio::time::timeout(Duration::from_secs(60), exchange_inner(s, request))
+        .await
+        .expect("an answer (or the connection's end) within a minute")
+}
+
+async fn exchange_inner(s: &mut TcpStream, request: &str) -> Option<(u16, String)> {
     s.write_all(request.as_bytes()).await.ok()?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];

@@ -1,7 +1,7 @@
 //! The live feed over real TCP: publish → SSE, filters, resume, errors, lag cut-off, shutdown.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{config, publish, publish_ok, request, SseClient, TestServer, PATIENCE};
+use crate::common::{config, publish, publish_ok, request, until, SseClient, TestServer, PATIENCE};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use ringback::Reason;
@@ -11,7 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::test]
 async fn publish_reaches_every_subscriber_as_an_sse_frame() {
     let server = TestServer::start(config()).await;
-    let mut a = SseClient::connect(server.addr, "/messages", &[]).await;
+    // A browser offers every encoding it decodes: the stream is never compressed anyway.
+    let encodings = [("accept-encoding", "gzip, deflate, br, zstd")];
+    let mut a = SseClient::connect(server.addr, "/messages", &encodings).await;
     let mut b = SseClient::connect(server.addr, "/messages", &[]).await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.headers["content-type"], "text/event-stream");
@@ -238,7 +240,7 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
 
     let reader = SseClient::connect(server.addr, "/messages", &[]).await;
     let mut subs = server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == 2).await.unwrap();
+    until(&mut subs, |n| *n == 2).await;
 
     let payload = serde_json::Value::String("x".repeat(SIZE));
     let (published, received) = crate::common::publish_to_reader(
@@ -283,7 +285,7 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
         total < MESSAGES * SIZE,
         "the stalled client did not get everything ({total} bytes)"
     );
-    subs.wait_for(|n| *n == 0).await.unwrap();
+    until(&mut subs, |n| *n == 0).await;
     let (held, bytes) = server.state.api.feed.held();
     assert!(
         held <= 16 && bytes <= 16 * (SIZE + 512),
@@ -376,7 +378,7 @@ async fn healthz_and_metrics_answer() {
     // Two of the three subscribers take the message; the third's filter skips it.
     assert!(text.contains("ringback_messages_out_total 2\n"), "{text}");
     for family in [
-        "ringback_subscribers 3",
+        "ringback_subscribers 3\n",
         "ringback_rejected_total{reason=\"rate_limited\"} 0",
         "ringback_subscriptions_refused_total{reason=\"subscribers_per_ip\"} 0",
         "ringback_write_timeouts_total 0",
@@ -698,5 +700,52 @@ async fn a_chunked_body_over_the_limit_is_refused() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
     let m = &server.state.api.metrics;
     assert_eq!(m.rejected.get(Reason::TooLarge.index()), 1);
+    server.shutdown().await;
+}
+
+/// `POST /api/snapshot`, the server function the page calls after a gap: every channel, the
+/// latest `--ui-messages` of each, and the id the stream continues after, taken together.
+#[tokio::test]
+async fn the_snapshot_is_the_latest_messages_of_each_channel_and_their_id() {
+    let mut cfg = config();
+    cfg.site.ui_messages = 2;
+    let server = TestServer::start(cfg).await;
+    let mut red = Vec::new();
+    for i in 0..3 {
+        red.push(publish_ok(server.addr, "red", &format!("r{i}")).await);
+    }
+    let blue = publish_ok(server.addr, "blue", "b0").await;
+    let (status, headers, body) = request(
+        server.addr,
+        "POST",
+        "/api/snapshot",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().contains("json"));
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        snapshot["last_id"], blue,
+        "the newest id, taken with the messages"
+    );
+    assert_eq!(snapshot["per_channel"], 2);
+    let ids: Vec<u64> = snapshot["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![red[1], red[2], blue],
+        "the latest two of red, and blue's"
+    );
+    let channels = snapshot["channels"].as_array().unwrap();
+    for c in ["red", "yellow", "blue"] {
+        assert!(channels.contains(&c.into()), "{c} in {channels:?}");
+    }
     server.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //! `h2` crate over rustls (verifying the server's development certificate against its authority), and `nghttp`.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{config, scratch, state, SseClient, TestServer, PATIENCE};
+use crate::common::{config, scratch, state, until, SseClient, TestServer, PATIENCE};
 use bytes::Bytes;
 use futures::FutureExt;
 use h2::client::SendRequest;
@@ -93,13 +93,23 @@ use rustls::pki_types::pem::PemObject;
 
 /// Reads an h2 body to its end, releasing flow-control capacity as a real client does.
 async fn read_all(mut body: h2::RecvStream) -> Bytes {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    Bytes::from(out)
+    within(async {
+        let mut out = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        Bytes::from(out)
+    })
+    .await
+}
+
+/// `f`, within `PATIENCE`: what should come and does not fails the test, never hangs it.
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, f)
+        .await
+        .expect("an HTTP/2 exchange finished in time")
 }
 
 /// What one page request brought.
@@ -138,12 +148,11 @@ async fn get_page_with(
     for (k, v) in extra {
         req = req.header(*k, *v);
     }
-    let client = client.clone().ready().await.unwrap();
-    let mut client = client;
+    let mut client = within(client.clone().ready()).await.unwrap();
     let (mut future, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
     let mut promises = future.push_promises();
     let mut hints = Vec::new();
-    while let Some(info) = poll_fn(|cx| future.poll_informational(cx)).await {
+    while let Some(info) = within(poll_fn(|cx| future.poll_informational(cx))).await {
         hints.push(info.unwrap());
     }
     let response = tokio::time::timeout(PATIENCE, &mut future)
@@ -329,25 +338,25 @@ async fn only_page_gets_push() {
         let req = Request::get(format!("http://localhost/{}", path.trim_start_matches('/')))
             .body(())
             .unwrap();
-        let mut c = client.clone().ready().await.unwrap();
+        let mut c = within(client.clone().ready()).await.unwrap();
         let (mut fut, _) = c.send_request(req, true).unwrap();
         let mut promises = fut.push_promises();
-        let response = fut.await.unwrap();
+        let response = within(fut).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         read_all(response.into_body()).await;
         assert!(
-            promises.push_promise().await.is_none(),
+            within(promises.push_promise()).await.is_none(),
             "{path} pushes nothing"
         );
     }
     // HEAD of the page: hints and headers, no push.
     let req = Request::head("http://localhost/").body(()).unwrap();
-    let mut c = client.clone().ready().await.unwrap();
+    let mut c = within(client.clone().ready()).await.unwrap();
     let (mut fut, _) = c.send_request(req, true).unwrap();
     let mut promises = fut.push_promises();
-    let response = fut.await.unwrap();
+    let response = within(fut).await.unwrap();
     assert_eq!(links(response.headers()).len(), 3);
-    assert!(promises.push_promise().await.is_none());
+    assert!(within(promises.push_promise()).await.is_none());
     f.server.shutdown().await;
 }
 
@@ -360,7 +369,7 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
         .body(())
         .unwrap();
     let (fut, _) = client.send_request(req, true).unwrap();
-    let response = fut.await.unwrap();
+    let response = within(fut).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()[header::CONTENT_TYPE],
@@ -369,14 +378,14 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
     assert!(response.headers().get(header::CONNECTION).is_none());
     let mut body = response.into_body();
     let mut subs = f.server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == 1).await.unwrap();
+    until(&mut subs, |n| *n == 1).await;
 
     // Publish over HTTP/2 too.
     let post = Request::post(format!("https://localhost:{}/messages", addr.port()))
         .header(header::CONTENT_TYPE, "application/json")
         .body(())
         .unwrap();
-    let mut c = client.clone().ready().await.unwrap();
+    let mut c = within(client.clone().ready()).await.unwrap();
     let (fut, mut stream) = c.send_request(post, false).unwrap();
     stream
         .send_data(
@@ -384,7 +393,7 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
             true,
         )
         .unwrap();
-    let response = fut.await.unwrap();
+    let response = within(fut).await.unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
 
     let mut text = String::new();
@@ -765,27 +774,26 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
         .unwrap();
     tokio::spawn(conn);
     let open = |client: SendRequest<Bytes>| async move {
-        let mut c = client.ready().await.unwrap();
+        let mut c = within(client.ready()).await.unwrap();
         let (fut, _) = c
             .send_request(
                 Request::get("http://localhost/messages").body(()).unwrap(),
                 true,
             )
             .unwrap();
-        fut.await.unwrap().into_body()
+        within(fut).await.unwrap().into_body()
     };
     let mut stalled = open(client.clone()).await;
     let mut reader = open(client.clone()).await;
     let mut subs = server.state.api.feed.watch_subscribers();
-    subs.wait_for(|n| *n == 2).await.unwrap();
+    until(&mut subs, |n| *n == 2).await;
 
     let (progress_tx, mut progress) = tokio::sync::watch::channel(0usize);
     let reading = tokio::spawn(async move {
         let mut text = String::new();
         let mut seen = 0;
         while seen < MESSAGES {
-            let chunk = reader
-                .data()
+            let chunk = within(reader.data())
                 .await
                 .expect("the reader's stream stays open")
                 .unwrap();
@@ -836,7 +844,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
     .await
     .unwrap();
     assert_eq!(ended, Some(h2::Reason::CANCEL));
-    subs.wait_for(|n| *n == 0).await.unwrap();
+    until(&mut subs, |n| *n == 0).await;
     drop(client);
     server.shutdown().await;
 }
@@ -861,9 +869,9 @@ async fn http2_streams_per_connection_are_limited() {
     };
     let mut open = Vec::new();
     for _ in 0..2 {
-        client = client.ready().await.unwrap();
+        client = within(client.ready()).await.unwrap();
         let (fut, _) = client.send_request(sse(), true).unwrap();
-        let response = fut.await.unwrap();
+        let response = within(fut).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         open.push(response.into_body());
     }

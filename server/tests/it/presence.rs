@@ -12,15 +12,19 @@ use std::time::Duration;
 
 /// Reads `sse` until a `ringback.presence` event whose counts satisfy `want`; returns them.
 async fn presence_until(sse: &mut SseClient, want: impl Fn(&Value) -> bool) -> Value {
-    loop {
-        let e = sse.next_event().await.expect("the stream stays open");
-        if e.event.as_deref() == Some("ringback.presence") {
-            let counts = e.json()["subscribers"].clone();
-            if want(&counts) {
-                return counts;
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let e = sse.next_event().await.expect("the stream stays open");
+            if e.event.as_deref() == Some("ringback.presence") {
+                let counts = e.json()["subscribers"].clone();
+                if want(&counts) {
+                    return counts;
+                }
             }
         }
-    }
+    })
+    .await;
+    found.expect("the awaited counts in time")
 }
 
 /// `GET /api/channels` (with `query`): the status and the answer.
@@ -129,7 +133,10 @@ async fn counts_add_up_across_servers_and_a_dead_servers_expire() {
 
     // `kill -9`: nothing withdraws its counts; they stand until they expire, then drop out.
     signal(&b, "-KILL");
-    b.wait().await.unwrap();
+    tokio::time::timeout(PATIENCE, b.wait())
+        .await
+        .unwrap()
+        .unwrap();
     presence_until(&mut on_a, |c| c["blue"] == 1).await;
     assert_eq!(listed(&channels(a.addr, "").await.1, "blue"), Some(1));
     a.shutdown().await;
@@ -251,7 +258,10 @@ async fn a_clean_stop_withdraws_its_counts_and_counts_are_local_while_redis_is_d
     let _on_c = SseClient::connect(c_addr, "/messages?type=blue", &[]).await;
     presence_until(&mut on_a, |c| c["blue"] == 2).await;
     signal(&c, "-KILL");
-    c.wait().await.unwrap();
+    tokio::time::timeout(PATIENCE, c.wait())
+        .await
+        .unwrap()
+        .unwrap();
     redis.kill();
     presence_until(&mut on_a, |c| c["blue"] == 1).await;
     let failures = &a.state.api.metrics.presence_report_failures;
