@@ -8,8 +8,8 @@ import * as path from "node:path";
 // Redis failing over under a page: a primary, two replicas and three Sentinels, all owned by
 // this test on free ports; one server following them with `redis+sentinel://` and
 // `--redis-min-replicas 1`. The primary is killed (-9) with the page open.
-const port = 3105;
-const base = `http://127.0.0.1:${port}`;
+let port = 0;
+let base = "";
 const master = "feed";
 
 function startRedis(port: number, dir: string, primary?: number): ChildProcess {
@@ -50,6 +50,8 @@ test("a page stays live while Redis fails over", async ({ page }) => {
   const children: ChildProcess[] = [];
   let server: ChildProcess | undefined;
   try {
+    port = await freePort();
+    base = `http://127.0.0.1:${port}`;
     const [p, r1, r2] = [await freePort(), await freePort(), await freePort()];
     const primary = startRedis(p, fs.mkdtempSync(path.join(dir, "p")));
     children.push(primary);

@@ -1,10 +1,11 @@
 import { test, expect, type Page } from "@playwright/test";
 import { createHmac } from "node:crypto";
-import { startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop } from "./ringback";
+import { holdHydration, recordEventSources, recorded, messageIds } from "./recorder";
 
 // This spec owns a server with credentials: a JWT key, and private channels `secret-*`.
-const port = 3103;
-const base = `http://127.0.0.1:${port}`;
+let port = 0;
+let base = "";
 const secret = "e2e-jwt-secret";
 
 function jwt(claims: object): string {
@@ -30,6 +31,8 @@ async function openLive(page: Page) {
 }
 
 test("a private channel shows only on the page whose cookie grants it", async ({ browser }) => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
   const server = startRingback(["--addr", `127.0.0.1:${port}`, "--jwt-secret", secret, "--private-channels", "secret-*"]);
   try {
     await expect
@@ -52,14 +55,28 @@ test("a private channel shows only on the page whose cookie grants it", async ({
       "for the granted page only",
     );
     await expect(mine.locator(`.channel[data-channel="blue"] li[data-id="${shown}"]`)).toHaveText("for everyone");
-    // The other page gets the public message, and after it nothing of the private one.
+    // The other page gets the public message, published after the private one: by then it
+    // would have had the private one too, and has nothing of it.
     await expect(theirs.locator(`.channel[data-channel="blue"] li[data-id="${shown}"]`)).toHaveText("for everyone");
     await expect(theirs.locator(`.channel[data-channel="secret-a"]`)).toHaveCount(0);
     await expect(theirs.locator("body")).not.toContainText("for the granted page only");
-    // A reload (first paint, then resume) keeps it private.
-    await theirs.reload();
-    await expect(theirs.locator(".state")).toHaveAttribute("data-state", "live");
-    await expect(theirs.locator("body")).not.toContainText("for the granted page only");
+    // A page that resumes over a private message (published while it loaded, so its stream
+    // replays from before it) is replayed the public one after it, and nothing private.
+    const resuming = await stranger.newPage();
+    await recordEventSources(resuming);
+    const release = await holdHydration(resuming);
+    await resuming.goto(base, { waitUntil: "domcontentloaded" });
+    const replayedHidden = await publish("secret-a", "private, published while a page loaded");
+    const replayedShown = await publish("blue", "public, published after it");
+    release();
+    await expect(resuming.locator(`.channel[data-channel="blue"] li[data-id="${replayedShown}"]`)).toHaveText(
+      "public, published after it",
+    );
+    const [stream] = await recorded(resuming);
+    expect(messageIds(stream)).toEqual([replayedShown]);
+    expect(stream.events.map((e) => e.data).join("\n")).not.toContain("secret-a");
+    expect(replayedHidden).toBeLessThan(replayedShown);
+    await expect(resuming.locator("body")).not.toContainText("private, published while a page loaded");
     await granted.close();
     await stranger.close();
   } finally {

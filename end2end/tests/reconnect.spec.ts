@@ -1,9 +1,14 @@
 import { test, expect } from "@playwright/test";
-import { startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop } from "./ringback";
 
 // This test owns its server: it stops it and starts it again under the open page.
-const port = 3101;
-const base = `http://127.0.0.1:${port}`;
+let port = 0;
+let base = "";
+
+test.beforeAll(async () => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+});
 
 function startServer() {
   return startRingback(["--addr", `127.0.0.1:${port}`, "--retry", "500ms"]);
@@ -26,10 +31,15 @@ test("the page shows reconnecting while the server is gone, and recovers on its 
     await stop(server);
     await expect(state).toHaveAttribute("data-state", "reconnecting");
 
-    server = startServer();
-    await ready();
     // The restarted server's ids are newer than any the page saw: it is told of the gap,
     // reloads its snapshot and follows the new feed.
+    const reload = page.waitForRequest(
+      (r) => r.method() === "POST" && new URL(r.url()).pathname === "/api/snapshot",
+      { timeout: 15_000 },
+    );
+    server = startServer();
+    await ready();
+    await reload;
     await expect(state).toHaveAttribute("data-state", "live", { timeout: 15_000 });
     const res = await fetch(`${base}/messages`, {
       method: "POST",

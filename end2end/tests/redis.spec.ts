@@ -1,16 +1,13 @@
 import { test, expect, type Page } from "@playwright/test";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { freePort, startRingback, stop } from "./ringback";
+import { firstPaintToLive, messageIds, recordEventSources, recorded } from "./recorder";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-// Two servers on one Redis, all three owned by this test: Redis on a free port (never the
-// machine's default instance), servers A and B on their own ports.
-const portA = 3102;
-const portB = 3103;
-const baseA = `http://127.0.0.1:${portA}`;
-const baseB = `http://127.0.0.1:${portB}`;
+// Two servers on one Redis, all three owned by this test, each on a free port (never the
+// machine's default Redis instance).
 
 function startRedis(port: number, dir: string): ChildProcess {
   return spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
@@ -49,21 +46,28 @@ async function live(page: Page): Promise<void> {
 class TwoServers {
   a?: ChildProcess;
   b?: ChildProcess;
+  readonly baseA: string;
+  readonly baseB: string;
   private constructor(
     readonly redisPort: number,
+    readonly portA: number,
+    readonly portB: number,
     readonly dir: string,
     public redis: ChildProcess,
-  ) {}
+  ) {
+    this.baseA = `http://127.0.0.1:${portA}`;
+    this.baseB = `http://127.0.0.1:${portB}`;
+  }
 
   static async start(): Promise<TwoServers> {
-    const redisPort = await freePort();
+    const [redisPort, portA, portB] = [await freePort(), await freePort(), await freePort()];
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-e2e-redis-"));
-    const servers = new TwoServers(redisPort, dir, startRedis(redisPort, dir));
+    const servers = new TwoServers(redisPort, portA, portB, dir, startRedis(redisPort, dir));
     servers.a = startServer(portA, redisPort);
     servers.b = startServer(portB, redisPort);
     try {
-      await ready(baseA);
-      await ready(baseB);
+      await ready(servers.baseA);
+      await ready(servers.baseB);
     } catch (e) {
       await servers.stopAll();
       throw e;
@@ -81,10 +85,11 @@ class TwoServers {
 
 test("two servers on one Redis: one feed, and a restarted server's page recovers every message once", async ({ browser }) => {
   const servers = await TwoServers.start();
-  const redisPort = servers.redisPort;
+  const { redisPort, baseA, baseB } = servers;
   try {
     const pageA = await browser.newPage();
     const pageB = await browser.newPage();
+    await recordEventSources(pageA);
     await pageA.goto(baseA);
     await pageB.goto(baseB);
     await live(pageA);
@@ -113,13 +118,19 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
       await publish(baseB, "red", text);
       expected.push(text);
     }
-    servers.a = startServer(portA, redisPort);
+    servers.a = startServer(servers.portA, redisPort);
     await ready(baseA);
     await live(pageA);
     const after = await publish(baseA, "red", "after A is back");
     expected.push("after A is back");
     await expect(pageA.locator(`.channel[data-channel="red"] li[data-id="${after}"]`)).toBeVisible();
     await expect(pageA.locator('.channel[data-channel="red"] li')).toHaveText(expected);
+    // What the server sent, not what the page chose to show: every message once, in order,
+    // across the restart (the browser's own reconnection, with Last-Event-ID).
+    const ids = (await recorded(pageA)).flatMap(messageIds);
+    expect(ids.filter((id) => id > viaB)).toHaveLength(1 /* the seed */ + expected.length);
+    expect(ids).toEqual([...ids].sort((x, y) => x - y));
+    expect(new Set(ids).size).toBe(ids.length);
     await pageA.screenshot({ path: test.info().outputPath("two-servers.png") });
 
     // Redis goes away: the page stays live on its open stream and says its source is offline;
@@ -143,6 +154,7 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
 
 test("two servers on one Redis: a channel's subscriber count is the sum of both, live", async ({ browser }) => {
   const servers = await TwoServers.start();
+  const { baseA, baseB } = servers;
   try {
     const count = (page: Page) => page.locator('.channel[data-channel="blue"] h2');
     const pageA = await browser.newPage();
@@ -157,6 +169,19 @@ test("two servers on one Redis: a channel's subscriber count is the sum of both,
     await expect(count(pageB)).toHaveAttribute("data-count", "2");
     await pageB.close();
     await expect(count(pageA)).toHaveAttribute("data-count", "1");
+    await pageA.close();
+  } finally {
+    await servers.stopAll();
+  }
+});
+
+test("two servers on one Redis: a page on A continues from its first paint with what B publishes, once", async ({ page }) => {
+  const servers = await TwoServers.start();
+  try {
+    // Published on B before, while and after the page on A loads: A's stream resumes after its
+    // first-paint id and has each message once.
+    await firstPaintToLive(page, `${servers.baseA}/`, (type, data) => publish(servers.baseB, type, data));
+    await page.close();
   } finally {
     await servers.stopAll();
   }
