@@ -393,6 +393,31 @@ mod tests {
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_counted_each_and_logged_as_one_line_and_a_count() {
+        let (log, _guard) = crate::runtime::log_summary::tests::Captured::start();
+        let (family, refusals) = (ByReason::default(), Refusals::default());
+        for _ in 0..500 {
+            let shed = Refusal::shed(Reason::Subscribers, "full", Duration::from_secs(2));
+            let _ = shed.counted(&family, &refusals);
+        }
+        // Counted elsewhere (a body's deadline): logged, not counted in the handler's family.
+        let cut = Refusal::new(Reason::BodyTimeout, "slow");
+        let _ = cut.counted(&family, &refusals);
+        assert_eq!(family.get(Reason::Subscribers.index()), 500);
+        assert_eq!(family.get(Reason::BodyTimeout.index()), 0);
+        tokio::time::sleep(crate::runtime::log_summary::INTERVAL).await;
+        tokio::task::yield_now().await;
+        let lines = log.lines();
+        let shed: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("event stream shed"))
+            .collect();
+        assert_eq!(shed.len(), 2, "{lines:?}");
+        assert!(shed[0].contains("subscribers: full"), "{}", shed[0]);
+        assert!(shed[1].contains("499 more"), "{}", shed[1]);
+    }
+
     #[test]
     fn shed_retries_spread_over_their_range() {
         let draws: std::collections::HashSet<u128> = (0..100)

@@ -25,6 +25,7 @@ async fn publish_reaches_every_subscriber_as_an_sse_frame() {
     assert!(a.headers.get("content-encoding").is_none());
 
     let id = publish_ok(server.addr, "blue", "hello").await;
+    assert!(id < 1 << 53, "an id is exact as a JavaScript number: {id}");
     for client in [&mut a, &mut b] {
         let e = client.next_message().await.unwrap();
         assert_eq!(e.id, Some(id.to_string()));
@@ -385,6 +386,8 @@ async fn healthz_and_metrics_answer() {
         "ringback_lagged_disconnects_total 0",
         "ringback_early_hints_total 0",
         "ringback_redis_up 0",
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes ",
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total ",
     ] {
         assert!(text.contains(family), "{family} in {text}");
     }

@@ -350,6 +350,20 @@ async fn a_publish_repeated_with_its_idempotency_key_is_delivered_once() {
         let (status, _, _) = publish_keyed(server.addr, bad, "x").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
     }
+    // Two keys on one publish: which one would it be? Refused.
+    let (status, _, _) = request(
+        server.addr,
+        "POST",
+        "/messages",
+        &[
+            ("content-type", "application/json"),
+            ("idempotency-key", "a"),
+            ("idempotency-key", "b"),
+        ],
+        r#"{"type":"blue","data":"x"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "two keys");
     // Delivered once: the next message the watcher sees after it is the sentinel.
     let sentinel = publish_ok(server.addr, "blue", "sentinel").await;
     assert_eq!(
@@ -367,7 +381,7 @@ async fn a_publish_repeated_with_its_idempotency_key_is_delivered_once() {
         1
     );
     assert_eq!(m.rejected.get(Reason::IdempotencyKeyReused.index()), 1);
-    assert_eq!(m.rejected.get(Reason::BadIdempotencyKey.index()), 3);
+    assert_eq!(m.rejected.get(Reason::BadIdempotencyKey.index()), 4);
     server.shutdown().await;
 }
 
@@ -396,5 +410,72 @@ async fn ringback_publish_retries_with_one_key() {
         watcher.next_message().await.unwrap().id,
         Some(sentinel.to_string())
     );
+    server.shutdown().await;
+}
+
+/// `ringback publish`, the binary: the id on success; the server's error and exit status 1 on a
+/// refusal; and a publish that got no answer (here `503`: the server's Redis is not up yet) sent
+/// again with backoff until it is answered, under one key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_command_reports_refusals_and_retries_what_got_no_answer() {
+    let server = TestServer::start(config()).await;
+    let run = |args: Vec<String>| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ringback"))
+            .arg("publish")
+            .args(args)
+            .output()
+            .await
+            .unwrap()
+    };
+    let url = format!("http://{}", server.addr);
+    let ok = run(vec![
+        "--type".into(),
+        "blue".into(),
+        "hi".into(),
+        "--url".into(),
+        url.clone(),
+    ])
+    .await;
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("published id "));
+    let refused = run(vec![
+        "--type".into(),
+        "no good".into(),
+        "hi".into(),
+        "--url".into(),
+        url,
+    ])
+    .await;
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("400") && said.contains("channel"), "{said}");
+    server.shutdown().await;
+
+    // Redis comes up while the command waits between its tries: it publishes once.
+    let mut redis = RedisServer::not_started("publish-retries");
+    let server = TestServer::start(redis_config(&redis)).await;
+    let url = format!("http://{}", server.addr);
+    let publishing = tokio::spawn(run(vec![
+        "--type".into(),
+        "red".into(),
+        "once".into(),
+        "--url".into(),
+        url,
+        "--retries".into(),
+        "6".into(),
+    ]));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    redis.restart().await;
+    let done = tokio::time::timeout(PATIENCE, publishing)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let log = redis.cli(&["xlen", "ringback:{feed}:log"]).await.unwrap();
+    assert_eq!(log, "1", "published once");
     server.shutdown().await;
 }
