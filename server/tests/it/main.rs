@@ -16,4 +16,5 @@ mod http2;
 mod layers;
 mod lifecycle;
 mod presence;
+mod promises;
 mod redis;
