@@ -1,34 +1,30 @@
-//! The browser's one connection to the feed: an EventSource (through gloo-net) turned into a
-//! stream of [`LiveEvent`]s.
+//! The page's view of the feed: the browser's one stream, as a stream of [`LiveEvent`]s.
 //!
-//! EventSource dispatches a named event only to listeners registered for that name, and there is
-//! no wildcard. The wrapper therefore listens to every channel the snapshot named, and to the
-//! feed's `ringback.channel` event, which the server sends before the first message on a new
-//! channel; it subscribes to the new name before the next event is dispatched, so nothing on the
-//! new channel is missed.
+//! The stream itself is held by `feed.js` (served as a hashed asset beside the WASM and loaded
+//! before it): one EventSource per browser, shared by its tabs through a SharedWorker, or a
+//! leader tab elected with the Web Locks API and a BroadcastChannel where there is no
+//! SharedWorker, or the tab's own otherwise. It follows the union of the tabs' channels, passes
+//! each tab only its own channels' messages after the last id it has seen (so nothing is lost or
+//! shown twice when the stream is opened again from an earlier id), reconnects with jittered
+//! backoff when the browser gives up, and is back at once when a phone wakes (visible again,
+//! online again, restored from the back/forward cache). This module binds its `RingbackFeed`
+//! and reads the events.
 
 use crate::message::{
     Gap, Message, SourceState, EVENT_CHANNEL, EVENT_END, EVENT_GAP, EVENT_PRESENCE, EVENT_REFUSED,
     EVENT_SOURCE,
 };
 use futures::channel::oneshot;
-use futures::stream::{SelectAll, StreamExt};
-use futures::FutureExt;
-use gloo_net::eventsource::futures::{EventSource, EventSourceSubscription};
-use gloo_net::eventsource::State;
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-
-/// The first delay before re-creating an EventSource that the browser gave up on.
-const RECONNECT_MIN_MS: u32 = 500;
-/// The longest such delay.
-const RECONNECT_MAX_MS: u32 = 10_000;
 
 /// What the page needs to know about its feed connection.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LiveEvent {
     /// The stream is open and delivering.
     Open,
-    /// The stream broke; the browser (or this wrapper) is reconnecting with `Last-Event-ID`.
+    /// The stream broke; it is being opened again from the last id.
     Reconnecting,
     /// A new channel exists on the feed.
     Channel(String),
@@ -46,166 +42,77 @@ pub enum LiveEvent {
     Ended(String),
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// `feed.js`'s `RingbackFeed`.
+    type RingbackFeed;
+
+    #[wasm_bindgen(constructor, catch)]
+    fn new(
+        options: &JsValue,
+        on_event: &Closure<dyn FnMut(String, String)>,
+    ) -> Result<RingbackFeed, JsValue>;
+
+    #[wasm_bindgen(method)]
+    fn close(this: &RingbackFeed);
+}
+
 /// Follows the feed from after `last_id` until `cancel` fires, calling `on_event` for each event:
-/// only the channels in `followed` if any (the page's `?type=`), every one otherwise.
-///
-/// The browser reconnects by itself after a network error or a stream the server ended (a shed
-/// one included), sending `Last-Event-ID`, after the server's `retry:`. When it gives up (an HTTP
-/// error closes the EventSource for good) this loop creates a new one from the last id it saw,
-/// with exponential backoff, jittered so the pages of one outage do not retry in step.
+/// only the channels in `followed` if any (the page's `?type=`), every one otherwise; `channels`
+/// are the ones the page knows.
 pub async fn follow(
-    mut last_id: Option<u64>,
+    last_id: Option<u64>,
     followed: Vec<String>,
     channels: Vec<String>,
-    mut cancel: oneshot::Receiver<()>,
-    mut on_event: impl FnMut(LiveEvent),
+    cancel: oneshot::Receiver<()>,
+    mut on_event: impl FnMut(LiveEvent) + 'static,
 ) {
-    let mut known = channels;
-    let mut backoff = RECONNECT_MIN_MS;
-    loop {
-        let mut query = crate::message::follow_query(&followed);
-        if let Some(id) = last_id {
-            if !query.is_empty() {
-                query.push('&');
-            }
-            query.push_str(&format!("lastEventId={id}"));
+    let strings = |names: &[String]| names.iter().map(JsValue::from).collect::<Array>();
+    let options = Object::new();
+    let filter: JsValue = if followed.is_empty() {
+        JsValue::NULL
+    } else {
+        strings(&followed).into()
+    };
+    let after = last_id.map_or(JsValue::NULL, |id| JsValue::from(id as f64));
+    let _ = Reflect::set(&options, &"filter".into(), &filter);
+    let _ = Reflect::set(&options, &"channels".into(), &strings(&channels));
+    let _ = Reflect::set(&options, &"after".into(), &after);
+    let callback = Closure::<dyn FnMut(String, String)>::new(move |kind: String, data: String| {
+        if let Some(event) = read(&kind, &data) {
+            on_event(event);
         }
-        let url = if query.is_empty() {
-            "/messages".to_owned()
-        } else {
-            format!("/messages?{query}")
-        };
-        let Ok(mut es) = EventSource::new(&url) else {
-            return;
-        };
-        let mut streams: SelectAll<EventSourceSubscription> = SelectAll::new();
-        for name in [
-            "open",
-            "error",
-            EVENT_CHANNEL,
-            EVENT_GAP,
-            EVENT_SOURCE,
-            EVENT_PRESENCE,
-            EVENT_REFUSED,
-            EVENT_END,
-        ]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(known.iter().cloned())
-        {
-            if let Ok(sub) = es.subscribe(name) {
-                streams.push(sub);
-            }
+    });
+    let Ok(feed) = RingbackFeed::new(&options, &callback) else {
+        // `feed.js` did not load: nothing to follow.
+        return;
+    };
+    let _ = cancel.await;
+    feed.close();
+    drop(callback);
+}
+
+/// One event of the feed, as the page sees it (`None`: one it does not use).
+fn read(kind: &str, data: &str) -> Option<LiveEvent> {
+    let json = || js_sys::JSON::parse(data).ok();
+    let field = |key: &str| json().and_then(|body| Reflect::get(&body, &key.into()).ok());
+    Some(match kind {
+        "open" => LiveEvent::Open,
+        "error" => LiveEvent::Reconnecting,
+        EVENT_CHANNEL => LiveEvent::Channel(field("type")?.as_string()?),
+        EVENT_GAP => {
+            let body = json()?;
+            let number = |key: &str| Reflect::get(&body, &key.into()).ok()?.as_f64();
+            LiveEvent::Gap(Gap {
+                after: number("after").unwrap_or_default() as u64,
+                oldest: number("oldest").map(|n| n as u64),
+            })
         }
-        loop {
-            let next = futures::select_biased! {
-                _ = (&mut cancel).fuse() => return,
-                next = streams.next() => next,
-            };
-            let Some(Ok((name, event))) = next else {
-                // gloo ends or errors the subscriptions once the EventSource is closed.
-                break;
-            };
-            match name.as_str() {
-                "open" => {
-                    backoff = RECONNECT_MIN_MS;
-                    on_event(LiveEvent::Open);
-                }
-                "error" => {
-                    on_event(LiveEvent::Reconnecting);
-                    if es.state() == State::Closed {
-                        break;
-                    }
-                }
-                EVENT_CHANNEL => {
-                    if let Some(channel) =
-                        field(json(&event).as_ref(), "type").and_then(|c| c.as_string())
-                    {
-                        if !known.contains(&channel) {
-                            if let Ok(sub) = es.subscribe(channel.clone()) {
-                                streams.push(sub);
-                            }
-                            known.push(channel.clone());
-                            on_event(LiveEvent::Channel(channel));
-                        }
-                    }
-                }
-                EVENT_GAP => {
-                    let body = json(&event);
-                    let number = |key| field(body.as_ref(), key).and_then(|n| n.as_f64());
-                    on_event(LiveEvent::Gap(Gap {
-                        after: number("after").unwrap_or_default() as u64,
-                        oldest: number("oldest").map(|n| n as u64),
-                    }));
-                }
-                EVENT_SOURCE => {
-                    if let Some(online) =
-                        field(json(&event).as_ref(), "online").and_then(|o| o.as_bool())
-                    {
-                        on_event(LiveEvent::Source(SourceState { online }));
-                    }
-                }
-                EVENT_REFUSED | EVENT_END => {
-                    if let Some(reason) =
-                        field(json(&event).as_ref(), "reason").and_then(|r| r.as_string())
-                    {
-                        on_event(LiveEvent::Ended(reason));
-                    }
-                }
-                EVENT_PRESENCE => {
-                    let counts =
-                        field(json(&event).as_ref(), "subscribers").and_then(|c| c.dyn_into().ok());
-                    if let Some(counts) = counts {
-                        on_event(LiveEvent::Presence(counts));
-                    }
-                }
-                _ => {
-                    if let Some(message) = parse::<Message>(&event) {
-                        last_id = Some(message.id);
-                        on_event(LiveEvent::Message(message));
-                    }
-                }
-            }
-        }
-        drop(streams);
-        es.close();
-        futures::select_biased! {
-            _ = (&mut cancel).fuse() => return,
-            _ = sleep_ms(jittered(backoff)).fuse() => {}
-        }
-        backoff = (backoff * 2).min(RECONNECT_MAX_MS);
-    }
-}
-
-/// A message: the one event parsed by serde (the page keeps it, as its snapshot does).
-fn parse<T: serde::de::DeserializeOwned>(event: &web_sys::MessageEvent) -> Option<T> {
-    let text = event.data().as_string()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// A control event's JSON (`ringback.*`), read by the browser's own `JSON`: each type parsed
-/// by serde costs the WASM a deserializer of its own, and these are a field or two.
-fn json(event: &web_sys::MessageEvent) -> Option<wasm_bindgen::JsValue> {
-    js_sys::JSON::parse(&event.data().as_string()?).ok()
-}
-
-/// One field of a control event's JSON.
-fn field(body: Option<&wasm_bindgen::JsValue>, key: &str) -> Option<wasm_bindgen::JsValue> {
-    js_sys::Reflect::get(body?, &key.into()).ok()
-}
-
-/// A delay drawn between half of `ms` and `ms`.
-fn jittered(ms: u32) -> u32 {
-    (f64::from(ms) * (0.5 + 0.5 * js_sys::Math::random())) as u32
-}
-
-async fn sleep_ms(ms: u32) {
-    let (tx, rx) = oneshot::channel::<()>();
-    leptos::prelude::set_timeout(
-        move || {
-            let _ = tx.send(());
-        },
-        std::time::Duration::from_millis(u64::from(ms)),
-    );
-    let _ = rx.await;
+        EVENT_SOURCE => LiveEvent::Source(SourceState {
+            online: field("online")?.as_bool()?,
+        }),
+        EVENT_PRESENCE => LiveEvent::Presence(field("subscribers")?.dyn_into().ok()?),
+        EVENT_REFUSED | EVENT_END => LiveEvent::Ended(field("reason")?.as_string()?),
+        _ => LiveEvent::Message(serde_json::from_str(data).ok()?),
+    })
 }

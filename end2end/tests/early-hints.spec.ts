@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { homeTrusting, launchOptions } from "../chromium";
-import { freePort, startRingback, stop } from "./ringback";
+import { ASSETS, assetName, freePort, startRingback, stop } from "./ringback";
 
 // Chromium acts on `103 Early Hints` only over a certificate it trusts. This spec does what the
 // README tells a developer to do: the server makes its development authority and certificate
@@ -52,7 +52,7 @@ async function assetInitiators(page: import("@playwright/test").Page): Promise<R
       performance
         .getEntriesByType("resource")
         .filter((e) => e.name.includes("/pkg/"))
-        .map((e) => [e.name.split(".").pop()!, (e as PerformanceResourceTiming).initiatorType]),
+        .map((e) => [e.name, (e as PerformanceResourceTiming).initiatorType]),
     ),
   );
 }
@@ -78,7 +78,7 @@ test("over a trusted certificate, Chromium preloads the hashed assets from the 1
     expect(await page.evaluate(() => window.isSecureContext)).toBe(true);
     const initiators = await assetInitiators(page);
     await context.close();
-    expect(Object.keys(initiators).sort()).toEqual(["css", "js", "wasm"]);
+    expect(Object.keys(initiators).map(assetName).sort()).toEqual(ASSETS);
     seen.push(JSON.stringify(initiators));
     if (Object.values(initiators).every((i) => i === "early-hints")) {
       test.info().annotations.push({ type: "navigations", description: seen.join(" ") });
@@ -105,10 +105,10 @@ test("a repeat visit gets no 103: the assets come from the cache", async () => {
     performance
       .getEntriesByType("resource")
       .filter((e) => e.name.includes("/pkg/"))
-      .map((e) => ({ kind: e.name.split(".").pop(), transferred: (e as PerformanceResourceTiming).transferSize })),
+      .map((e) => ({ name: e.name, transferred: (e as PerformanceResourceTiming).transferSize })),
   );
   // Every hashed asset was loaded, and each from the cache.
-  expect([...new Set(assets.map((a) => a.kind))].sort()).toEqual(["css", "js", "wasm"]);
-  for (const a of assets) expect(a.transferred, `${a.kind} from the cache`).toBe(0);
+  expect([...new Set(assets.map((a) => assetName(a.name)))].sort()).toEqual(ASSETS);
+  for (const a of assets) expect(a.transferred, `${a.name} from the cache`).toBe(0);
   await context.close();
 });

@@ -1,5 +1,5 @@
 import { test, expect, type Page, type APIRequestContext } from "@playwright/test";
-import { firstPaintToLive } from "./recorder";
+import { firstPaintToLive, recordStreams, recorded } from "./recorder";
 
 async function publish(request: APIRequestContext, type: string, data: unknown): Promise<number> {
   const res = await request.post("/messages", { data: { type, data } });
@@ -7,7 +7,7 @@ async function publish(request: APIRequestContext, type: string, data: unknown):
   return (await res.json()).id;
 }
 
-// Hydration done and the EventSource open: the page is following the feed.
+// Hydration done and the stream open: the page is following the feed.
 async function openLive(page: Page) {
   await page.goto("/");
   await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
@@ -116,17 +116,10 @@ test("each box keeps only the last N messages", async ({ page, request }) => {
   await expect(box.locator("li").first()).toHaveText("m10");
 });
 
-test("the page opens exactly one EventSource", async ({ page }) => {
-  await page.addInitScript(() => {
-    const Original = window.EventSource;
-    (window as any).__eventSources = 0;
-    (window as any).EventSource = class extends Original {
-      constructor(url: string | URL, init?: EventSourceInit) {
-        super(url, init);
-        (window as any).__eventSources++;
-      }
-    };
-  });
+test("the page follows the feed through exactly one stream", async ({ page }) => {
+  await recordStreams(page);
   await openLive(page);
-  expect(await page.evaluate(() => (window as any).__eventSources)).toBe(1);
+  const sources = await recorded(page);
+  expect(sources).toHaveLength(1);
+  expect(sources[0].opens).toBe(1);
 });

@@ -1,7 +1,7 @@
 import { test, expect } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
 import { freePort, startRingback, stop } from "./ringback";
-import { holdHydration, recordEventSources, recorded, firstPaintId } from "./recorder";
+import { holdHydration, recordStreams, recorded, firstPaintId } from "./recorder";
 
 // A page that resumes from beyond the history: the server tells it of the gap, and it reloads
 // its snapshot (`POST /api/snapshot`) rather than show old messages beside new ones with a hole
@@ -36,7 +36,7 @@ async function publish(type: string, data: string): Promise<number> {
 test("a page resuming past the history is told of the gap and reloads its snapshot", async ({ page }) => {
   const channel = `gap-${Date.now()}`;
   const old = await publish(channel, "before the gap");
-  await recordEventSources(page);
+  await recordStreams(page);
   // Painted, not yet hydrated: meanwhile six more messages push the painted one out of the
   // four the history keeps.
   const release = await holdHydration(page);

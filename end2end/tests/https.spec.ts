@@ -1,6 +1,7 @@
 import { test, expect } from "@playwright/test";
 import { baseURL } from "../playwright.config";
 import { firstPaintToLive } from "./recorder";
+import { ASSETS, assetName } from "./ringback";
 
 // The same server, over TLS: one port serves HTTP/1.1, h2c and HTTPS with HTTP/2.
 const httpsURL = baseURL.replace("http://", "https://");
@@ -35,11 +36,11 @@ test("the live feed works over HTTPS with HTTP/2", async ({ page, request }) => 
       .getEntriesByType("resource")
       .filter((e) => e.name.includes("/pkg/"))
       .map((e) => ({
-        kind: e.name.split(".").pop(),
+        name: e.name,
         protocol: (e as PerformanceResourceTiming).nextHopProtocol,
       })),
   );
-  expect(assets.map((a) => a.kind).sort()).toEqual(["css", "js", "wasm"]);
+  expect(assets.map((a) => assetName(a.name)).sort()).toEqual(ASSETS);
   for (const a of assets) expect(a.protocol).toBe("h2");
 });
 
@@ -64,6 +65,6 @@ test("hashed assets are served precompressed to browsers that accept it", async 
   });
   await page.goto(`${httpsURL}/`);
   await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
-  const kinds = [...encodings.entries()].map(([name, enc]) => `${name.split(".").pop()}:${enc}`).sort();
-  expect(kinds).toEqual(["css:br", "js:br", "wasm:br"]);
+  const kinds = [...encodings.entries()].map(([name, enc]) => `${assetName(name)}:${enc}`).sort();
+  expect(kinds).toEqual(ASSETS.map((kind) => `${kind}:br`));
 });

@@ -1,7 +1,7 @@
 import { test, expect, type Page } from "@playwright/test";
 import { createHmac } from "node:crypto";
 import { freePort, startRingback, stop } from "./ringback";
-import { holdHydration, recordEventSources, recorded, messageIds } from "./recorder";
+import { holdHydration, recordStreams, recorded, messageIds } from "./recorder";
 
 // This spec owns a server with credentials: a JWT key, and private channels `secret-*`.
 let port = 0;
@@ -63,7 +63,7 @@ test("a private channel shows only on the page whose cookie grants it", async ({
     // A page that resumes over a private message (published while it loaded, so its stream
     // replays from before it) is replayed the public one after it, and nothing private.
     const resuming = await stranger.newPage();
-    await recordEventSources(resuming);
+    await recordStreams(resuming);
     const release = await holdHydration(resuming);
     await resuming.goto(base, { waitUntil: "domcontentloaded" });
     const replayedHidden = await publish("secret-a", "private, published while a page loaded");

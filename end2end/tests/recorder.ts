@@ -1,46 +1,50 @@
 import { expect, type Page } from "@playwright/test";
 
-// What the server sent, not what the page chose to show: an init script wraps the page's
-// `EventSource`, and every event dispatched to a type the page listens to is recorded as it
-// arrives, with its `lastEventId`. (The page drops a message whose id is not after the last it
-// shows, so the DOM alone cannot see a duplicate.)
+// What the server sent, not what the page chose to show. The browser's one stream lives in
+// `feed.js`'s hub (a SharedWorker, a leader tab, or the page itself), which hands the page every
+// event of its stream before the page drops what it has already shown or does not follow: an
+// init script wraps the page's `RingbackFeed` and records each event as the hub hands it over,
+// with its `lastEventId`, per stream (each EventSource the hub opened). The DOM alone cannot
+// see a duplicate.
 
 export type Recorded = { type: string; id: string; data: string };
 export type Source = { url: string; opens: number; events: Recorded[] };
 
-/// Records every EventSource the page makes, from the next navigation on.
-export async function recordEventSources(page: Page): Promise<void> {
+/// Records the streams the page's feed receives from, from the next navigation on.
+export async function recordStreams(page: Page): Promise<void> {
   await page.addInitScript(() => {
-    const Original = window.EventSource;
     const sources: { url: string; opens: number; events: { type: string; id: string; data: string }[] }[] = [];
-    (window as any).__eventSources = sources;
-    (window as any).EventSource = class extends Original {
-      constructor(url: string | URL, init?: EventSourceInit) {
-        super(url, init);
-        const rec = { url: String(url), opens: 0, events: [] as { type: string; id: string; data: string }[] };
+    const byStream = new Map<string, (typeof sources)[number]>();
+    (window as any).__streams = sources;
+    const source = (stream: string, url: string) => {
+      let rec = byStream.get(stream);
+      if (!rec) {
+        rec = { url, opens: 0, events: [] };
+        byStream.set(stream, rec);
         sources.push(rec);
-        const add = EventTarget.prototype.addEventListener.bind(this);
-        add("open", () => rec.opens++);
-        const recording = new Set<string>(["open", "error"]);
-        // The page listens by name (a channel, `ringback.*`): each name it listens to is recorded.
-        (this as any).addEventListener = (type: string, listener: any, options?: any) => {
-          if (!recording.has(type)) {
-            recording.add(type);
-            add(type, (e: Event) => {
-              const m = e as MessageEvent;
-              rec.events.push({ type, id: m.lastEventId, data: String(m.data) });
-            });
-          }
-          return add(type, listener, options);
-        };
       }
+      return rec;
     };
+    let feed: any;
+    Object.defineProperty(window, "RingbackFeed", {
+      configurable: true,
+      get: () => feed,
+      set: (value) => {
+        feed = value;
+        const receive = value.prototype.receive;
+        value.prototype.receive = function (m: any) {
+          if (m.kind === "state" && m.opened) source(m.stream, m.opened).opens++;
+          if (m.kind === "event") source(m.stream, "").events.push({ type: m.type, id: m.id, data: String(m.data) });
+          return receive.call(this, m);
+        };
+      },
+    });
   });
 }
 
-/// The EventSources the page has made so far, with what each received.
+/// The streams the page's feed has received from so far, with what each delivered.
 export async function recorded(page: Page): Promise<Source[]> {
-  return page.evaluate(() => (window as any).__eventSources ?? []);
+  return page.evaluate(() => (window as any).__streams ?? []);
 }
 
 /// The ids of the message events (not `ringback.*`) a source received, in order.
@@ -58,7 +62,7 @@ export async function firstPaintId(page: Page): Promise<number> {
 }
 
 /// Holds the page's WASM until `release` is called: the page is painted from the server's HTML
-/// but not hydrated, so no EventSource is open yet.
+/// but not hydrated, so its feed has no stream yet.
 export async function holdHydration(page: Page): Promise<() => void> {
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
@@ -79,7 +83,7 @@ export async function firstPaintToLive(
   publish: (channel: string, data: string) => Promise<number>,
 ): Promise<void> {
   const channel = `paint-${Date.now()}`;
-  await recordEventSources(page);
+  await recordStreams(page);
   const before = await publish(channel, "before the page loaded");
   const release = await holdHydration(page);
   await page.goto(url, { waitUntil: "domcontentloaded" });

@@ -1,7 +1,7 @@
 import { test, expect, type Page } from "@playwright/test";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { freePort, startRingback, stop } from "./ringback";
-import { firstPaintToLive, messageIds, recordEventSources, recorded } from "./recorder";
+import { firstPaintToLive, messageIds, recordStreams, recorded } from "./recorder";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -89,7 +89,7 @@ test("two servers on one Redis: one feed, and a restarted server's page recovers
   try {
     const pageA = await browser.newPage();
     const pageB = await browser.newPage();
-    await recordEventSources(pageA);
+    await recordStreams(pageA);
     await pageA.goto(baseA);
     await pageB.goto(baseB);
     await live(pageA);

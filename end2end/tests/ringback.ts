@@ -39,3 +39,13 @@ export async function freePort(): Promise<number> {
   await once(server, "close");
   return port;
 }
+
+/// The hashed assets a page loads (`/pkg/<name>.<hash>.<ext>`, as `<name>.<ext>`): cargo-leptos's
+/// build, and the feed script the server adds to it.
+export const ASSETS = ["feed.js", "ringback.css", "ringback.js", "ringback.wasm"];
+
+/// `…/pkg/ringback.<hash>.wasm` → `ringback.wasm`.
+export function assetName(url: string): string {
+  const parts = url.split("/").pop()!.split(".");
+  return `${parts[0]}.${parts.pop()}`;
+}

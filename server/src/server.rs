@@ -17,7 +17,7 @@ use crate::site::push::{self, PushPolicy};
 use crate::transport::{accept, Transport};
 use app::message::{Snapshot, DEFAULT_CHANNELS};
 use app::snapshot::SnapshotSource;
-use app::{shell, App};
+use app::{shell, App, FeedScript};
 use axum::extract::FromRef;
 use axum::middleware;
 use axum::Router;
@@ -220,11 +220,21 @@ pub fn router(state: AppState) -> Router {
         }
     }));
     let leptos = state.leptos.clone();
+    let feed_script = state
+        .push
+        .manifest
+        .feed_script()
+        .map(|p| FeedScript(p.to_owned()));
     let app = crate::api::routes::<AppState>()
         .leptos_routes_with_context(
             &state,
             routes,
-            move || provide_context(source.clone()),
+            move || {
+                provide_context(source.clone());
+                if let Some(script) = feed_script.clone() {
+                    provide_context(script);
+                }
+            },
             move || shell(leptos.clone()),
         )
         // Files of the site root (`public/`); anything else is a plain 404, not a rendering of

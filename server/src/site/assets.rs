@@ -1,16 +1,21 @@
-//! The asset manifest: the hashed JS, WASM and CSS that cargo-leptos built, held in memory.
+//! The asset manifest: the hashed JS, WASM and CSS that cargo-leptos built, and the feed
+//! script, held in memory.
 //!
 //! cargo-leptos (`hash-files = true`) writes `hash.txt` beside the server binary (`js: H`,
 //! `wasm: H`, `css: H`) and names the files `pkg/<name>.<H>.<ext>`. At start-up the server reads
-//! both into this manifest; from then on the same bytes serve `GET /pkg/...`, HTTP/2 pushes,
-//! `103 Early Hints` and `Link` headers, so a pushed asset is byte-identical to a fetched one.
+//! both into this manifest, and adds the feed script it holds itself (`app/js/feed.js`, the
+//! browser's one stream shared by its tabs), named `pkg/feed.<H>.js` by its own hash. From then
+//! on the same bytes serve `GET /pkg/...`, HTTP/2 pushes, `103 Early Hints` and `Link` headers,
+//! so a pushed asset is byte-identical to a fetched one.
 //!
 //! A hashed name never changes content, so these are served `immutable` for a year, with a
 //! strong ETag (the SHA-256 of the bytes). When cargo-leptos precompressed the site
-//! (`--precompress`: `<file>.br`, `<file>.gz`), those variants are loaded too and served to
-//! clients that accept them (`Content-Encoding`, `Vary: Accept-Encoding`, an ETag per variant);
-//! pushes carry the page request's `Accept-Encoding`, so pushed and fetched bytes are alike. The manifest's digest (over every asset's ETag) names
-//! a build: a browser that has it in its cookie already holds every asset and is not pushed them.
+//! (`--precompress`: `<file>.br`, `<file>.gz`), those variants are loaded too (the feed script's
+//! are made at start-up) and served to clients that accept them (`Content-Encoding`,
+//! `Vary: Accept-Encoding`, an ETag per variant); pushes carry the page request's
+//! `Accept-Encoding`, so pushed and fetched bytes are alike. The manifest's digest (over every
+//! asset's ETag) names a build: a browser that has it in its cookie already holds every asset
+//! and is not pushed them.
 
 use crate::runtime::digest;
 use axum::body::Body;
@@ -28,9 +33,13 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssetKind {
+    /// The page's module script (the WASM's loader).
     Script,
     Wasm,
     Style,
+    /// The feed script (`feed.js`): a classic script in the page, and the script of the
+    /// SharedWorker that holds the browser's one stream.
+    Feed,
 }
 
 impl AssetKind {
@@ -50,6 +59,7 @@ impl AssetKind {
             AssetKind::Script => "rel=preload; as=script; crossorigin",
             AssetKind::Wasm => "rel=preload; as=fetch; crossorigin; type=\"application/wasm\"",
             AssetKind::Style => "rel=preload; as=style",
+            AssetKind::Feed => "rel=preload; as=script",
         }
     }
 }
@@ -71,7 +81,35 @@ pub struct Asset {
     pub link: HeaderValue,
 }
 
-/// Every hashed asset of the build, or none (a development build without hashing).
+impl Asset {
+    /// `body` at `path`, without compressed variants.
+    fn new(path: String, kind: AssetKind, content_type: &'static str, body: Bytes) -> Asset {
+        let etag = format!("\"{}\"", digest::hex(&digest::sha256(&body)[..16]));
+        let link = format!("<{path}>; {}", kind.link_params());
+        Asset {
+            etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            link: HeaderValue::from_str(&link).unwrap_or(HeaderValue::from_static("")),
+            path,
+            kind,
+            content_type,
+            body,
+            br: None,
+            gzip: None,
+        }
+    }
+}
+
+/// Names a set of assets: the digest of their ETags.
+fn digest_of(assets: &[Asset]) -> String {
+    let mut all = Vec::new();
+    for a in assets {
+        all.extend_from_slice(a.etag.as_bytes());
+    }
+    digest::hex(&digest::sha256(&all)[..12])
+}
+
+/// Every hashed asset of the build (none in a development build without hashing) and the feed
+/// script.
 #[derive(Debug, Default)]
 pub struct AssetManifest {
     assets: Vec<Asset>,
@@ -98,10 +136,10 @@ impl AssetManifest {
     /// The manifest of the site `options` describes, with `hash.txt` beside the running binary
     /// (where cargo-leptos writes it and where Leptos itself reads it).
     ///
-    /// Without `hash_files` (a development build) there is nothing to push: an empty manifest.
+    /// Without `hash_files` (a development build) only the feed script, which the binary holds.
     pub fn load(options: &LeptosOptions) -> Result<AssetManifest, ManifestError> {
         if !options.hash_files {
-            return Ok(AssetManifest::default());
+            return Ok(AssetManifest::default().with_feed_script(&options.site_pkg_dir));
         }
         let exe_dir = std::env::current_exe()
             .ok()
@@ -109,12 +147,33 @@ impl AssetManifest {
             .unwrap_or_default();
         let hash_file = exe_dir.join(options.hash_file.as_ref());
         let pkg_dir = Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
-        Self::from_files(
+        Ok(Self::from_files(
             &hash_file,
             &pkg_dir,
             &options.output_name,
             &options.site_pkg_dir,
-        )
+        )?
+        .with_feed_script(&options.site_pkg_dir))
+    }
+
+    /// Adds the feed script ([`app::FEED_SCRIPT`], built into the binary), named by its hash
+    /// (`/<url_dir>/feed.<hash>.js`) and compressed here, once.
+    pub fn with_feed_script(mut self, url_dir: &str) -> AssetManifest {
+        let body = app::FEED_SCRIPT.as_bytes();
+        let hash = digest::hex(&digest::sha256(body)[..8]);
+        let path = format!("/{}/feed.{hash}.js", url_dir.trim_matches('/'));
+        self.assets.push(Asset {
+            br: compress::brotli(body),
+            gzip: compress::gzip(body),
+            ..Asset::new(
+                path,
+                AssetKind::Feed,
+                "text/javascript",
+                Bytes::from_static(body),
+            )
+        });
+        self.digest = digest_of(&self.assets);
+        self
     }
 
     /// Reads `hash_file` and the files it names in `pkg_dir`; URLs are `/<url_dir>/<file>`.
@@ -155,25 +214,13 @@ impl AssetManifest {
                     .ok()
                     .map(Bytes::from)
             };
-            let (br, gzip) = (variant("br"), variant("gz"));
-            let etag = format!("\"{}\"", digest::hex(&digest::sha256(&body)[..16]));
-            let link = format!("<{path}>; {}", kind.link_params());
             assets.push(Asset {
-                etag: HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
-                link: HeaderValue::from_str(&link).unwrap_or(HeaderValue::from_static("")),
-                path,
-                kind,
-                content_type,
-                body: Bytes::from(body),
-                br,
-                gzip,
+                br: variant("br"),
+                gzip: variant("gz"),
+                ..Asset::new(path, kind, content_type, Bytes::from(body))
             });
         }
-        let mut all = Vec::new();
-        for a in &assets {
-            all.extend_from_slice(a.etag.as_bytes());
-        }
-        let digest = digest::hex(&digest::sha256(&all)[..12]);
+        let digest = digest_of(&assets);
         Ok(AssetManifest { assets, digest })
     }
 
@@ -192,6 +239,14 @@ impl AssetManifest {
 
     pub fn get(&self, path: &str) -> Option<&Asset> {
         self.assets.iter().find(|a| a.path == path)
+    }
+
+    /// Where the page loads the feed script from, if this manifest has it.
+    pub fn feed_script(&self) -> Option<&str> {
+        self.assets
+            .iter()
+            .find(|a| a.kind == AssetKind::Feed)
+            .map(|a| a.path.as_str())
     }
 
     /// Logs what was loaded.
@@ -293,6 +348,28 @@ fn pick_encoding<'a>(
     }
 }
 
+/// What cargo-leptos's `--precompress` does for its files, for the one the server adds.
+mod compress {
+    use bytes::Bytes;
+    use std::io::Write;
+
+    pub fn brotli(bytes: &[u8]) -> Option<Bytes> {
+        let mut out = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 11,
+            ..Default::default()
+        };
+        brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).ok()?;
+        Some(out.into())
+    }
+
+    pub fn gzip(bytes: &[u8]) -> Option<Bytes> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).ok()?;
+        Some(encoder.finish().ok()?.into())
+    }
+}
+
 /// The fake build the tests serve: one file, shared with the integration tests.
 #[cfg(test)]
 #[path = "../../tests/fixtures/fake_build.rs"]
@@ -358,6 +435,35 @@ mod tests {
         let js = m.get("/pkg/ringback.JJJ.js").unwrap();
         let v = HeaderValue::from_static("br");
         assert_eq!(pick_encoding(js, Some(&v)).0, None);
+    }
+
+    #[test]
+    fn the_feed_script_is_named_by_its_hash_and_compressed() {
+        use std::io::Read;
+        let m = AssetManifest::default().with_feed_script("pkg");
+        let path = m.feed_script().unwrap();
+        let feed = m.get(path).unwrap();
+        let hash = path
+            .strip_prefix("/pkg/feed.")
+            .and_then(|p| p.strip_suffix(".js"))
+            .unwrap();
+        assert_eq!(hash.len(), 16, "{path}");
+        assert_eq!(&feed.body[..], app::FEED_SCRIPT.as_bytes());
+        // A classic script: a preload with `crossorigin` would not match it.
+        assert_eq!(
+            feed.link.to_str().unwrap(),
+            format!("<{path}>; rel=preload; as=script")
+        );
+        let mut unbrotli = Vec::new();
+        brotli::BrotliDecompress(&mut &feed.br.as_ref().unwrap()[..], &mut unbrotli).unwrap();
+        assert_eq!(unbrotli, feed.body);
+        let mut gunzip = Vec::new();
+        flate2::read::GzDecoder::new(&feed.gzip.as_ref().unwrap()[..])
+            .read_to_end(&mut gunzip)
+            .unwrap();
+        assert_eq!(gunzip, feed.body);
+        assert!(feed.br.as_ref().unwrap().len() < feed.body.len() / 3);
+        assert_ne!(m.digest(), AssetManifest::default().digest());
     }
 
     #[test]
