@@ -15,9 +15,9 @@
 // The hub follows the union of the tabs' filters, from the earliest id a tab still needs. It
 // passes every event to every tab; each tab keeps the messages of its own channels after the
 // last id it has seen, so a stream opened again from an earlier id doubles nothing. When a tab
-// comes back from sleep (visible again, back online, restored from the back/forward cache) the
-// hub opens a new stream from the last id and closes the old one once the new one is open,
-// unless an event arrived in the last second: a phone's connection can die without a word.
+// comes back from sleep (visible again, resumed, back online, restored from the back/forward
+// cache) the hub opens a new stream from the last id and closes the old one once the new one is
+// open: a phone's connection can die without a word, and the browser may not notice for minutes.
 (() => {
   "use strict";
   const CONTROL = ["ringback.channel", "ringback.gap", "ringback.source", "ringback.presence", "ringback.refused", "ringback.end"];
@@ -25,7 +25,8 @@
   // tab's timers may run once a minute; a tab that closes says so at once).
   const PING_MS = 20_000;
   const GONE_MS = 150_000;
-  const FRESH_MS = 1_000; // a stream with an event this recent is alive
+  const SPARE_MS = 5_000; // a replacement not open by then (a dead pooled socket?) is tried again
+  const ONLINE_JITTER_MS = 300; // the machines of one network come back online together
   const SETTLE_MS = 30; // tabs that follow together (a new leader's) open one stream
 
   // ---- The hub: one EventSource for every tab it serves ----
@@ -40,10 +41,10 @@
       this.spare = null; // a stream opening to replace it (make before break)
       this.key = null; // the union filter `es` follows
       this.at = null; // the id `es` has delivered through (or was opened after)
-      this.lastEvent = 0; // when anything last arrived
       this.backoff = 500;
       this.notBefore = 0; // the server said when to come back (`retry_ms` of a refusal or end)
-      this.timer = null; // a pending open: settling or backing off
+      this.settling = null; // a pending open for tabs that came or went
+      this.retrying = null; // a pending open after the browser gave up on the stream
       this.streams = 0; // streams opened, to name each: "<hub>:<n>"
       this.name = Math.random().toString(36).slice(2);
       this.sweeper = setInterval(() => this.sweep(), PING_MS);
@@ -52,7 +53,7 @@
     handle(m) {
       const tab = this.tabs.get(m.tab);
       if (m.op === "follow") {
-        for (const c of m.channels || []) this.known.add(c);
+        for (const c of m.channels || []) this.listen(c);
         // A tab new to this hub may need messages the stream is past; a known one has them on
         // its way.
         const needs = !tab && m.after !== null && (this.at === null || m.after < this.at);
@@ -70,6 +71,14 @@
         tab.seen = Date.now();
         this.refresh();
       }
+    }
+
+    /// Passes on the messages of channel `name` too (EventSource has no wildcard: a listener
+    /// per event type).
+    listen(name) {
+      if (this.known.has(name)) return;
+      this.known.add(name);
+      for (const s of [this.es, this.spare]) if (s) s.addEventListener(name, s.forward(name));
     }
 
     /// "*" if a tab follows every channel, else the sorted union of their channels.
@@ -91,10 +100,11 @@
 
     /// Opens the stream the tabs need shortly, once for tabs that come or go together.
     soon() {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => {
-        this.timer = null;
+      clearTimeout(this.settling);
+      this.settling = setTimeout(() => {
+        this.settling = null;
         if (this.tabs.size === 0) return this.close();
+        if (this.retrying) return; // it opens for the tabs there are then
         const behind = [...this.tabs.values()].some((t) => t.after !== null);
         if (!this.es || behind || this.union() !== this.key) this.open();
       }, SETTLE_MS);
@@ -104,20 +114,19 @@
     open() {
       const after = this.from();
       this.close();
+      if (this.tabs.size === 0) return;
       this.key = this.union();
       this.at = after;
       for (const t of this.tabs.values()) t.after = null;
-      this.es = this.connect(after, () => {});
+      this.es = this.connect(after);
     }
 
-    /// Back at once: a new stream from the last id, unless the current one is plainly alive or
-    /// the server asked for time. The current one, if the browser thinks it open, closes once
-    /// the new one is open (it may be dead without a word, or not: tabs drop what both deliver).
+    /// Back at once: a new stream from the last id, unless the server asked for time. The
+    /// current one, if the browser thinks it open, closes once the new one is open (it may be
+    /// dead without a word, or not: tabs drop what both deliver).
     refresh() {
       if (this.tabs.size === 0 || Date.now() < this.notBefore) return;
-      const open = this.es && this.es.readyState === 1;
-      if (open && Date.now() - this.lastEvent < FRESH_MS) return;
-      if (!open) return this.open();
+      if (!this.es || this.es.readyState !== 1) return this.open();
       if (this.spare) return;
       this.send({ kind: "state", open: false });
       const spare = this.connect(this.at, () => {
@@ -126,9 +135,17 @@
         this.spare = null;
       });
       this.spare = spare;
+      setTimeout(() => {
+        if (this.spare !== spare) return;
+        spare.close();
+        this.spare = null;
+        this.refresh();
+      }, SPARE_MS);
     }
 
-    connect(after, onOpen) {
+    /// An EventSource after `after`, passing its events to the tabs while it is the stream or
+    /// the spare; `onOpen` runs when a spare opens.
+    connect(after, onOpen = null) {
       const parts = this.key === "*" ? [] : this.key.split(",").filter((c) => c).map((c) => `type=${encodeURIComponent(c)}`);
       if (after !== null) parts.push(`lastEventId=${after}`);
       const es = new EventSource(parts.length ? `/messages?${parts.join("&")}` : "/messages");
@@ -136,16 +153,12 @@
       const live = () => es === this.es || es === this.spare;
       const forward = (type) => (e) => {
         if (!live()) return;
-        this.lastEvent = Date.now();
         if (type === "ringback.channel") {
           let name = null;
           try {
             name = JSON.parse(e.data).type;
           } catch (_) {}
-          if (typeof name === "string" && !this.known.has(name)) {
-            this.known.add(name);
-            for (const s of [this.es, this.spare]) if (s) s.addEventListener(name, s.forward(name));
-          }
+          if (typeof name === "string") this.listen(name);
         } else if (type === "ringback.refused" || type === "ringback.end") {
           try {
             this.notBefore = Date.now() + (JSON.parse(e.data).retry_ms || 0);
@@ -160,8 +173,7 @@
       es.addEventListener("open", () => {
         if (!live()) return;
         this.backoff = 500;
-        this.lastEvent = Date.now();
-        if (es === this.spare) onOpen();
+        if (es === this.spare && onOpen) onOpen();
         this.send({ kind: "state", open: true, opened: es.url, stream });
       });
       es.addEventListener("error", () => {
@@ -183,8 +195,8 @@
       this.close();
       const delay = Math.max(this.backoff * (0.5 + Math.random() / 2), this.notBefore - Date.now());
       this.backoff = Math.min(this.backoff * 2, 10_000);
-      this.timer = setTimeout(() => {
-        this.timer = null;
+      this.retrying = setTimeout(() => {
+        this.retrying = null;
         this.open();
       }, delay);
     }
@@ -201,8 +213,9 @@
     close() {
       for (const s of [this.es, this.spare]) if (s) s.close();
       this.es = this.spare = null;
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = null;
+      clearTimeout(this.settling);
+      clearTimeout(this.retrying);
+      this.settling = this.retrying = null;
     }
 
     stop() {
@@ -253,7 +266,9 @@
       this.listen(document, "visibilitychange", () => {
         if (document.visibilityState === "visible") this.check();
       });
-      this.listen(window, "online", () => this.check());
+      this.listen(document, "resume", () => this.check());
+      this.listen(window, "offline", () => this.receive({ kind: "state", open: false }));
+      this.listen(window, "online", () => setTimeout(() => this.check(), Math.random() * ONLINE_JITTER_MS));
       this.listen(window, "pageshow", (e) => {
         if (!e.persisted) return;
         if (this.mode === "leader") this.lead();

@@ -22,7 +22,11 @@ use tokio::net::TcpStream;
 mod fake_build;
 use fake_build::write_test_build;
 
-/// A server with a fake build (three assets) and TLS from its development certificate.
+/// The assets a page brings: the fake build's three and the feed script.
+const ASSETS: usize = 4;
+
+/// A server with a fake build (three assets), the feed script, and TLS from its development
+/// certificate.
 struct Fixture {
     server: TestServer,
     pkg: PathBuf,
@@ -36,7 +40,9 @@ async fn fixture(name: &str) -> Fixture {
 async fn fixture_with(name: &str, cfg: ringback::config::ServeArgs) -> Fixture {
     let dir = scratch(name);
     let (hash, pkg) = write_test_build(&dir).unwrap();
-    let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
+    let manifest = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg")
+        .unwrap()
+        .with_feed_script("pkg");
     let tls = ringback::server_config(None, None, &dir).unwrap();
     // The client trusts the development authority, as a browser told to would.
     let cert = ringback::dev_ca_path(&dir);
@@ -221,19 +227,20 @@ async fn push_cycle(via: Via) {
         first.hints.is_empty(),
         "a client that takes push gets promises, not hints"
     );
-    assert_eq!(first.pushed.len(), 3, "one promise per manifest asset");
+    assert_eq!(first.pushed.len(), ASSETS, "one promise per manifest asset");
     assert_eq!(
-        first.promised_before_headers, 3,
+        first.promised_before_headers, ASSETS,
         "every promise arrives before the page's headers"
     );
     for (path, status, headers, body) in &first.pushed {
         let file = f.pkg.join(path.trim_start_matches("/pkg/"));
+        let expected = if path.starts_with("/pkg/feed.") {
+            app::FEED_SCRIPT.as_bytes().to_vec()
+        } else {
+            std::fs::read(&file).unwrap()
+        };
         assert_eq!(*status, StatusCode::OK);
-        assert_eq!(
-            body,
-            &std::fs::read(&file).unwrap(),
-            "{path} pushed byte-identical to the file"
-        );
+        assert_eq!(body, &expected, "{path} pushed byte-identical to the file");
         assert_eq!(
             headers[header::CACHE_CONTROL],
             "public, max-age=31536000, immutable"
@@ -242,15 +249,17 @@ async fn push_cycle(via: Via) {
     }
     let mut paths: Vec<_> = first.pushed.iter().map(|p| p.0.clone()).collect();
     paths.sort();
+    let feed = f.server.state.push.manifest.feed_script().unwrap().to_owned();
     assert_eq!(
         paths,
         [
+            feed.as_str(),
             "/pkg/ringback.CCC.css",
             "/pkg/ringback.JJJ.js",
             "/pkg/ringback.WWW.wasm"
         ]
     );
-    assert_eq!(links(first.response.headers()).len(), 3);
+    assert_eq!(links(first.response.headers()).len(), ASSETS);
     let cookie = first.response.headers()[header::SET_COOKIE]
         .to_str()
         .unwrap()
@@ -273,7 +282,7 @@ async fn push_cycle(via: Via) {
     );
     assert!(cached.hints.is_empty());
     assert!(cached.response.headers().get(header::SET_COOKIE).is_none());
-    assert!(f.server.state.api.metrics.pushes.load(Ordering::Relaxed) == 3);
+    assert!(f.server.state.api.metrics.pushes.load(Ordering::Relaxed) == ASSETS as u64);
     f.server.shutdown().await;
 }
 
@@ -297,7 +306,7 @@ async fn push_disabled_gets_103_early_hints_first() {
         assert_eq!(page.hints.len(), 1, "one 103 before the page");
         assert_eq!(page.hints[0].status(), StatusCode::EARLY_HINTS);
         let hinted = links(page.hints[0].headers());
-        assert_eq!(hinted.len(), 3);
+        assert_eq!(hinted.len(), ASSETS);
         assert!(hinted
             .iter()
             .any(|l| l.starts_with("</pkg/ringback.WWW.wasm>; rel=preload")));
@@ -322,7 +331,7 @@ async fn early_hints_can_be_turned_off() {
     assert_eq!(page.response.status(), StatusCode::OK);
     assert_eq!(
         links(page.response.headers()).len(),
-        3,
+        ASSETS,
         "the page still names its assets"
     );
     let m = &f.server.state.api.metrics;
@@ -355,7 +364,7 @@ async fn only_page_gets_push() {
     let (mut fut, _) = c.send_request(req, true).unwrap();
     let mut promises = fut.push_promises();
     let response = within(fut).await.unwrap();
-    assert_eq!(links(response.headers()).len(), 3);
+    assert_eq!(links(response.headers()).len(), ASSETS);
     assert!(within(promises.push_promise()).await.is_none());
     f.server.shutdown().await;
 }
@@ -427,7 +436,7 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
     let addr = f.server.addr;
     let (status, headers, _) = crate::common::request(addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(links(&headers).len(), 3);
+    assert_eq!(links(&headers).len(), ASSETS);
     assert!(headers[header::SET_COOKIE]
         .to_str()
         .unwrap()
@@ -643,7 +652,7 @@ async fn nghttp_sees_promises_and_early_hints() {
     let promises: Vec<usize> = (0..lines.len())
         .filter(|&i| lines[i].contains("recv PUSH_PROMISE frame"))
         .collect();
-    assert_eq!(promises.len(), 3, "{text}");
+    assert_eq!(promises.len(), ASSETS, "{text}");
     let page_status = lines
         .iter()
         .position(|l| l.contains("(stream_id=13) :status: 200"))
@@ -652,10 +661,16 @@ async fn nghttp_sees_promises_and_early_hints() {
         promises.iter().all(|&i| i < page_status),
         "promises precede the page's headers:\n{text}"
     );
-    for name in ["ringback.JJJ.js", "ringback.WWW.wasm", "ringback.CCC.css"] {
+    let feed = f.server.state.push.manifest.feed_script().unwrap().to_owned();
+    for path in [
+        "/pkg/ringback.JJJ.js",
+        "/pkg/ringback.WWW.wasm",
+        "/pkg/ringback.CCC.css",
+        &feed,
+    ] {
         assert!(
-            text.contains(&format!(":path: /pkg/{name}")),
-            "promise for {name}"
+            text.contains(&format!(":path: {path}")),
+            "promise for {path}"
         );
     }
 
