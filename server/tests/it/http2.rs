@@ -249,7 +249,14 @@ async fn push_cycle(via: Via) {
     }
     let mut paths: Vec<_> = first.pushed.iter().map(|p| p.0.clone()).collect();
     paths.sort();
-    let feed = f.server.state.push.manifest.feed_script().unwrap().to_owned();
+    let feed = f
+        .server
+        .state
+        .push
+        .manifest
+        .feed_script()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         paths,
         [
@@ -661,7 +668,14 @@ async fn nghttp_sees_promises_and_early_hints() {
         promises.iter().all(|&i| i < page_status),
         "promises precede the page's headers:\n{text}"
     );
-    let feed = f.server.state.push.manifest.feed_script().unwrap().to_owned();
+    let feed = f
+        .server
+        .state
+        .push
+        .manifest
+        .feed_script()
+        .unwrap()
+        .to_owned();
     for path in [
         "/pkg/ringback.JJJ.js",
         "/pkg/ringback.WWW.wasm",
