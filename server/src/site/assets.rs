@@ -10,8 +10,9 @@
 //!
 //! A hashed name never changes content, so these are served `immutable` for a year, with a
 //! strong ETag (the SHA-256 of the bytes). When cargo-leptos precompressed the site
-//! (`--precompress`: `<file>.br`, `<file>.gz`), those variants are loaded too (the feed script's
-//! are made at start-up) and served to clients that accept them (`Content-Encoding`,
+//! (`--precompress`: `<file>.br`, `<file>.gz`), those variants are loaded too; whatever the build
+//! did not compress (the feed script, a build without `--precompress`) is compressed at start-up,
+//! once. The variants are served to clients that accept them (`Content-Encoding`,
 //! `Vary: Accept-Encoding`, an ETag per variant); pushes carry the page request's
 //! `Accept-Encoding`, so pushed and fetched bytes are alike. The manifest's digest (over every
 //! asset's ETag) names a build: a browser that has it in its cookie already holds every asset
@@ -214,9 +215,11 @@ impl AssetManifest {
                     .ok()
                     .map(Bytes::from)
             };
+            // What the build did not compress (`cargo leptos build --release` without
+            // `--precompress`), compressed here, once.
             assets.push(Asset {
-                br: variant("br"),
-                gzip: variant("gz"),
+                br: variant("br").or_else(|| compress::brotli(&body)),
+                gzip: variant("gz").or_else(|| compress::gzip(&body)),
                 ..Asset::new(path, kind, content_type, Bytes::from(body))
             });
         }
@@ -348,11 +351,12 @@ fn pick_encoding<'a>(
     }
 }
 
-/// What cargo-leptos's `--precompress` does for its files, for the one the server adds.
+/// What cargo-leptos's `--precompress` does, for the feed script and for a build made without it.
 mod compress {
     use bytes::Bytes;
     use std::io::Write;
 
+    /// Brotli at its best; `None` when that saves nothing.
     pub fn brotli(bytes: &[u8]) -> Option<Bytes> {
         let mut out = Vec::new();
         let params = brotli::enc::BrotliEncoderParams {
@@ -360,13 +364,18 @@ mod compress {
             ..Default::default()
         };
         brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).ok()?;
-        Some(out.into())
+        smaller(out, bytes)
     }
 
+    /// Gzip at its best; `None` when that saves nothing.
     pub fn gzip(bytes: &[u8]) -> Option<Bytes> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(bytes).ok()?;
-        Some(encoder.finish().ok()?.into())
+        smaller(encoder.finish().ok()?, bytes)
+    }
+
+    fn smaller(compressed: Vec<u8>, plain: &[u8]) -> Option<Bytes> {
+        (compressed.len() < plain.len()).then(|| compressed.into())
     }
 }
 
@@ -431,7 +440,8 @@ mod tests {
         assert_eq!(pick("br;q=0, gzip;q=0.5"), (Some("gzip"), b"GZ".to_vec()));
         assert_eq!(pick("identity").0, None);
         assert_eq!(pick_encoding(wasm, None).1.len(), 8);
-        // Without variants on disk, identity whatever the client accepts.
+        // Without variants on disk, and too small to gain from compression: identity whatever
+        // the client accepts.
         let js = m.get("/pkg/ringback.JJJ.js").unwrap();
         let v = HeaderValue::from_static("br");
         assert_eq!(pick_encoding(js, Some(&v)).0, None);
@@ -464,6 +474,29 @@ mod tests {
         assert_eq!(gunzip, feed.body);
         assert!(feed.br.as_ref().unwrap().len() < feed.body.len() / 3);
         assert_ne!(m.digest(), AssetManifest::default().digest());
+    }
+
+    #[test]
+    fn a_build_made_without_precompress_is_compressed_at_start_up() {
+        use std::io::Read;
+        let dir = temp_dir("compress");
+        let (hash, pkg) = write_test_build(&dir).unwrap();
+        let script = "export function hydrate() { /* the loader */ }\n".repeat(50);
+        std::fs::write(pkg.join("ringback.JJJ.js"), &script).unwrap();
+        let m = AssetManifest::from_files(&hash, &pkg, "ringback", "pkg").unwrap();
+        let js = m.get("/pkg/ringback.JJJ.js").unwrap();
+        let (encoding, bytes) = pick_encoding(js, Some(&HeaderValue::from_static("br, gzip")));
+        assert_eq!(encoding, Some("br"));
+        let mut plain = Vec::new();
+        brotli::BrotliDecompress(&mut &bytes[..], &mut plain).unwrap();
+        assert_eq!(plain, script.as_bytes());
+        let (encoding, bytes) = pick_encoding(js, Some(&HeaderValue::from_static("gzip")));
+        assert_eq!(encoding, Some("gzip"));
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, script.as_bytes());
     }
 
     #[test]
