@@ -9,6 +9,7 @@
 //! increment, with no `.await` inside; subscriptions and publishes are rare next to deliveries.
 
 use crate::runtime::connection::ClientAddr;
+use crate::runtime::lock::MutexExt;
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -78,7 +79,7 @@ impl SubscriberLimits {
     }
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SubscriberPermit, LimitError> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.held.lock_or_recover();
         if self.total > 0 && held.total >= self.total {
             return Err(LimitError::Subscribers(self.total));
         }
@@ -96,17 +97,13 @@ impl SubscriberLimits {
 
     /// Addresses holding at least one subscriber (bounded by the subscribers themselves).
     pub fn addresses(&self) -> usize {
-        self.held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_ip
-            .len()
+        self.held.lock_or_recover().by_ip.len()
     }
 }
 
 impl Drop for SubscriberPermit {
     fn drop(&mut self) {
-        let mut held = self.limits.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = self.limits.held.lock_or_recover();
         held.total = held.total.saturating_sub(1);
         if let Some(n) = held.by_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -160,7 +157,7 @@ impl PublishRate {
             return Ok(());
         }
         let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = self.buckets.lock_or_recover();
         if !consume && !buckets.contains_key(key) {
             return Ok(()); // a full bucket, not made until something is taken
         }
@@ -225,7 +222,7 @@ impl ReplayBudget {
             return Duration::ZERO;
         }
         let now = Instant::now();
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = self.bucket.lock_or_recover();
         let earned = now.duration_since(bucket.at).as_secs_f64() * self.rate;
         bucket.tokens = (bucket.tokens + earned).min(self.burst) - bytes as f64;
         bucket.at = now;
@@ -241,7 +238,7 @@ impl ReplayBudget {
         if self.rate <= 0.0 || bytes == 0 {
             return;
         }
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = self.bucket.lock_or_recover();
         bucket.tokens = (bucket.tokens + bytes as f64).min(self.burst);
     }
 }

@@ -26,6 +26,7 @@
 use crate::feed::channels::ChannelSet;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
+use crate::runtime::lock::{MutexExt, RwLockExt};
 use crate::runtime::log_summary::LogSummary;
 use app::message::{validate_channel, ChannelError, Gap, Message};
 use app::time::unix_now;
@@ -280,11 +281,7 @@ impl BroadcastList {
     /// subscribers granted them (see [`BroadcastList::subscribe`]) and no snapshot. Set once,
     /// at start-up, before the first append.
     pub fn set_private(&self, private: ChannelSet) {
-        self.shared
-            .ring
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .private = private;
+        self.shared.ring.write_or_recover().private = private;
     }
 
     /// Validates, encodes once, and appends a message under the next id; returns the id.
@@ -322,11 +319,11 @@ impl BroadcastList {
         }
         let max = self.shared.limits.max_channels;
         let full = {
-            let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+            let ring = self.shared.ring.read_or_recover();
             ring.channels.len() >= max && ring.position(channel).is_none()
         };
         if full {
-            let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+            let mut ring = self.shared.ring.write_or_recover();
             if !self.room_for_one_more(&mut ring) && ring.position(channel).is_none() {
                 return Err(Rejected::TooManyChannels(max));
             }
@@ -336,13 +333,13 @@ impl BroadcastList {
 
     /// Whether the feed carries `channel` now (a publish to any other creates it).
     pub fn knows_channel(&self, channel: &str) -> bool {
-        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let ring = self.shared.ring.read_or_recover();
         ring.position(channel).is_some()
     }
 
     /// Channels the feed carries now (idle ones included until they are forgotten).
     pub fn channel_count(&self) -> usize {
-        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let ring = self.shared.ring.read_or_recover();
         ring.channels.len()
     }
 
@@ -362,11 +359,7 @@ impl BroadcastList {
         let before = ring.channels.len();
         {
             // Lock order: the ring, then the registry (nothing takes them the other way).
-            let registry = self
-                .shared
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let registry = self.shared.registry.lock_or_recover();
             ring.channels.retain(|c| {
                 c.pinned
                     || now.duration_since(c.last) < limits.channel_idle
@@ -399,7 +392,7 @@ impl BroadcastList {
         }
         // Under the lock only the id is assigned and bytes are copied.
         let (id, scan) = {
-            let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+            let mut ring = self.shared.ring.write_or_recover();
             let (id, time) = match id {
                 Some(id) if id <= ring.newest => return Ok(None),
                 Some(id) => (id, id / 1000),
@@ -467,7 +460,7 @@ impl BroadcastList {
     /// of a gap. `evicted_through` is the newest id the log no longer holds; a resume from an
     /// older one has a gap. Called before the first entry is appended.
     pub fn follow_log(&self, evicted_through: u64) {
-        let mut ring = self.shared.ring.write().unwrap_or_else(|e| e.into_inner());
+        let mut ring = self.shared.ring.write_or_recover();
         ring.follows_log = true;
         if ring.entries.is_empty() {
             ring.evicted_through = ring.evicted_through.max(evicted_through);
@@ -503,11 +496,7 @@ impl BroadcastList {
 
     /// Cuts off every subscriber whose cursor is older than `evicted_through`.
     fn cut_lagging(&self, evicted_through: u64) {
-        let registry = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let registry = self.shared.registry.lock_or_recover();
         for slot in registry.slots.values() {
             if slot.cursor.load(Ordering::Acquire) < evicted_through
                 && !slot.held_back.load(Ordering::Acquire)
@@ -548,7 +537,7 @@ impl BroadcastList {
         // Read `head` before the ring: an append in between is then replayed, not skipped.
         let head = self.shared.head.subscribe();
         let (cursor, gap) = {
-            let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+            let ring = self.shared.ring.read_or_recover();
             let newest = ring.newest;
             let oldest = ring.entries.front().map(|e| e.id);
             // An id newer than the newest is from the future in the embedded default (a gap:
@@ -591,11 +580,7 @@ impl BroadcastList {
         let filter: Option<Box<[Arc<str>]>> =
             filter.map(|f| f.into_iter().map(Arc::from).collect());
         let key = {
-            let mut registry = self
-                .shared
-                .registry
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut registry = self.shared.registry.lock_or_recover();
             let key = registry.next_key;
             registry.next_key += 1;
             registry.slots.insert(key, slot.clone());
@@ -638,12 +623,8 @@ impl BroadcastList {
     /// read it) and its newest message.
     pub fn channels(&self) -> Vec<ChannelState> {
         // Lock order: the ring, then the registry.
-        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
-        let registry = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let ring = self.shared.ring.read_or_recover();
+        let registry = self.shared.registry.lock_or_recover();
         ring.channels
             .iter()
             .map(|c| {
@@ -673,11 +654,7 @@ impl BroadcastList {
     /// left out; every subscriber sends them at its next step (a `ringback.presence` event) if
     /// they changed. Returns whether they did.
     pub fn set_presence(&self, counts: Vec<(Arc<str>, u64, bool)>) -> bool {
-        let mut current = self
-            .shared
-            .presence
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut current = self.shared.presence.write_or_recover();
         if current.counts == counts {
             return false;
         }
@@ -697,11 +674,7 @@ impl BroadcastList {
 
     /// The subscriber counts set last.
     pub fn presence(&self) -> Arc<PresenceState> {
-        self.shared
-            .presence
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.presence.read_or_recover().clone()
     }
 
     /// Live subscribers now.
@@ -721,14 +694,14 @@ impl BroadcastList {
 
     /// Entries and bytes held in history.
     pub fn held(&self) -> (usize, usize) {
-        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let ring = self.shared.ring.read_or_recover();
         (ring.entries.len(), ring.bytes)
     }
 
     /// The page's first paint: every known channel, the latest `per_channel` messages of each
     /// (oldest first), and the id the live stream must resume after.
     pub fn snapshot(&self, per_channel: usize) -> app::message::Snapshot {
-        let ring = self.shared.ring.read().unwrap_or_else(|e| e.into_inner());
+        let ring = self.shared.ring.read_or_recover();
         let mut counts: HashMap<&str, usize> = HashMap::new();
         let mut picked: Vec<&Entry> = Vec::new();
         for entry in ring.entries.iter().rev().filter(|e| !e.private) {
@@ -819,12 +792,7 @@ impl Subscription {
                 return Ok(Some(frame));
             }
         }
-        let ring = self
-            .list
-            .shared
-            .ring
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let ring = self.list.shared.ring.read_or_recover();
         if self.cursor < ring.evicted_through {
             let evicted = ring.evicted_through;
             if self.slot.held_back.load(Ordering::Acquire) {
@@ -950,12 +918,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut registry = self
-            .list
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut registry = self.list.shared.registry.lock_or_recover();
         registry.slots.remove(&self.key);
         for channel in self.filter.iter().flatten() {
             if let Some(n) = registry.followed.get_mut(channel) {

@@ -17,6 +17,7 @@
 
 use crate::config::IdempotencyArgs;
 use crate::metrics::Metrics;
+use crate::runtime::lock::MutexExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -95,7 +96,7 @@ impl IdempotencyKeys {
         publish: impl FnOnce() -> Result<u64, E>,
     ) -> Result<Outcome, E> {
         let now = Instant::now();
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.table.lock_or_recover();
         while table.order.front().is_some_and(|(until, _)| *until <= now) {
             if let Some((_, key)) = table.order.pop_front() {
                 table.by_key.remove(&key);
@@ -134,11 +135,7 @@ impl IdempotencyKeys {
 
     /// Keys remembered now.
     pub fn len(&self) -> usize {
-        self.table
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_key
-            .len()
+        self.table.lock_or_recover().by_key.len()
     }
 }
 

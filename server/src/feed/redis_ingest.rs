@@ -54,6 +54,7 @@ use crate::feed::idempotency::{Idempotent, Outcome};
 use crate::feed::redis_primary::RedisPrimary;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
+use crate::runtime::lock::MutexExt;
 use crate::runtime::log_summary::LogSummary;
 use app::message::{SOURCE_ID_FIELD, SOURCE_TIME_FIELD};
 use futures::{FutureExt, StreamExt};
@@ -558,11 +559,7 @@ impl RedisIngest {
     /// The current session's command connection (its response timeout is `--redis-timeout`)
     /// and the token that ends the session; `None` while Redis is unreachable.
     fn commands(&self) -> Option<(MultiplexedConnection, CancelToken)> {
-        self.inner
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.commands.lock_or_recover().clone()
     }
 
     /// Appends Pub/Sub `msgs` in order after matching them from `cursor` (see [`APPEND_LUA`]);
@@ -665,11 +662,7 @@ impl RedisIngest {
     }
 
     fn set_offline(&self) {
-        *self
-            .inner
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        *self.inner.commands.lock_or_recover() = None;
         // Only a change is news: every stream sends each one as a `ringback.source` event, and
         // a failed reconnection attempt while already offline is not one.
         self.inner
@@ -719,11 +712,7 @@ impl RedisIngest {
         }
         // Cancelled by a publish that finds this primary demoted.
         let demoted = CancelToken::new();
-        *self
-            .inner
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some((commands.clone(), demoted.clone()));
+        *self.inner.commands.lock_or_recover() = Some((commands.clone(), demoted.clone()));
         self.inner
             .online
             .send_if_modified(|online| !std::mem::replace(online, true));

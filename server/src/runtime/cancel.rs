@@ -11,11 +11,12 @@
 //! There is no parent/child tree: the server's uses are one shutdown token shared by all, and
 //! one cut-off token per connection or stream.
 
+use crate::runtime::lock::MutexExt;
 use futures::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// Cancelled once, by any clone; every [`Cancelled`] future of every clone then completes.
@@ -51,11 +52,7 @@ impl CancelToken {
         }
         // A future that registers after this lock is released sees the flag when it checks
         // again after registering; one registered before is in the list.
-        let waiters = self
-            .inner
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let waiters = self.inner.waiters.lock_or_recover();
         for (_, waker) in waiters.iter() {
             waker.wake();
         }
@@ -78,11 +75,7 @@ impl CancelToken {
     /// Futures registered and not yet dropped (for tests).
     #[cfg(test)]
     fn waiting(&self) -> usize {
-        self.inner
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.inner.waiters.lock_or_recover().len()
     }
 }
 
@@ -113,12 +106,7 @@ impl Future for Cancelled {
             None => {
                 let waker = Arc::new(AtomicWaker::new());
                 waker.register(cx.waker());
-                let key = this
-                    .inner
-                    .waiters
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(waker.clone());
+                let key = this.inner.waiters.lock_or_recover().insert(waker.clone());
                 this.slot = Some((key, waker));
             }
         }
@@ -136,11 +124,7 @@ impl Future for Cancelled {
 impl Drop for Cancelled {
     fn drop(&mut self) {
         if let Some((key, _)) = self.slot.take() {
-            self.inner
-                .waiters
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(key);
+            self.inner.waiters.lock_or_recover().remove(key);
         }
     }
 }

@@ -8,6 +8,7 @@
 //! sleeps until then, made by the first event held back), so the count of a burst that stops is
 //! still written, and a storm that goes on writes one line per interval.
 
+use crate::runtime::lock::MutexExt;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -67,7 +68,7 @@ impl LogSummary {
     /// logged.
     pub fn note(self: &std::sync::Arc<Self>, detail: impl FnOnce() -> String) {
         let now = Instant::now();
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let mut window = self.window.lock_or_recover();
         if window.until.is_none_or(|until| now >= until) && !window.flush_due {
             window.until = Some(now + INTERVAL);
             drop(window);
@@ -98,7 +99,7 @@ impl LogSummary {
     /// Writes the count held back, and opens a new window: a storm that goes on is summed again
     /// an interval later.
     fn flush(&self) {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let mut window = self.window.lock_or_recover();
         let held = std::mem::take(&mut window.held);
         window.flush_due = false;
         window.until = Some(Instant::now() + INTERVAL);
@@ -126,10 +127,7 @@ pub(crate) mod tests {
 
     impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend_from_slice(buf);
+            self.0.lock_or_recover().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -151,7 +149,7 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn lines(&self) -> Vec<String> {
-            let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let bytes = self.0.lock_or_recover().clone();
             String::from_utf8_lossy(&bytes)
                 .lines()
                 .map(str::to_owned)

@@ -6,6 +6,7 @@ pub mod connection;
 pub mod cookie;
 pub mod digest;
 pub mod jitter;
+pub mod lock;
 pub mod log_summary;
 pub mod process;
 pub mod shutdown;

@@ -21,6 +21,7 @@
 use crate::config::Http2Limits;
 use crate::runtime::cancel::CancelToken;
 use crate::runtime::connection::{ClientAddr, StreamCut};
+use crate::runtime::lock::MutexExt;
 use crate::site::push::PagePlan;
 use crate::transport::h2_budget::{Metered, SendBudget, MAX_DATA_FRAME};
 use crate::transport::Transport;
@@ -36,7 +37,7 @@ use http_body_util::BodyExt;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -135,7 +136,7 @@ impl Handover {
 
     /// Hands `pump` to the connection's task; dropped if that task has ended.
     fn give(&self, pump: EventPump) {
-        let mut pumps = self.pumps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pumps = self.pumps.lock_or_recover();
         match pumps.as_mut() {
             Some(pumps) => pumps.push(pump),
             None => return,
@@ -155,17 +156,13 @@ impl Handover {
                 return Poll::Pending;
             }
         }
-        let mut pumps = self.pumps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pumps = self.pumps.lock_or_recover();
         Poll::Ready(pumps.as_mut().map(std::mem::take).unwrap_or_default())
     }
 
     /// The connection's task has ended: drops what is in transit and whatever comes later.
     fn close(&self) {
-        let pumps = self
-            .pumps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let pumps = self.pumps.lock_or_recover().take();
         drop(pumps);
     }
 }
