@@ -8,11 +8,11 @@
 //! config, metrics        settings and counters; import nothing from the crate
 //! runtime/               cancellation, jitter, signals, process stats, digests, cookies,
 //!                        what a connection tells its requests, log lines that do not amplify
-//! feed/                  the broadcast list, the frame encoder, channels, the source
-//!                        (in-process bus or Redis), idempotency keys, presence (subscriber
-//!                        counts), the demo
+//! feed/                  the broadcast list (`broadcast/`: history, channel table, registry,
+//!                        subscription, presence counts), the frame encoder, channels, the
+//!                        source (in-process bus or Redis), idempotency keys, presence, the demo
 //! api/     site/         the Router's handlers (events, publish, channels, metrics, health; auth,
-//!                        limits, guard, refusals) | the asset manifest and push policy
+//!                        limits, guard, refusals) | the asset manifest, push policy, first paint
 //! transport/             accept loop, listener, TLS, HTTP/1.1 and HTTP/2 drivers; a driver
 //!                        gets a `Transport` (the Router as a service), never the API
 //! server                 the composition root: builds the parts and wires them
@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Follow one message: `api/publish.rs` (or `feed/redis_ingest.rs`) → `feed/source.rs` →
-//! `feed/broadcast.rs` (encoded once by `feed/frame.rs`) → `api/events.rs` → the drivers in
+//! `feed/broadcast/` (encoded once by `feed/frame.rs`) → `api/events.rs` → the drivers in
 //! `transport/`.
 
 mod api;

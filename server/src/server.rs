@@ -15,8 +15,7 @@ use crate::runtime::cancel::CancelToken;
 use crate::site::assets::{self, AssetManifest};
 use crate::site::push::{self, PushPolicy};
 use crate::transport::{accept, Transport};
-use app::message::{Snapshot, DEFAULT_CHANNELS};
-use app::snapshot::SnapshotSource;
+use app::message::DEFAULT_CHANNELS;
 use app::{shell, App, FeedScript};
 use axum::extract::FromRef;
 use axum::middleware;
@@ -210,15 +209,11 @@ async fn page_not_found() -> (http::StatusCode, &'static str) {
 /// cache cookie on pages, the API routes, the Leptos pages, then static files.
 pub fn router(state: AppState) -> Router {
     let routes = leptos_axum::generate_route_list(App);
-    let source = SnapshotSource(Arc::new({
-        let feed = state.api.feed.clone();
-        let per_channel = state.api.config.site.ui_messages;
-        let publish_token = !state.api.auth.is_open();
-        move || Snapshot {
-            publish_token,
-            ..feed.snapshot(per_channel)
-        }
-    }));
+    let source = crate::site::snapshot::source(
+        state.api.feed.clone(),
+        state.api.config.site.ui_messages,
+        !state.api.auth.is_open(),
+    );
     let leptos = state.leptos.clone();
     let feed_script = state
         .push

@@ -1,0 +1,252 @@
+//! The history: the list's entries in id order, bounded by count and by bytes; where a
+//! subscriber starting at a point begins; and the batch of frames after a cursor.
+
+use crate::config::FeedLimits;
+use app::message::Gap;
+use app::time::unix_now;
+use bytes::{Bytes, BytesMut};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// A frame this large or larger is handed to a subscriber alone, as the list's shared bytes,
+/// never copied into a batch: what a stalled or resuming reader holds of it is then a reference.
+/// Smaller frames ready together are copied into one buffer (one write for many).
+pub(super) const SHARED_ALONE: usize = 4096;
+
+/// One message in the list.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub id: u64,
+    pub channel: Arc<str>,
+    /// The complete SSE frame (preceded, for a channel's first message, by a `ringback.channel`
+    /// announcement), shared by every subscriber.
+    pub frame: Bytes,
+    /// The message's JSON, a slice of `frame` (no copy), for snapshots.
+    pub json: Bytes,
+    /// On a private channel: only subscribers granted it read this entry, and snapshots
+    /// (served to anyone) leave it out. Decided once, on append.
+    pub private: bool,
+    /// When it was published, in Unix milliseconds: the clock's when published here (never
+    /// earlier than the entry before), the id's when it comes from the Redis log (`ms * 1000 +
+    /// seq`). For `GET /messages?since=`.
+    pub time: u64,
+}
+
+/// Where a new subscriber starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// After the newest message: only what is published from now on.
+    Live,
+    /// After this id (`Last-Event-ID`): replays what the subscriber missed, then live.
+    After(u64),
+    /// From the first message published at or after this Unix millisecond (`?since=`).
+    Since(u64),
+}
+
+pub(super) struct History {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    /// The newest id appended (the first id minus one before any).
+    pub newest: u64,
+    /// Every id up to this one is gone (evicted, or from before this list existed): a resume
+    /// from an older id has a gap.
+    pub evicted_through: u64,
+    /// The newest time gone with them (Unix ms): a `since` at or before it has a gap.
+    evicted_time: u64,
+    /// Entries evicted so far; when it reaches `scan_at`, the registry is scanned for
+    /// subscribers left behind. Scanning every `history / 8` evictions keeps the cost per append
+    /// constant (counted in evictions, not ids: ids from a shared log are sparse).
+    evictions: u64,
+    scan_at: u64,
+    /// Ids come from a shared log (see [`History::follow_log`]).
+    follows_log: bool,
+}
+
+/// The frames after a cursor that one read hands over.
+pub(super) struct Batch {
+    /// One frame as the list holds it, or several copied into one buffer; `None`: nothing the
+    /// reader wants.
+    pub bytes: Option<Bytes>,
+    /// The id the reader has passed (what it wants, and what it skipped).
+    pub last: u64,
+    /// The messages in `bytes`.
+    pub count: u64,
+}
+
+impl History {
+    /// An empty history whose first id will be `first_id` (at least 1).
+    pub fn new(first_id: u64, limits: &FeedLimits) -> Self {
+        History {
+            entries: VecDeque::with_capacity(limits.history.clamp(1, 4096)),
+            bytes: 0,
+            newest: first_id - 1,
+            evicted_through: first_id - 1,
+            // What was published before this list existed is gone.
+            evicted_time: unix_now(),
+            evictions: 0,
+            scan_at: 1,
+            follows_log: false,
+        }
+    }
+
+    /// The id and time of the next entry: `id` if it comes from a log (`None` if the history
+    /// already holds it or a newer one), else the next id and the clock (never earlier than
+    /// the entry before).
+    pub fn next(&self, id: Option<u64>) -> Option<(u64, u64)> {
+        match id {
+            Some(id) if id <= self.newest => None,
+            Some(id) => Some((id, id / 1000)),
+            None => Some((
+                self.newest + 1,
+                unix_now().max(self.entries.back().map_or(0, |e| e.time)),
+            )),
+        }
+    }
+
+    pub fn push(&mut self, entry: Entry) {
+        self.newest = entry.id;
+        self.bytes += entry.frame.len() + ENTRY_OVERHEAD;
+        self.entries.push_back(entry);
+    }
+
+    /// Drops the oldest entries beyond the bounds; returns `Some(evicted_through)` when it is
+    /// time to scan the registry for subscribers left behind.
+    pub fn evict(&mut self, limits: &FeedLimits) -> Option<u64> {
+        while self.entries.len() > limits.history.max(1)
+            || (self.bytes > limits.history_bytes && self.entries.len() > 1)
+        {
+            let Some(old) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= old.frame.len() + ENTRY_OVERHEAD;
+            self.evicted_through = old.id;
+            self.evicted_time = old.time;
+            self.evictions += 1;
+        }
+        if self.evictions >= self.scan_at {
+            self.scan_at = self.evictions + (limits.history / 8).max(1) as u64;
+            Some(self.evicted_through)
+        } else {
+            None
+        }
+    }
+
+    /// Follows a shared log whose oldest entries up to `evicted_through` are gone (see
+    /// `BroadcastList::follow_log`); returns whether the newest id was set from it (only
+    /// before the first entry).
+    pub fn follow_log(&mut self, evicted_through: u64) -> bool {
+        self.follows_log = true;
+        if !self.entries.is_empty() {
+            return false;
+        }
+        self.evicted_through = self.evicted_through.max(evicted_through);
+        // The log's ids carry their time; what it no longer holds is older than its first.
+        self.evicted_time = evicted_through / 1000;
+        self.newest = self.newest.max(evicted_through);
+        true
+    }
+
+    /// The cursor a subscriber starting at `start` begins after, and the gap if `start` asks
+    /// for messages the history no longer holds.
+    pub fn start(&self, start: Start) -> (u64, Option<Gap>) {
+        let oldest = self.entries.front().map(|e| e.id);
+        // An id newer than the newest is from the future in the embedded default (a gap: it was
+        // handed out by another process); behind a shared log it is simply one this server has
+        // not received yet.
+        let ahead =
+            matches!(start, Start::After(after) if after > self.newest) && !self.follows_log;
+        match start {
+            Start::Live => (self.newest, None),
+            Start::After(after) if after < self.evicted_through || ahead => {
+                (self.evicted_through, Some(Gap { after, oldest }))
+            }
+            Start::After(after) => (after, None),
+            Start::Since(ms) => {
+                // After the last entry published before `ms`.
+                match self.entries.partition_point(|e| e.time < ms) {
+                    0 if ms <= self.evicted_time => {
+                        (self.evicted_through, Some(Gap { after: 0, oldest }))
+                    }
+                    0 => (self.evicted_through, None),
+                    i => (self.entries[i - 1].id, None),
+                }
+            }
+        }
+    }
+
+    /// The frames after `cursor` that `wants`, up to `max_bytes` (at least one).
+    ///
+    /// A frame of [`SHARED_ALONE`] bytes or more goes alone, as the list's own bytes: copying it
+    /// would double what a stalled reader (or a thousand resuming ones) holds. One frame is
+    /// handed over as it is; several are copied once into a buffer of their size.
+    pub fn batch(&self, cursor: u64, max_bytes: usize, wants: impl Fn(&Entry) -> bool) -> Batch {
+        let Some(front) = self.entries.front() else {
+            return Batch {
+                bytes: None,
+                last: cursor,
+                count: 0,
+            };
+        };
+        // Ids increase along the list; the first entry after the cursor is found by bisection.
+        let start = if cursor < front.id {
+            0
+        } else {
+            self.entries.partition_point(|e| e.id <= cursor)
+        };
+        let (mut end, mut size, mut count) = (start, 0, 0u64);
+        let mut last = cursor;
+        let mut first: Option<&Bytes> = None;
+        for entry in self.entries.range(start..) {
+            let len = entry.frame.len();
+            let wanted = wants(entry);
+            if wanted && count > 0 && (size + len > max_bytes || len >= SHARED_ALONE) {
+                break;
+            }
+            end += 1;
+            last = entry.id;
+            if wanted {
+                size += len;
+                count += 1;
+                first.get_or_insert(&entry.frame);
+                if len >= SHARED_ALONE {
+                    break;
+                }
+            }
+        }
+        let bytes = match count {
+            0 => None,
+            1 => first.cloned(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(size);
+                for entry in self.entries.range(start..end).filter(|e| wants(e)) {
+                    buf.extend_from_slice(&entry.frame);
+                }
+                Some(buf.freeze())
+            }
+        };
+        Batch { bytes, last, count }
+    }
+
+    /// The latest `per_channel` public entries of each channel, oldest first.
+    pub fn latest(&self, per_channel: usize) -> Vec<&Entry> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let mut picked: Vec<&Entry> = Vec::new();
+        for entry in self.entries.iter().rev().filter(|e| !e.private) {
+            let n = counts.entry(&entry.channel).or_default();
+            if *n < per_channel {
+                *n += 1;
+                picked.push(entry);
+            }
+        }
+        picked.reverse();
+        picked
+    }
+
+    /// Entries and bytes held.
+    pub fn held(&self) -> (usize, usize) {
+        (self.entries.len(), self.bytes)
+    }
+}

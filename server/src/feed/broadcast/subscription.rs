@@ -1,0 +1,134 @@
+//! One subscriber's view of the list: a cursor, a wake-up receiver, an optional filter and the
+//! private channels it may read.
+
+use super::history::Entry;
+use super::registry::Slot;
+use super::BroadcastList;
+use crate::feed::channels::ChannelSet;
+use crate::runtime::lock::{MutexExt, RwLockExt};
+use app::message::Gap;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// One subscriber's view of the list.
+///
+/// Dropping it unregisters it at once; it holds no frames.
+pub struct Subscription {
+    pub(super) list: BroadcastList,
+    pub(super) key: u64,
+    pub(super) slot: Arc<Slot>,
+    /// The last id delivered (or skipped by the filter).
+    pub(super) cursor: u64,
+    pub(super) head: watch::Receiver<u64>,
+    pub(super) filter: Option<Box<[Arc<str>]>>,
+    /// The private channels this subscriber may read; `None`: none.
+    pub(super) grants: Option<Arc<ChannelSet>>,
+    /// The presence changes this subscriber has sent (see `BroadcastList::set_presence`).
+    pub(super) presence_seen: u64,
+}
+
+/// The subscriber fell behind the history and has lost messages.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lagged;
+
+impl Subscription {
+    /// The frames after the cursor, waiting until there is at least one.
+    ///
+    /// Frames ready at once are coalesced into one buffer of up to `max_bytes` (one write per
+    /// socket under load); a single frame is returned as the shared `Bytes`, without a copy.
+    pub async fn next(&mut self, max_bytes: usize) -> Result<Bytes, Lagged> {
+        loop {
+            // Mark the current version seen *before* reading, so an append after the read
+            // wakes `changed()` below: no lost wake-up.
+            self.head.borrow_and_update();
+            if let Some(bytes) = self.try_next(max_bytes)? {
+                return Ok(bytes);
+            }
+            if self.head.changed().await.is_err() {
+                // The list is gone; nothing more will come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The frames after the cursor, if any, without waiting.
+    pub fn try_next(&mut self, max_bytes: usize) -> Result<Option<Bytes>, Lagged> {
+        let shared = &self.list.shared;
+        let presence = shared.presence.version();
+        if presence != self.presence_seen {
+            self.presence_seen = presence;
+            if let Some(frame) = shared.presence.get().frame_for(self.grants.as_deref()) {
+                return Ok(Some(frame));
+            }
+        }
+        let state = shared.state.read_or_recover();
+        let history = &state.history;
+        if self.cursor < history.evicted_through {
+            let evicted = history.evicted_through;
+            if self.slot.held_back.load(Ordering::Acquire) {
+                // Held back by the server (a resume beyond the replay budget), not stalled: told
+                // of the gap, and on live from the newest message. Continuing from the oldest
+                // held would only be passed by the history again: a resume that cannot be given
+                // what it missed in time goes live rather than chasing it.
+                let gap = Gap {
+                    after: self.cursor,
+                    oldest: None,
+                };
+                let newest = history.newest;
+                drop(state);
+                self.cursor = newest;
+                self.slot.cursor.store(newest, Ordering::Release);
+                shared.metrics.resume_gaps.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(Bytes::from(crate::feed::frame::encode_gap(&gap))));
+            }
+            drop(state);
+            self.list.cut(&self.slot, evicted);
+            return Err(Lagged);
+        }
+        let batch = history.batch(self.cursor, max_bytes, |e| self.wants(e));
+        drop(state);
+        self.cursor = batch.last;
+        self.slot.cursor.store(self.cursor, Ordering::Release);
+        if batch.count > 0 {
+            // One shared counter, bumped once per batch rather than per message.
+            let out = &shared.metrics.messages_out;
+            out.fetch_add(batch.count, Ordering::Relaxed);
+        }
+        Ok(batch.bytes)
+    }
+
+    /// Whether this subscriber reads `entry`: its filter names the channel (or it has none),
+    /// and a private channel is among its grants. This is the one place that keeps a private
+    /// entry from a subscriber, live and on `Last-Event-ID` replay alike.
+    fn wants(&self, entry: &Entry) -> bool {
+        let channel = &*entry.channel;
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|c| &**c == channel))
+            && (!entry.private || self.grants.as_ref().is_some_and(|g| g.contains(channel)))
+    }
+
+    /// Marks this subscriber held back by the server (`true`: a resume waiting for the replay
+    /// budget) or not: while held back it is never cut for lagging; if the history passes it
+    /// meanwhile, its next read is a `ringback.gap` event (`"oldest":null`) and it goes on live
+    /// from the newest message.
+    pub fn hold_back(&self, held: bool) {
+        self.slot.held_back.store(held, Ordering::Release);
+    }
+
+    /// The last id this subscriber has passed.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let shared = &self.list.shared;
+        let mut registry = shared.registry.lock_or_recover();
+        registry.remove(self.key, self.filter.as_deref(), self.grants.as_ref());
+        shared.subscribers.send_replace(registry.len());
+    }
+}
