@@ -19,7 +19,7 @@
 //! main.rs                the binary; also `ringback publish` (`client`)
 //! ```
 //!
-//! Follow one message: `api/publish.rs` (or `feed/redis_ingest.rs`) → `feed/source.rs` →
+//! Follow one message: `api/publish.rs` (or `feed/redis/`) → `feed/source.rs` →
 //! `feed/broadcast/` (encoded once by `feed/frame.rs`) → `api/events.rs` → the drivers in
 //! `transport/`.
 
@@ -39,7 +39,7 @@ pub use api::publish::PublishRequest;
 pub use api::refusal::Reason;
 pub use feed::broadcast::{BroadcastList, Start};
 pub use feed::frame::{encode_message, object_members};
-pub use feed::redis_ingest::{normalise, split_message};
+pub use feed::redis::{normalise, split_message};
 pub use runtime::cancel::CancelToken;
 pub use runtime::process::{process_stats, raise_open_files_limit, ProcessStats};
 pub use runtime::shutdown::signal;

@@ -19,7 +19,7 @@
 use crate::api::auth::AuthError;
 use crate::api::limits::LimitError;
 use crate::feed::broadcast::Rejected;
-use crate::feed::redis_ingest::PublishError;
+use crate::feed::redis::PublishError;
 use crate::metrics::ByReason;
 use crate::runtime::jitter;
 use crate::runtime::log_summary::LogSummary;

@@ -9,7 +9,7 @@
 //! (counted: `ringback_idempotency_evictions_total`), so the memory they take is bounded whatever
 //! publishers send. Embedded, this table is the memory; with Redis, the same rules run in the
 //! publish script, on every server and across a failover as far as the log is replicated
-//! (`feed/redis_ingest.rs`).
+//! (`feed/redis/`).
 //!
 //! Why a `std::sync::Mutex`: the lookup, the append and the insert happen under it, so two
 //! copies of one publish arriving together cannot both be delivered; the append is the broadcast

@@ -9,6 +9,5 @@ pub mod demo;
 pub mod frame;
 pub mod idempotency;
 pub mod presence;
-pub mod redis_ingest;
-pub mod redis_primary;
+pub mod redis;
 pub mod source;

@@ -8,7 +8,7 @@
 
 use crate::feed::broadcast::BroadcastList;
 use crate::feed::idempotency::{IdempotencyKeys, Idempotent, Outcome};
-use crate::feed::redis_ingest::{PublishError, RedisIngest};
+use crate::feed::redis::{PublishError, RedisIngest};
 use std::sync::Arc;
 use tokio::sync::watch;
 
