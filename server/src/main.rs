@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Publish(args)) => publish(&args),
-        Some(Command::Serve(args)) => serve(args),
-        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve_command(args),
+        None => serve_command(cli.serve),
     }
 }
 
@@ -37,7 +37,7 @@ fn fail(message: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve_command(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours for a terminal only: piped into a file or a log collector, escape codes are noise.

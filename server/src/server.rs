@@ -8,7 +8,7 @@ use crate::api::{guard, trace, ApiState};
 use crate::config::ServeArgs;
 use crate::feed::broadcast::BroadcastList;
 use crate::feed::idempotency::IdempotencyKeys;
-use crate::feed::redis_ingest::{RedisIngest, RedisSettings};
+use crate::feed::redis::{RedisIngest, RedisSettings};
 use crate::feed::source::Source;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
@@ -244,7 +244,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             state.push.manifest.clone(),
-            assets::serve,
+            assets::serve_asset,
         ));
     // CORS only when configured: an always-present optional layer (`option_layer`) wraps every
     // route's future in an `Either` even when off: ~2,800 instructions per request (callgrind).
@@ -345,6 +345,7 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
         router: router(state.clone()),
         tls: state.tls.clone(),
         push: state.push.clone(),
+        events_path: crate::api::EVENTS_PATH,
         settings: Arc::new(api.config.transport.clone()),
         shutdown: api.shutdown.clone(),
         idle: Default::default(),
@@ -354,6 +355,6 @@ pub async fn run(listener: TcpListener, state: AppState, shutdown: impl Future<O
         )),
         metrics: api.metrics.clone(),
     };
-    accept::serve(listener, transport, shutdown).await;
+    accept::serve_listener(listener, transport, shutdown).await;
     drained.cancel();
 }

@@ -20,6 +20,9 @@ use axum::routing::get;
 use axum::Router;
 pub use state::ApiState;
 
+/// The event stream (`GET`) and publishing (`POST`).
+pub const EVENTS_PATH: &str = "/messages";
+
 /// The API's routes, for a Router whose state holds an [`ApiState`].
 pub fn routes<S>() -> Router<S>
 where
@@ -28,7 +31,7 @@ where
 {
     Router::new()
         .route(
-            "/messages",
+            EVENTS_PATH,
             // The publish handler reads its body within `--max-message-bytes` itself.
             get(events::subscribe).post(publish::publish),
         )

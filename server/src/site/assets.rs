@@ -268,7 +268,7 @@ impl AssetManifest {
 
 /// Serves a manifest asset from memory (GET and HEAD, with `If-None-Match`); any other request
 /// goes on to the next handler (Leptos's static files and pages).
-pub async fn serve(
+pub async fn serve_asset(
     State(manifest): State<Arc<AssetManifest>>,
     req: Request,
     next: Next,

@@ -2,7 +2,7 @@
 //!
 //! Policy lives here, protocol in the drivers: this module says *that* a page request should be
 //! accompanied by the manifest's assets and whether the browser already holds them; the HTTP/2
-//! driver (`http2.rs`) decides, per connection, between `PUSH_PROMISE` and `103 Early Hints`,
+//! driver (`transport/http2/`) decides, per connection, between `PUSH_PROMISE` and `103 Early Hints`,
 //! and the middleware below adds `Link: rel=preload` and the cache cookie to the final response
 //! for every protocol.
 

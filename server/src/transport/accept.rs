@@ -3,11 +3,11 @@
 //!
 //! Shutdown (as in mini-redis): the `shutdown` token is cancelled once, which every connection
 //! task and every event stream watches; event streams end (EventSource reconnects elsewhere),
-//! each connection finishes its in-flight requests, and [`serve`] waits, up to a grace period,
+//! each connection finishes its in-flight requests, and [`serve_listener`] waits, up to a grace period,
 //! for the last connection task to drop its clone of the drain sender.
 
 use crate::metrics::Metrics;
-use crate::transport::{listener, Transport};
+use crate::transport::{sniff, Transport};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// Serves `listener` until `shutdown` completes, then drains (see the module docs).
-pub async fn serve(
+pub async fn serve_listener(
     listener: TcpListener,
     transport: Transport,
     shutdown: impl Future<Output = ()>,
@@ -56,7 +56,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
+        tokio::spawn(run_connection(
             stream,
             transport.clone(),
             drain_tx.clone(),
@@ -85,7 +85,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-async fn serve_connection(
+async fn run_connection(
     stream: TcpStream,
     transport: Transport,
     _drain: mpsc::Sender<()>,
@@ -96,5 +96,5 @@ async fn serve_connection(
         .connections
         .fetch_add(1, Ordering::Relaxed);
     let _guard = ConnectionGuard(transport.metrics.clone());
-    listener::serve(stream, transport).await;
+    sniff::serve_tcp(stream, transport).await;
 }

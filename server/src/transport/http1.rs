@@ -1,4 +1,5 @@
-//! HTTP/1.1: `GET /messages` served by this module, everything else by hyper.
+//! HTTP/1.1: `GET` of the event stream's path (`/messages`, passed in as
+//! [`Transport::events_path`]) served by this module, everything else by hyper.
 //!
 //! Why a path of our own for one request: hyper keeps a read buffer and a write buffer (8 KiB
 //! each, at least) for the whole life of a connection. An SSE subscriber's connection lives for
@@ -10,7 +11,7 @@
 //!
 //! The request still goes through the one axum Router (auth, limits, metrics, request ids), so
 //! only the HTTP/1.1 framing is ours, and only for the simplest request there is: `GET`,
-//! HTTP/1.1, path `/messages`, no body, no `Upgrade`, nothing sent after the head. Anything else
+//! HTTP/1.1, the event stream's path, no body, no `Upgrade`, nothing sent after the head. Anything else
 //! (another path, a body, a pipelined request, a head that does not parse or is too large) goes
 //! to hyper with the bytes already read put back in front ([`Rewind`]), so hyper answers it
 //! exactly as before, errors included.
@@ -48,7 +49,7 @@ const MAX_HEADERS: usize = 64;
 /// `first` holds the bytes already read from `io` (by the listener, to tell the protocol). The
 /// first request head must be whole by `head_deadline` (`--header-read-timeout` after the
 /// connection was accepted), however slowly its bytes drip in.
-pub(crate) async fn serve<IO>(
+pub(crate) async fn serve_connection<IO>(
     mut io: IO,
     first: Bytes,
     transport: Transport,
@@ -61,7 +62,11 @@ pub(crate) async fn serve<IO>(
     // `draining`, so its browser comes back elsewhere), within the same header deadline. A
     // connection dropped without an answer is a `502` at a load balancer, which a plain
     // EventSource never retries after.
-    let head = tokio::time::timeout_at(head_deadline, read_head(&mut io, first)).await;
+    let head = tokio::time::timeout_at(
+        head_deadline,
+        read_head(&mut io, first, transport.events_path),
+    )
+    .await;
     match head {
         Ok(Ok(Head::Events(request))) => serve_events(io, *request, transport.router, peer).await,
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
@@ -91,7 +96,7 @@ fn to_hyper<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(crate::transport::hyper_conn::serve_http1(
+    Box::pin(crate::transport::hyper_conn::serve_http1_with_hyper(
         io,
         transport,
         peer,
@@ -110,7 +115,11 @@ enum Head {
 
 /// Reads until the request head is complete (or cannot be the fast path's), starting with
 /// `first`, the bytes the listener read to tell the protocol.
-async fn read_head<IO: AsyncRead + Unpin>(io: &mut IO, first: Bytes) -> io::Result<Head> {
+async fn read_head<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    first: Bytes,
+    events_path: &str,
+) -> io::Result<Head> {
     let mut buf = Vec::with_capacity(first.len().max(1024));
     buf.extend_from_slice(&first);
     drop(first);
@@ -121,7 +130,7 @@ async fn read_head<IO: AsyncRead + Unpin>(io: &mut IO, first: Bytes) -> io::Resu
             match parsed.parse(&buf) {
                 Ok(httparse::Status::Complete(len)) => {
                     let fast = (len == buf.len())
-                        .then(|| events_request(&parsed))
+                        .then(|| events_request(&parsed, events_path))
                         .flatten();
                     return Ok(match fast {
                         Some(request) => Head::Events(Box::new(request)),
@@ -144,10 +153,12 @@ async fn read_head<IO: AsyncRead + Unpin>(io: &mut IO, first: Bytes) -> io::Resu
     }
 }
 
-/// The request, if it is one the fast path serves.
-fn events_request(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body>> {
+/// The request, if it is one the fast path serves: a `GET` of `events_path`.
+fn events_request(parsed: &httparse::Request<'_, '_>, events_path: &str) -> Option<Request<Body>> {
     let path = parsed.path?;
-    let is_events = path == "/messages" || path.starts_with("/messages?");
+    let is_events = path
+        .strip_prefix(events_path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'));
     if parsed.method != Some("GET") || parsed.version != Some(1) || !is_events {
         return None;
     }
@@ -369,7 +380,7 @@ mod tests {
         // The listener has read the first few bytes; the rest come from the socket.
         let first = Bytes::from_static(&bytes[..bytes.len().min(5)]);
         let mut io = &bytes[first.len()..];
-        futures::executor::block_on(read_head(&mut io, first)).unwrap()
+        futures::executor::block_on(read_head(&mut io, first, "/messages")).unwrap()
     }
 
     #[test]

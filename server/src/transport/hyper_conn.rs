@@ -15,7 +15,7 @@ use tower::ServiceExt;
 /// HTTP/1.1 on hyper: every HTTP/1.1 request but the fast path's (see `http1.rs`), kept alive
 /// between requests for `--keep-alive-timeout` (see `keep_alive.rs`). The first request's head
 /// started arriving at `head_started`.
-pub(crate) async fn serve_http1<IO>(
+pub(crate) async fn serve_http1_with_hyper<IO>(
     io: IO,
     transport: Transport,
     peer: Option<ClientAddr>,
@@ -25,16 +25,19 @@ pub(crate) async fn serve_http1<IO>(
 {
     let activity = Activity::new(head_started);
     let io = activity.watch(io);
-    serve(io, transport, Proto::Http1(activity), peer).await;
+    serve_with_hyper(io, transport, Proto::Http1(activity), peer).await;
 }
 
 /// HTTP/2 on hyper (`--http2-driver hyper`: no push, no hints; kept to benchmark the driver
 /// against).
-pub(crate) async fn serve_http2<IO>(io: IO, transport: Transport, peer: Option<ClientAddr>)
-where
+pub(crate) async fn serve_http2_with_hyper<IO>(
+    io: IO,
+    transport: Transport,
+    peer: Option<ClientAddr>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve(io, transport, Proto::Http2, peer).await;
+    serve_with_hyper(io, transport, Proto::Http2, peer).await;
 }
 
 #[derive(Clone)]
@@ -46,7 +49,7 @@ enum Proto {
 
 /// HTTP/1.1 on hyper (and, with `--http2-driver hyper`, HTTP/2 on hyper, without push), with
 /// the connection's cut-off switch and peer address in every request.
-async fn serve<IO>(io: IO, transport: Transport, proto: Proto, peer: Option<ClientAddr>)
+async fn serve_with_hyper<IO>(io: IO, transport: Transport, proto: Proto, peer: Option<ClientAddr>)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

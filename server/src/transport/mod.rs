@@ -10,8 +10,8 @@ pub mod http1;
 pub mod http2;
 mod hyper_conn;
 pub mod keep_alive;
-pub mod listener;
 pub mod rewind;
+pub mod sniff;
 pub mod tls;
 pub mod write_deadline;
 
@@ -32,6 +32,8 @@ pub struct Transport {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Which requests are pages and what they bring (push, `103 Early Hints`).
     pub push: Arc<PushPolicy>,
+    /// The event stream's path (`GET` of it is HTTP/1.1's fast path); the API names it.
+    pub events_path: &'static str,
     /// Connection limits and deadlines, and the HTTP/2 limits.
     pub settings: Arc<TransportArgs>,
     /// Cancelled once at shutdown: connections drain.

@@ -42,7 +42,7 @@ enum Sniffed {
 /// showing a protocol, the TLS handshake, the HTTP/2 preface, the HTTP/1.1 head. A peer that
 /// drips or stalls any of them is closed then, and costs nothing meanwhile (every wait is on
 /// the socket's readiness, none on a timer).
-pub(crate) async fn serve(stream: TcpStream, transport: Transport) {
+pub(crate) async fn serve_tcp(stream: TcpStream, transport: Transport) {
     let deadline = Instant::now() + transport.settings.header_read_timeout;
     let peer = stream.peer_addr().ok().map(ClientAddr);
     let mut stream = stream;
@@ -78,7 +78,10 @@ pub(crate) async fn serve(stream: TcpStream, transport: Transport) {
                 Box::pin(serve_http2(stream, transport, scheme, peer, deadline)).await;
             } else {
                 let first = Bytes::new();
-                Box::pin(http1::serve(stream, first, transport, peer, deadline)).await;
+                Box::pin(http1::serve_connection(
+                    stream, first, transport, peer, deadline,
+                ))
+                .await;
             }
         }
         Sniffed::H2c => {
@@ -91,7 +94,7 @@ pub(crate) async fn serve(stream: TcpStream, transport: Transport) {
             ))
             .await;
         }
-        Sniffed::Http1 => http1::serve(stream, first, transport, peer, deadline).await,
+        Sniffed::Http1 => http1::serve_connection(stream, first, transport, peer, deadline).await,
     }
 }
 
@@ -142,9 +145,9 @@ async fn serve_http2<IO>(
 {
     match transport.settings.http2_driver {
         Http2Driver::Ringback => {
-            http2::serve(io, transport, scheme, peer, preface_deadline).await;
+            http2::serve_connection(io, transport, scheme, peer, preface_deadline).await;
         }
-        Http2Driver::Hyper => hyper_conn::serve_http2(io, transport, peer).await,
+        Http2Driver::Hyper => hyper_conn::serve_http2_with_hyper(io, transport, peer).await,
     }
 }
 
