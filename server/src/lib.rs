@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! config, metrics        settings and counters; import nothing from the crate
-//! runtime/               cancellation, jitter, signals, process stats, digests, cookies,
+//! encoding/              SHA-256 and hex, cookie values; imports nothing from the crate
+//! runtime/               cancellation, jitter, signals, process stats, locks,
 //!                        what a connection tells its requests, log lines that do not amplify
 //! feed/                  the broadcast list (`broadcast/`: history, channel table, registry,
 //!                        subscription, presence counts), the frame encoder, channels, the
@@ -26,6 +27,7 @@
 mod api;
 pub mod client;
 pub mod config;
+mod encoding;
 mod feed;
 pub mod metrics;
 mod runtime;

@@ -182,7 +182,7 @@ impl Auth {
                 .publish_tokens
                 .iter()
                 .filter(|t| !t.is_empty())
-                .map(|t| crate::runtime::digest::sha256(t.as_bytes()))
+                .map(|t| crate::encoding::digest::sha256(t.as_bytes()))
                 .collect(),
             hs256,
             rs256,
@@ -210,7 +210,7 @@ impl Auth {
             });
         }
         let token = bearer(headers).ok_or(AuthError::Missing)?;
-        let digest = crate::runtime::digest::sha256(token.as_bytes());
+        let digest = crate::encoding::digest::sha256(token.as_bytes());
         // Every configured token is compared, whichever matches, in constant time.
         let matched = self.digests.iter().enumerate().fold(None, |found, (i, d)| {
             if constant_time_eq(d, &digest) {
@@ -265,7 +265,7 @@ impl Auth {
         if let Some(token) = explicit {
             return self.grants(token);
         }
-        match crate::runtime::cookie::values(headers, TOKEN_COOKIE).find(|t| !t.is_empty()) {
+        match crate::encoding::cookie::values(headers, TOKEN_COOKIE).find(|t| !t.is_empty()) {
             Some(token) => Ok(self.grants(token).unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "subscriber cookie not accepted; public channels only");
                 Reader::default()

@@ -1,7 +1,7 @@
 //! The API: the Router's handlers for `/messages` (subscribe and publish), `/api/channels`,
 //! `/metrics`, `/healthz` and `/readyz`, with what they check on the way (credentials, limits,
 //! the request guard) and the errors they answer. Handlers see requests, never connections:
-//! imports `runtime`, `config`, `metrics` and `feed`, never `transport` or the composition root.
+//! imports `runtime`, `encoding`, `config`, `metrics` and `feed`, never `transport` or the composition root.
 
 pub mod auth;
 pub mod channels;

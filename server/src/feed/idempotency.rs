@@ -42,13 +42,13 @@ impl Idempotent {
         data: &serde_json::Value,
     ) -> Self {
         let message = serde_json::json!([channel, data]).to_string();
-        let digest = crate::runtime::digest::sha256(message.as_bytes());
+        let digest = crate::encoding::digest::sha256(message.as_bytes());
         Idempotent {
             key: match credential {
                 Some(c) => format!("{c}:{key}"),
                 None => key.to_owned(),
             },
-            digest: crate::runtime::digest::hex(&digest[..16]),
+            digest: crate::encoding::digest::hex(&digest[..16]),
         }
     }
 }

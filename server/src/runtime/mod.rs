@@ -3,8 +3,6 @@
 
 pub mod cancel;
 pub mod connection;
-pub mod cookie;
-pub mod digest;
 pub mod jitter;
 pub mod lock;
 pub mod log_summary;

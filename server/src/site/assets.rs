@@ -18,7 +18,7 @@
 //! asset's ETag) names a build: a browser that has it in its cookie already holds every asset
 //! and is not pushed them.
 
-use crate::runtime::digest;
+use crate::encoding::digest;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};

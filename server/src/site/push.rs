@@ -58,7 +58,7 @@ impl PushPolicy {
     }
 
     fn has_cookie(&self, headers: &HeaderMap) -> bool {
-        crate::runtime::cookie::values(headers, COOKIE).any(|v| v == self.manifest.digest())
+        crate::encoding::cookie::values(headers, COOKIE).any(|v| v == self.manifest.digest())
     }
 
     /// The `Link` header values for every asset.

@@ -1,7 +1,7 @@
 //! The transport: accepting connections, telling their protocol apart, TLS, and the HTTP/1.1
 //! and HTTP/2 drivers that carry requests to the Router and responses back, each bounded in
 //! time and memory whatever the peer does. A driver sees the Router only as a service: imports
-//! `runtime`, `config`, `metrics` and `site` (the push policy), never `api` or `feed`.
+//! `runtime`, `encoding`, `config`, `metrics` and `site` (the push policy), never `api` or `feed`.
 
 pub mod accept;
 mod date;

@@ -68,7 +68,7 @@ pub fn server_config(
     }
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| read_err(&key_path, &e))?;
     let fingerprint =
-        crate::runtime::digest::hex(&crate::runtime::digest::sha256(certs[0].as_ref()));
+        crate::encoding::digest::hex(&crate::encoding::digest::sha256(certs[0].as_ref()));
     tracing::info!(cert = %cert_path.display(), sha256 = %fingerprint, "TLS certificate");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

@@ -9,12 +9,19 @@ use std::path::{Path, PathBuf};
 const RULES: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("metrics", &[]),
-    ("runtime", &["config", "metrics"]),
-    ("feed", &["runtime", "config", "metrics"]),
-    ("api", &["feed", "runtime", "config", "metrics"]),
-    ("site", &["feed", "runtime", "config", "metrics"]),
-    ("transport", &["site", "runtime", "config", "metrics"]),
-    ("client", &["runtime", "config"]),
+    ("encoding", &[]),
+    ("runtime", &["encoding", "config", "metrics"]),
+    ("feed", &["runtime", "encoding", "config", "metrics"]),
+    ("api", &["feed", "runtime", "encoding", "config", "metrics"]),
+    (
+        "site",
+        &["feed", "runtime", "encoding", "config", "metrics"],
+    ),
+    (
+        "transport",
+        &["site", "runtime", "encoding", "config", "metrics"],
+    ),
+    ("client", &["runtime", "encoding", "config"]),
     (
         "server",
         &[
@@ -23,6 +30,7 @@ const RULES: &[(&str, &[&str])] = &[
             "site",
             "feed",
             "runtime",
+            "encoding",
             "config",
             "metrics",
         ],
