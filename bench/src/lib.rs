@@ -1,6 +1,6 @@
-//! Ringback's load tool and page-load benchmark, and the hostile clients they (and the server's
-//! attack tests) open. A client of the server over the network: it uses the server's library
-//! only for the publish client and the process's own statistics.
+//! Ringback's load tool and page-load benchmark. A client of the server over the network: it
+//! uses the server's library only for the publish client and the process's own statistics, and
+//! opens the hostile clients of `test-support` (which the server's attack tests open too).
 //!
 //! - [`load`]: `ringback-bench load`, N subscribers and a publisher at a fixed rate.
 //! - [`attack`]: `ringback-bench load --attack`, hostile clients beside the subscribers.

@@ -435,7 +435,7 @@ async fn open_stalled(server: SocketAddr, authority: &str, n: usize) -> Vec<TcpS
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         let source = Ipv4Addr::new(127, 0, 0, 250);
-        let Ok(mut stream) = crate::attack::small_socket(server, source).await else {
+        let Ok(mut stream) = test_support::small_socket(server, source).await else {
             continue;
         };
         let request = format!("GET /messages HTTP/1.1\r\nhost: {authority}\r\n\r\n");

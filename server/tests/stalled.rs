@@ -12,11 +12,11 @@ mod common;
 use cap::Cap;
 use common::{config, until, SseClient, TestServer, PATIENCE};
 use ringback::config::ServeArgs;
-use ringback_bench::attack::{small_socket, stalling_h2_client};
 use std::alloc::System;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use test_support::{small_socket, stalling_h2_client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

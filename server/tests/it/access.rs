@@ -504,7 +504,7 @@ async fn a_stalled_socket_is_closed_at_the_write_deadline() {
     })
     .await;
     let localhost = std::net::Ipv4Addr::LOCALHOST;
-    let mut stalled = ringback_bench::attack::small_socket(server.addr, localhost)
+    let mut stalled = test_support::small_socket(server.addr, localhost)
         .await
         .unwrap();
     stalled

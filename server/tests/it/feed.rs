@@ -231,7 +231,7 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
 
     // The stalled client: a small receive buffer, and it never reads.
     let localhost = std::net::Ipv4Addr::LOCALHOST;
-    let mut stalled = ringback_bench::attack::small_socket(server.addr, localhost)
+    let mut stalled = test_support::small_socket(server.addr, localhost)
         .await
         .unwrap();
     stalled

@@ -478,7 +478,7 @@ async fn shutdown_sends_goaway_and_ends_http2_streams() {
     let addr = f.server.addr;
     // A client in raw frames, so the GOAWAY itself is seen: one event stream.
     let mut raw = TcpStream::connect(addr).await.unwrap();
-    raw.write_all(&ringback_bench::attack::stalling_h2_client(1, "localhost"))
+    raw.write_all(&test_support::stalling_h2_client(1, "localhost"))
         .await
         .unwrap();
     let mut frames = Frames::default();
@@ -922,7 +922,7 @@ async fn http2_streams_per_connection_are_limited() {
     let mut subs = f.server.state.api.feed.watch_subscribers();
     let before = *subs.borrow_and_update();
     let mut raw = TcpStream::connect(addr).await.unwrap();
-    raw.write_all(&ringback_bench::attack::stalling_h2_client(3, "localhost"))
+    raw.write_all(&test_support::stalling_h2_client(3, "localhost"))
         .await
         .unwrap();
     let mut frames = Frames::default();
@@ -956,7 +956,7 @@ async fn an_idle_http2_connection_is_closed() {
     .await;
     let mut raw = TcpStream::connect(f.server.addr).await.unwrap();
     // The preface and settings, and no request.
-    raw.write_all(&ringback_bench::attack::stalling_h2_client(0, "localhost"))
+    raw.write_all(&test_support::stalling_h2_client(0, "localhost"))
         .await
         .unwrap();
     let started = std::time::Instant::now();
