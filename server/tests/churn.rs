@@ -3,13 +3,16 @@
 //! process, so no other test may run beside it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+// A binary of its own (its counting allocator sees only its own test) uses a part of the
+// support; the rest is not dead, the `it` binary uses it.
+#[allow(dead_code, unused_imports)]
+mod support;
 
 use cap::Cap;
-use common::{config, until, TestServer, PATIENCE};
 use std::alloc::System;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use support::{config, until, TestServer, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -7,15 +7,18 @@
 //! a reader's latency is measured by `ringback bench --stalled`, see BENCHMARKS.md.)
 #![allow(clippy::unwrap_used)]
 
-mod common;
+// A binary of its own (its counting allocator sees only its own test) uses a part of the
+// support; the rest is not dead, the `it` binary uses it.
+#[allow(dead_code, unused_imports)]
+mod support;
 
 use cap::Cap;
-use common::{config, until, SseClient, TestServer, PATIENCE};
 use ringback::config::ServeArgs;
 use std::alloc::System;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use support::{config, until, SseClient, TestServer, PATIENCE};
 use test_support::{small_socket, stalling_h2_client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -54,7 +57,8 @@ async fn feed_beside_the_stalled(
     });
     let payload = serde_json::Value::String("x".repeat(size));
     let (published, received) =
-        common::publish_to_reader(&server.state.api.feed, reader, "blue", &payload, MESSAGES).await;
+        support::publish_to_reader(&server.state.api.feed, reader, "blue", &payload, MESSAGES)
+            .await;
     assert_eq!(
         received, published,
         "the reader got every message, in order"

@@ -2,7 +2,7 @@
 //! CORS, subscriber limits, the publish rate, and the write deadline.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{
+use crate::support::{
     config, hs256, later, private_config, request, until, SseClient, TestServer, PATIENCE,
 };
 use http::StatusCode;

@@ -8,7 +8,7 @@
 //! allocator and lives in `server/tests/stalled.rs`.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{config, publish_ok, TestServer, PATIENCE};
+use crate::support::{config, publish_ok, TestServer, PATIENCE};
 use ringback::Reason;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -87,9 +87,9 @@ async fn a_partial_preface_is_closed_at_the_header_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_half_sent_tls_handshake_is_closed_at_the_header_deadline() {
-    let dir = crate::common::scratch("attack-tls");
+    let dir = crate::support::scratch("attack-tls");
     let server = TestServer::start_state(
-        crate::common::state({
+        crate::support::state({
             let mut cfg = config();
             cfg.tls.data_dir = dir.clone();
             cfg

@@ -6,7 +6,7 @@
 //! only when the old primary comes back.)
 #![allow(clippy::unwrap_used)]
 
-use crate::common::*;
+use crate::support::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use std::collections::BTreeSet;

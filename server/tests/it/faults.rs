@@ -3,7 +3,7 @@
 //! never show a credential.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{
+use crate::support::{
     signal, spawn_logged, spawn_server, RedisServer, SseClient, TestServer, PATIENCE,
 };
 use std::net::SocketAddr;
@@ -85,13 +85,13 @@ async fn kill_9_of_one_server_mid_stream_loses_nothing() {
     let redis = RedisServer::start("faults-kill").await;
     let url = redis.url();
     let (mut a, a_addr) = spawn_server("kill-a", &["--redis-url", &url]).await;
-    let b = TestServer::start(crate::common::redis_config(&redis)).await;
-    crate::common::await_online(&b.state, true).await;
+    let b = TestServer::start(crate::support::redis_config(&redis)).await;
+    crate::support::await_online(&b.state, true).await;
 
     let mut sse = SseClient::connect(a_addr, "/messages", &[]).await;
     let mut last = None;
     for n in 0..3 {
-        crate::common::publish_ok(b.addr, "blue", &format!("before {n}")).await;
+        crate::support::publish_ok(b.addr, "blue", &format!("before {n}")).await;
         let e = sse.next_message().await.unwrap();
         assert_eq!(e.json()["data"], format!("before {n}"));
         last = e.id;
@@ -106,7 +106,7 @@ async fn kill_9_of_one_server_mid_stream_loses_nothing() {
 
     // While the browser waits to reconnect, the feed goes on on B.
     for n in 0..3 {
-        crate::common::publish_ok(b.addr, "blue", &format!("during {n}")).await;
+        crate::support::publish_ok(b.addr, "blue", &format!("during {n}")).await;
     }
     let last = last.unwrap();
     let mut resumed = SseClient::connect(b.addr, "/messages", &[("last-event-id", &last)]).await;
@@ -118,7 +118,7 @@ async fn kill_9_of_one_server_mid_stream_loses_nothing() {
             "missed ones, in order, once"
         );
     }
-    crate::common::publish_ok(b.addr, "blue", "after").await;
+    crate::support::publish_ok(b.addr, "blue", "after").await;
     let e = resumed.next_message().await.unwrap();
     assert_eq!(e.json()["data"], "after");
     b.shutdown().await;
@@ -157,7 +157,7 @@ async fn no_credential_reaches_the_logs() {
             ("authorization", auth),
         ];
         let (status, _, _) =
-            crate::common::request(addr, "POST", "/messages", &headers, body).await;
+            crate::support::request(addr, "POST", "/messages", &headers, body).await;
         assert_eq!(status, want, "{auth}");
     }
     let cookie = format!("ringback_token={jwt}-stale");
@@ -166,7 +166,7 @@ async fn no_credential_reaches_the_logs() {
     drop(SseClient::connect(addr, "/messages?token=bad.jwt.value", &[]).await);
     drop(SseClient::connect(addr, "/messages", &[("cookie", &cookie)]).await);
     // The server has handled all of it once it answers the next request.
-    let (status, _, _) = crate::common::request(addr, "GET", "/healthz", &[], "").await;
+    let (status, _, _) = crate::support::request(addr, "GET", "/healthz", &[], "").await;
     assert_eq!(status, http::StatusCode::OK);
     signal(&child, "-TERM");
     tokio::time::timeout(PATIENCE, child.wait())

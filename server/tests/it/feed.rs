@@ -1,7 +1,9 @@
 //! The live feed over real TCP: publish → SSE, filters, resume, errors, lag cut-off, shutdown.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{config, publish, publish_ok, request, until, SseClient, TestServer, PATIENCE};
+use crate::support::{
+    config, publish, publish_ok, request, until, SseClient, TestServer, PATIENCE,
+};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use ringback::Reason;
@@ -83,7 +85,7 @@ async fn type_filter_delivers_only_named_channels() {
     );
 
     let (status, _, _) =
-        crate::common::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
+        crate::support::request(server.addr, "GET", "/messages?type=bad%0Aname", &[], "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.shutdown().await;
 }
@@ -132,7 +134,7 @@ async fn last_event_id_replays_exactly_what_was_missed() {
     let after = publish_ok(server.addr, "red", "after").await;
     assert_eq!(c.next_message().await.unwrap().id, Some(after.to_string()));
 
-    let (status, _, body) = crate::common::request(
+    let (status, _, body) = crate::support::request(
         server.addr,
         "GET",
         "/messages",
@@ -244,7 +246,7 @@ async fn a_non_reading_subscriber_is_cut_off_while_others_keep_up() {
     until(&mut subs, |n| *n == 2).await;
 
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    let (published, received) = crate::common::publish_to_reader(
+    let (published, received) = crate::support::publish_to_reader(
         &server.state.api.feed,
         reader,
         "blue",
@@ -326,7 +328,7 @@ async fn the_page_is_server_rendered_with_the_latest_messages() {
     let server = TestServer::start(config()).await;
     let id = publish_ok(server.addr, "blue", "rendered on the server").await;
     publish_ok(server.addr, "purple", "a new channel").await;
-    let (status, headers, body) = crate::common::request(server.addr, "GET", "/", &[], "").await;
+    let (status, headers, body) = crate::support::request(server.addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"]
         .to_str()
@@ -350,7 +352,7 @@ async fn the_page_is_server_rendered_with_the_latest_messages() {
 async fn unknown_paths_are_a_plain_404() {
     let server = TestServer::start(config()).await;
     for path in ["/no-such-page", "/pkg/no-such-file.js"] {
-        let (status, _, body) = crate::common::request(server.addr, "GET", path, &[], "").await;
+        let (status, _, body) = crate::support::request(server.addr, "GET", path, &[], "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         let text = body.collect().await.unwrap().to_bytes();
         assert_eq!(&text[..], b"Page not found.\n", "a plain 404, not the app");
@@ -367,9 +369,9 @@ async fn healthz_and_metrics_answer() {
     publish_ok(server.addr, "red", "x").await;
     a.next_message().await.unwrap();
     b.next_message().await.unwrap();
-    let (status, _, _) = crate::common::request(server.addr, "GET", "/healthz", &[], "").await;
+    let (status, _, _) = crate::support::request(server.addr, "GET", "/healthz", &[], "").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, body) = crate::common::request(server.addr, "GET", "/metrics", &[], "").await;
+    let (status, _, body) = crate::support::request(server.addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let text = String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap();
     assert!(

@@ -3,7 +3,7 @@
 //! `h2` crate over rustls (verifying the server's development certificate against its authority), and `nghttp`.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{config, scratch, state, until, SseClient, TestServer, PATIENCE};
+use crate::support::{config, scratch, state, until, SseClient, TestServer, PATIENCE};
 use bytes::Bytes;
 use futures::FutureExt;
 use h2::client::SendRequest;
@@ -441,7 +441,7 @@ async fn sse_and_publish_work_over_http2_and_a_reset_ends_the_handler() {
 async fn http1_gets_link_headers_and_cacheable_assets() {
     let f = fixture("http1").await;
     let addr = f.server.addr;
-    let (status, headers, _) = crate::common::request(addr, "GET", "/", &[], "").await;
+    let (status, headers, _) = crate::support::request(addr, "GET", "/", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(links(&headers).len(), ASSETS);
     assert!(headers[header::SET_COOKIE]
@@ -450,7 +450,7 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
         .starts_with("ringback-assets="));
 
     let (status, headers, body) =
-        crate::common::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
+        crate::support::request(addr, "GET", "/pkg/ringback.JJJ.js", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers[header::CACHE_CONTROL],
@@ -460,7 +460,7 @@ async fn http1_gets_link_headers_and_cacheable_assets() {
     let etag = headers[header::ETAG].to_str().unwrap().to_owned();
     let bytes = body.collect().await.unwrap().to_bytes();
     assert_eq!(bytes, std::fs::read(f.pkg.join("ringback.JJJ.js")).unwrap());
-    let (status, _, _) = crate::common::request(
+    let (status, _, _) = crate::support::request(
         addr,
         "GET",
         "/pkg/ringback.JJJ.js",
@@ -608,7 +608,7 @@ async fn pushes_follow_the_page_accept_encoding() {
     assert_eq!(headers[header::VARY], "accept-encoding");
     assert_eq!(&body[..], b"brotli bytes");
     // A fetch with the same header gets the same bytes; one without gets the identity file.
-    let (status, headers, body) = crate::common::request(
+    let (status, headers, body) = crate::support::request(
         server.addr,
         "GET",
         "/pkg/ringback.WWW.wasm",
@@ -622,7 +622,7 @@ async fn pushes_follow_the_page_accept_encoding() {
         &body.collect().await.unwrap().to_bytes()[..],
         b"brotli bytes"
     );
-    let (_, headers, body) = crate::common::request(
+    let (_, headers, body) = crate::support::request(
         server.addr,
         "GET",
         "/pkg/ringback.WWW.wasm",
@@ -766,7 +766,7 @@ async fn curl_gets_the_page_and_a_live_stream_on_every_protocol() {
             }
         }
         let data = format!("via curl {}", flags.join(" "));
-        crate::common::publish_ok(f.server.addr, "red", &data).await;
+        crate::support::publish_ok(f.server.addr, "red", &data).await;
         loop {
             let line = tokio::time::timeout(PATIENCE, lines.next_line())
                 .await
@@ -834,7 +834,7 @@ async fn a_stalled_http2_stream_is_reset_while_its_neighbour_keeps_up() {
         seen
     });
     let payload = serde_json::Value::String("x".repeat(SIZE));
-    crate::common::publish_keeping_pace(
+    crate::support::publish_keeping_pace(
         &server.state.api.feed,
         "blue",
         &payload,

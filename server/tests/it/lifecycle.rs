@@ -4,7 +4,7 @@
 //! tests in `api/events.rs`; the kept-alive connection, an attack test in `attacks.rs`.)
 #![allow(clippy::unwrap_used)]
 
-use crate::common::*;
+use crate::support::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use ringback::Reason;

@@ -3,8 +3,8 @@
 //! saves both link time and disk. The two heap-measuring tests (`churn.rs`, `stalled.rs`) stay
 //! binaries of their own: their counting allocator must see no other test's allocations.
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod access;
 mod attacks;

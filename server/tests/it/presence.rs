@@ -3,7 +3,7 @@
 //! counts of several servers on one real Redis, a dead server's dropping out at its expiry.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::*;
+use crate::support::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! ids everywhere, resume across servers and restarts, Redis faults, garbage input.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::*;
+use crate::support::*;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use ringback::config::ServeArgs;
