@@ -1,24 +1,14 @@
-import { test, expect, type Page, type APIRequestContext } from "@playwright/test";
+import { test, expect } from "@playwright/test";
+import { baseURL } from "../playwright.config";
 import { firstPaintToLive, recordStreams, recorded } from "./recorder";
+import { openLive, publish } from "./ringback";
 
-async function publish(request: APIRequestContext, type: string, data: unknown): Promise<number> {
-  const res = await request.post("/messages", { data: { type, data } });
-  expect(res.status()).toBe(202);
-  return (await res.json()).id;
-}
-
-// Hydration done and the stream open: the page is following the feed.
-async function openLive(page: Page) {
-  await page.goto("/");
-  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
-}
-
-test("a published message appears live in its channel's box", async ({ page, request }, testInfo) => {
-  await openLive(page);
+test("a published message appears live in its channel's box", async ({ page }, testInfo) => {
+  await openLive(page, "/");
   for (const channel of ["red", "yellow", "blue"]) {
     await expect(page.locator(`.channel[data-channel="${channel}"]`)).toBeVisible();
   }
-  const id = await publish(request, "blue", "hello from playwright");
+  const id = await publish(baseURL, "blue", "hello from playwright");
   const item = page.locator(`.channel[data-channel="blue"] li[data-id="${id}"]`);
   await expect(item).toHaveText("hello from playwright");
   await expect(page.locator(`.channel[data-channel="red"] li[data-id="${id}"]`)).toHaveCount(0);
@@ -28,11 +18,11 @@ test("a published message appears live in its channel's box", async ({ page, req
   await testInfo.attach("feed", { path: shot, contentType: "image/png" });
 });
 
-test("a message shows when it was published, and its age moves on", async ({ page, request }) => {
+test("a message shows when it was published, and its age moves on", async ({ page }) => {
   // The page's clock is Playwright's: it runs as usual until moved on below.
   await page.clock.install();
-  await openLive(page);
-  const id = await publish(request, "yellow", "how long ago?");
+  await openLive(page, "/");
+  const id = await publish(baseURL, "yellow", "how long ago?");
   const item = page.locator(`.channel[data-channel="yellow"] li[data-id="${id}"]`);
   await expect(item).toHaveText("how long ago?");
   await expect(item).toHaveAttribute("data-ago", "just now");
@@ -42,15 +32,15 @@ test("a message shows when it was published, and its age moves on", async ({ pag
   await expect(item).toHaveText("how long ago?");
 });
 
-test("pages on different filters show only their channels, and the filter is in the address", async ({ browser, request }, testInfo) => {
+test("pages on different filters show only their channels, and the filter is in the address", async ({ browser }, testInfo) => {
   const reds = await browser.newPage();
   const blues = await browser.newPage();
   for (const [page, query] of [[reds, "?type=red"], [blues, "?type=blue"]] as const) {
     await page.goto(`/${query}`);
     await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
   }
-  const red = await publish(request, "red", "for the red page");
-  const blue = await publish(request, "blue", "for the blue page");
+  const red = await publish(baseURL, "red", "for the red page");
+  const blue = await publish(baseURL, "blue", "for the blue page");
   await expect(reds.locator(`.channel[data-channel="red"] li[data-id="${red}"]`)).toHaveText("for the red page");
   await expect(blues.locator(`.channel[data-channel="blue"] li[data-id="${blue}"]`)).toHaveText("for the blue page");
   await expect(reds.locator(".channel")).toHaveCount(1);
@@ -66,7 +56,7 @@ test("pages on different filters show only their channels, and the filter is in 
   await expect(reds).toHaveURL(/\?type=red&type=blue$/);
   await expect(reds.locator(".state")).toHaveAttribute("data-state", "live");
   await expect(reds.locator(".channel")).toHaveCount(2);
-  const both = await publish(request, "blue", "now for both");
+  const both = await publish(baseURL, "blue", "now for both");
   await expect(reds.locator(`li[data-id="${both}"]`)).toHaveText("now for both");
   await reds.locator('.picker a[data-channel=""]').click();
   await expect(reds).toHaveURL(/\/$/);
@@ -83,12 +73,12 @@ test("pages on different filters show only their channels, and the filter is in 
   await blues.close();
 });
 
-test("a message on a new channel makes a new box", async ({ page, request }) => {
-  await openLive(page);
+test("a message on a new channel makes a new box", async ({ page }) => {
+  await openLive(page, "/");
   const channel = `ch-${Date.now()}`;
   await expect(page.locator(`.channel[data-channel="${channel}"]`)).toHaveCount(0);
-  const first = await publish(request, channel, "first on a new channel");
-  const second = await publish(request, channel, "second");
+  const first = await publish(baseURL, channel, "first on a new channel");
+  const second = await publish(baseURL, channel, "second");
   const box = page.locator(`.channel[data-channel="${channel}"]`);
   await expect(box.locator(`li[data-id="${first}"]`)).toHaveText("first on a new channel");
   await expect(box.locator(`li[data-id="${second}"]`)).toHaveText("second");
@@ -98,17 +88,17 @@ test("a message on a new channel makes a new box", async ({ page, request }) => 
 test("first paint shows the latest messages and continues live with no gap or duplicate", async ({ page, request }) => {
   // The server-rendered HTML already holds what was published before, before any script runs.
   const channel = `html-${Date.now()}`;
-  await publish(request, channel, "in the first paint");
+  await publish(baseURL, channel, "in the first paint");
   expect(await (await request.get("/")).text()).toContain("in the first paint");
   // Then a page through its load: before, while it hydrates, after (tests/recorder.ts).
-  await firstPaintToLive(page, "/", (type, data) => publish(request, type, data));
+  await firstPaintToLive(page, "/", (type, data) => publish(baseURL, type, data));
 });
 
-test("each box keeps only the last N messages", async ({ page, request }) => {
-  await openLive(page);
+test("each box keeps only the last N messages", async ({ page }) => {
+  await openLive(page, "/");
   const channel = `bounded-${Date.now()}`;
   const ids: number[] = [];
-  for (let i = 0; i < 30; i++) ids.push(await publish(request, channel, `m${i}`));
+  for (let i = 0; i < 30; i++) ids.push(await publish(baseURL, channel, `m${i}`));
   const box = page.locator(`.channel[data-channel="${channel}"]`);
   await expect(box.locator(`li[data-id="${ids[29]}"]`)).toHaveText("m29");
   // The server runs with --ui-messages 20.
@@ -118,7 +108,7 @@ test("each box keeps only the last N messages", async ({ page, request }) => {
 
 test("the page follows the feed through exactly one stream", async ({ page }) => {
   await recordStreams(page);
-  await openLive(page);
+  await openLive(page, "/");
   const sources = await recorded(page);
   expect(sources).toHaveLength(1);
   expect(sources[0].opens).toBe(1);

@@ -1,6 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, publish } from "./ringback";
 import { holdHydration, recordStreams, recorded, firstPaintId } from "./recorder";
 
 // A page that resumes from beyond the history: the server tells it of the gap, and it reloads
@@ -23,19 +23,9 @@ test.afterAll(async () => {
   await stop(server);
 });
 
-async function publish(type: string, data: string): Promise<number> {
-  const res = await fetch(`${base}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ type, data }),
-  });
-  expect(res.status).toBe(202);
-  return (await res.json()).id;
-}
-
 test("a page resuming past the history is told of the gap and reloads its snapshot", async ({ page }) => {
   const channel = `gap-${Date.now()}`;
-  const old = await publish(channel, "before the gap");
+  const old = await publish(base, channel, "before the gap");
   await recordStreams(page);
   // Painted, not yet hydrated: meanwhile six more messages push the painted one out of the
   // four the history keeps.
@@ -45,7 +35,7 @@ test("a page resuming past the history is told of the gap and reloads its snapsh
   await expect(box.locator(`li[data-id="${old}"]`)).toHaveText("before the gap");
   const painted = await firstPaintId(page);
   const later: number[] = [];
-  for (let i = 1; i <= 6; i++) later.push(await publish(channel, `after ${i}`));
+  for (let i = 1; i <= 6; i++) later.push(await publish(base, channel, `after ${i}`));
   const reload = page.waitForRequest(
     (r) => r.method() === "POST" && new URL(r.url()).pathname === "/api/snapshot",
     { timeout: 10_000 },
@@ -62,6 +52,6 @@ test("a page resuming past the history is told of the gap and reloads its snapsh
   await expect(box.locator(`li[data-id="${old}"]`)).toHaveCount(0);
   await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
   // And it follows the feed on from there.
-  const next = await publish(channel, "after the reload");
+  const next = await publish(base, channel, "after the reload");
   await expect(box.locator(`li[data-id="${next}"]`)).toHaveText("after the reload");
 });

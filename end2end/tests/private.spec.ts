@@ -1,6 +1,6 @@
 import { test, expect, type Page } from "@playwright/test";
 import { createHmac } from "node:crypto";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, openLive, publish } from "./ringback";
 import { holdHydration, recordStreams, recorded, messageIds } from "./recorder";
 
 // This spec owns a server with credentials: a JWT key, and private channels `secret-*`.
@@ -14,20 +14,9 @@ function jwt(claims: object): string {
   return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
-async function publish(type: string, data: string): Promise<number> {
-  const token = jwt({ ringback: { publish: ["*"] } });
-  const res = await fetch(`${base}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-    body: JSON.stringify({ type, data }),
-  });
-  expect(res.status).toBe(202);
-  return (await res.json()).id;
-}
-
-async function openLive(page: Page) {
-  await page.goto(base);
-  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
+/// The credential this test's publisher sends.
+function publisher(): Record<string, string> {
+  return { authorization: `Bearer ${jwt({ ringback: { publish: ["*"] } })}` };
 }
 
 test("a private channel shows only on the page whose cookie grants it", async ({ browser }) => {
@@ -45,11 +34,11 @@ test("a private channel shows only on the page whose cookie grants it", async ({
     const stranger = await browser.newContext();
     const mine = await granted.newPage();
     const theirs = await stranger.newPage();
-    await openLive(mine);
-    await openLive(theirs);
+    await openLive(mine, base);
+    await openLive(theirs, base);
 
-    const hidden = await publish("secret-a", "for the granted page only");
-    const shown = await publish("blue", "for everyone");
+    const hidden = await publish(base, "secret-a", "for the granted page only", publisher());
+    const shown = await publish(base, "blue", "for everyone", publisher());
     // The granted page learns the private channel from the stream and shows its message.
     await expect(mine.locator(`.channel[data-channel="secret-a"] li[data-id="${hidden}"]`)).toHaveText(
       "for the granted page only",
@@ -66,8 +55,8 @@ test("a private channel shows only on the page whose cookie grants it", async ({
     await recordStreams(resuming);
     const release = await holdHydration(resuming);
     await resuming.goto(base, { waitUntil: "domcontentloaded" });
-    const replayedHidden = await publish("secret-a", "private, published while a page loaded");
-    const replayedShown = await publish("blue", "public, published after it");
+    const replayedHidden = await publish(base, "secret-a", "private, published while a page loaded", publisher());
+    const replayedShown = await publish(base, "blue", "public, published after it", publisher());
     release();
     await expect(resuming.locator(`.channel[data-channel="blue"] li[data-id="${replayedShown}"]`)).toHaveText(
       "public, published after it",

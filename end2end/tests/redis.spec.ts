@@ -1,6 +1,6 @@
 import { test, expect, type Page } from "@playwright/test";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, live, publish } from "./ringback";
 import { firstPaintToLive, messageIds, recordStreams, recorded } from "./recorder";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -24,20 +24,6 @@ async function ready(base: string): Promise<void> {
   await expect
     .poll(async () => (await fetch(`${base}/readyz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
     .toBe(200);
-}
-
-async function publish(base: string, type: string, data: string): Promise<number> {
-  const res = await fetch(`${base}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ type, data }),
-  });
-  expect(res.status).toBe(202);
-  return (await res.json()).id;
-}
-
-async function live(page: Page): Promise<void> {
-  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
 }
 
 /// Redis on a free port, and servers A and B following it, both ready. A test may stop and

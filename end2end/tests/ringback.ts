@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import * as net from "node:net";
 import * as path from "node:path";
+import { expect, type Page } from "@playwright/test";
 
 // Shared by the specs that own their servers: the release binary, started with the LEPTOS_*
 // layout cargo-leptos gives it, and stopped with SIGTERM (a graceful shutdown).
@@ -48,4 +49,32 @@ export const ASSETS = ["feed.js", "ringback.css", "ringback.js", "ringback.wasm"
 export function assetName(url: string): string {
   const parts = url.split("/").pop()!.split(".");
   return `${parts[0]}.${parts.pop()}`;
+}
+
+/// Publishes a message with `POST /messages` to the server at `base` and returns its id; any
+/// answer but `202` fails the test. `headers` add to the request's (a credential).
+export async function publish(
+  base: string,
+  type: string,
+  data: unknown,
+  headers: Record<string, string> = {},
+): Promise<number> {
+  const res = await fetch(`${base}/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ type, data }),
+  });
+  expect(res.status).toBe(202);
+  return (await res.json()).id;
+}
+
+/// Waits until the page follows the feed: hydrated, its stream open (its state `live`).
+export async function live(page: Page): Promise<void> {
+  await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
+}
+
+/// Opens `url` and waits until the page follows the feed.
+export async function openLive(page: Page, url: string): Promise<void> {
+  await page.goto(url);
+  await live(page);
 }

@@ -1,6 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, publish } from "./ringback";
 
 // A server over capacity sheds a subscription (200 text/event-stream, `retry:`, one
 // `ringback.refused` event, the end) instead of refusing it with a status a plain EventSource
@@ -38,16 +38,6 @@ async function holdThePlace(): Promise<{ release: () => Promise<void> }> {
   };
 }
 
-async function publish(type: string, data: string): Promise<number> {
-  const res = await fetch(`${base}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ type, data }),
-  });
-  expect(res.status).toBe(202);
-  return (await res.json()).id;
-}
-
 test("a plain EventSource refused over capacity keeps retrying by itself and goes live once there is room", async ({ page }) => {
   const holder = await holdThePlace();
   // Any page of the server's origin: the test's own, with nothing but `new EventSource`.
@@ -83,7 +73,7 @@ test("a plain EventSource refused over capacity keeps retrying by itself and goe
   // The longest shed retry (4 × 500 ms), a presence interval (1 s), and a margin.
   expect(Date.now() - freed).toBeLessThan(2_000 + 1_000 + 1_000);
   expect(await page.evaluate(() => (window as any).es.readyState)).toBe(1 /* OPEN */);
-  await publish("red", "in at last");
+  await publish(base, "red", "in at last");
   await expect.poll(seen, { timeout: 10_000 }).toContain("red in at last");
 });
 
@@ -103,6 +93,6 @@ test("the page says why it was shed and goes live once there is room", async ({ 
   await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
   await expect(page.locator(".reason")).toHaveAttribute("data-reason", "");
   await expect(page.locator(".reason")).toBeHidden();
-  const id = await publish("red", "after the shed");
+  const id = await publish(base, "red", "after the shed");
   await expect(page.locator(`.channel[data-channel="red"] li[data-id="${id}"]`)).toHaveText("after the shed");
 });

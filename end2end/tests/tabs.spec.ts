@@ -1,6 +1,6 @@
 import { test, expect, type BrowserContext, type Page } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, publish } from "./ringback";
 import { hubModes } from "./tabs";
 
 // The tabs of one browser share one stream: the server's subscriber gauge counts one stream
@@ -24,16 +24,6 @@ test.beforeAll(async () => {
 test.afterAll(async () => {
   await stop(server);
 });
-
-async function publish(type: string, data: string): Promise<number> {
-  const res = await fetch(`${base}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ type, data }),
-  });
-  expect(res.status).toBe(202);
-  return (await res.json()).id;
-}
 
 /// The event streams the server holds now (`ringback_subscribers`).
 async function streams(): Promise<number> {
@@ -74,7 +64,7 @@ function keepPublishing(channel: string): { ids: number[]; stop: () => Promise<v
   let going = true;
   const done = (async () => {
     for (let i = 0; going; i++) {
-      ids.push(await publish(channel, `m${i}`));
+      ids.push(await publish(base, channel, `m${i}`));
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
@@ -104,14 +94,14 @@ for (const mode of hubModes.filter((m) => m.key !== "alone")) {
       const tabA = await openTab(context, [a]);
       const tabB = await openTab(context, [b]);
       await expect.poll(streams).toBe(1);
-      await reachesOnly(await publish(a, "to A"), a, [tabA], [tabB]);
-      await reachesOnly(await publish(b, "to B"), b, [tabB], [tabA]);
+      await reachesOnly(await publish(base, a, "to A"), a, [tabA], [tabB]);
+      await reachesOnly(await publish(base, b, "to B"), b, [tabB], [tabA]);
       const tabAll = await openTab(context, []);
       await expect.poll(streams).toBe(1);
-      await reachesOnly(await publish(a, "to A and all"), a, [tabA, tabAll], [tabB]);
-      await reachesOnly(await publish(b, "to B and all"), b, [tabB, tabAll], [tabA]);
+      await reachesOnly(await publish(base, a, "to A and all"), a, [tabA, tabAll], [tabB]);
+      await reachesOnly(await publish(base, b, "to B and all"), b, [tabB, tabAll], [tabA]);
       // A new channel: a box in the tab that follows every channel, none in the others.
-      await reachesOnly(await publish(c, "new"), c, [tabAll], [tabA, tabB]);
+      await reachesOnly(await publish(base, c, "new"), c, [tabAll], [tabA, tabB]);
       expect(await shown(tabA, a)).toHaveLength(2);
       expect(await shown(tabB, b)).toHaveLength(2);
       // Presence counts browsers: one stream reads `a`.
@@ -121,7 +111,7 @@ for (const mode of hubModes.filter((m) => m.key !== "alone")) {
 
     test("closing the tab that holds the stream moves it without losing or doubling a message", async () => {
       const channel = `move-${mode.key}-${Date.now()}`;
-      const seed = await publish(channel, "seed");
+      const seed = await publish(base, channel, "seed");
       // The first tab made the worker, or holds the lock.
       const holder = await openTab(context, [channel]);
       const others = [await openTab(context, [channel]), await openTab(context, [])];
@@ -147,7 +137,7 @@ for (const mode of hubModes.filter((m) => m.key !== "alone")) {
       const tabs: Page[] = [];
       for (let i = 0; i < 7; i++) tabs.push(await openTab(context, i % 2 ? [channel] : []));
       await expect.poll(streams).toBe(1);
-      const id = await publish(channel, "to all seven");
+      const id = await publish(base, channel, "to all seven");
       await reachesOnly(id, channel, tabs, []);
       expect(await streams()).toBe(1);
     });
@@ -164,8 +154,8 @@ test.describe(`with ${hubModes[2].name}`, () => {
     const tabB = await openTab(context, [b]);
     const tabAll = await openTab(context, []);
     await expect.poll(streams).toBe(3);
-    await reachesOnly(await publish(a, "to A"), a, [tabA, tabAll], [tabB]);
-    await reachesOnly(await publish(b, "to B"), b, [tabB, tabAll], [tabA]);
+    await reachesOnly(await publish(base, a, "to A"), a, [tabA, tabAll], [tabB]);
+    await reachesOnly(await publish(base, b, "to B"), b, [tabB, tabAll], [tabA]);
     await context.close();
     await expect.poll(streams).toBe(0);
   });

@@ -2,7 +2,7 @@ import { test, expect, chromium, type Browser, type BrowserContext, type Page } 
 import { type ChildProcess } from "node:child_process";
 import { launchOptions } from "../chromium";
 import { SilencingProxy } from "./proxy";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, publish } from "./ringback";
 import { hubModes } from "./tabs";
 
 // A phone's page over days: its stream's connection dies without a word while it sleeps or
@@ -36,20 +36,9 @@ test.afterAll(async () => {
   await stop(server);
 });
 
-/// Publishes straight to the server (not through the page's network); returns the id.
-async function publish(type: string, data: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${serverPort}/messages`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ type, data }),
-  });
-  expect(res.status).toBe(202);
-  return (await res.json()).id;
-}
-
 /// A live page on `channel` through the proxy, with one message shown; returns the ids shown.
 async function livePage(context: BrowserContext, channel: string): Promise<{ page: Page; ids: number[] }> {
-  const first = await publish(channel, "before");
+  const first = await publish(`http://127.0.0.1:${serverPort}`, channel, "before");
   const page = await context.newPage();
   await page.goto(`http://127.0.0.1:${proxy.port}/?type=${channel}`);
   await expect(page.locator(".state")).toHaveAttribute("data-state", "live");
@@ -64,8 +53,8 @@ function silenceTheStream(): void {
 
 /// Publishes two messages while the page cannot hear them.
 async function meanwhile(channel: string, ids: number[]): Promise<void> {
-  ids.push(await publish(channel, "meanwhile 1"));
-  ids.push(await publish(channel, "meanwhile 2"));
+  ids.push(await publish(`http://127.0.0.1:${serverPort}`, channel, "meanwhile 1"));
+  ids.push(await publish(`http://127.0.0.1:${serverPort}`, channel, "meanwhile 2"));
 }
 
 /// Within 1 s of the event: live, and every message published shown once, in order.
