@@ -1,6 +1,6 @@
 // Time from navigation to the first live message, in Chromium, with and without `103 Early
 // Hints`: two servers from one release build (`--early-hints=true` and `=false`), one
-// development certificate authority trusted in a throw-away NSS database (as the README says),
+// development certificate authority trusted in a throw-away NSS database (as docs/http2.md says),
 // a publisher at 50 messages/s, and N navigations each in a fresh browser context (no cookie,
 // empty cache), alternating the servers. Run by bench/early-hints.sh.
 import { createRequire } from "node:module";

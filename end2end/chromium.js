@@ -19,7 +19,7 @@ const launchOptions = {
 };
 
 // A HOME under `dir` whose NSS database (what Chromium on Linux reads) trusts the certificate
-// authority in `caPem`, as the README tells a developer to do with their own; returns it.
+// authority in `caPem`, as docs/http2.md tells a developer to do with their own; returns it.
 function homeTrusting(caPem, dir) {
   const home = path.join(dir, "home");
   const nssdb = path.join(home, ".pki", "nssdb");

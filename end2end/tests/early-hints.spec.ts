@@ -7,7 +7,7 @@ import { homeTrusting, launchOptions } from "../chromium";
 import { ASSETS, assetName, freePort, startRingback, stop } from "./ringback";
 
 // Chromium acts on `103 Early Hints` only over a certificate it trusts. This spec does what the
-// README tells a developer to do: the server makes its development authority and certificate
+// docs/http2.md tells a developer to do: the server makes its development authority and certificate
 // (in a data directory of the test's own), and the authority goes into an NSS database under a
 // HOME of the test's own, which Chromium on Linux reads.
 let port = 0;

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Every default, named once. The README's configuration table mirrors this module.
+/// Every default, named once. The configuration table in docs/operations.md mirrors
+/// `--help`, and `scripts/check-config-doc.py` fails when they differ.
 pub mod defaults {
     use std::time::Duration;
 
@@ -120,7 +121,7 @@ pub mod defaults {
     /// How long a publish (or connecting) waits for Redis before answering `503`.
     pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
     /// Replicas a publish must reach before it is acknowledged (`WAIT`); off by default, on in
-    /// the README's production advice.
+    /// the production advice in docs/operations.md.
     pub const REDIS_MIN_REPLICAS: u32 = 0;
     /// How often the subscriber counts per channel are gathered (and, behind Redis, reported);
     /// subscribers receive changed counts at most this often.

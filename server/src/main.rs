@@ -78,7 +78,7 @@ async fn start(args: ServeArgs) -> Result<(), StartError> {
     println!("\n  Ringback is live: open http://{addr}/ in a browser{demo}");
     println!(
         "  (https://{addr}/ serves HTTP/2; unless --tls-cert is given, its certificate is signed by\n   \
-         a development authority of its own: README, \"Trusting the development certificate\")\n"
+         a development authority of its own: docs/http2.md, \"Trusting the development certificate\")\n"
     );
     // A release binary must serve the hashed site cargo-leptos built: a missing or broken
     // manifest is an error here, not pages whose scripts 404.

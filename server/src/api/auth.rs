@@ -4,7 +4,7 @@
 //! `--jwt-public-key` for RS256) configured, `POST /messages` requires `Authorization: Bearer
 //! <credential>`: one of the tokens (any channel), or a JWT whose `ringback.publish` claim lists
 //! the channel. Without any, publishing is open (the embedded default on a developer's machine;
-//! the README's production section says to configure them). A missing or bad credential is a
+//! docs/security.md says to configure them). A missing or bad credential is a
 //! `401`; a valid JWT that does not list the channel is a `403`. Redis `PUBLISH` is not checked
 //! here: access to Redis is that publisher's credential.
 //!

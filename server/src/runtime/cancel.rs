@@ -4,7 +4,7 @@
 //! token's mutex (`is_cancelled`) and its `Notify`'s waiter lock. An SSE stream polls its
 //! shutdown and cut-off futures on every delivery, and the HTTP/2 driver polls the stream's
 //! cut-off again around each write: at 10,000 streams × 10 messages/s, `is_cancelled` alone was
-//! 8% of the server's CPU (`perf`, BENCHMARKS.md), a per-stream child token included. Here a
+//! 8% of the server's CPU (`perf`, docs/benchmarks-history.md), a per-stream child token included. Here a
 //! waiting future registers its waker once, in a list under a lock; later polls read one flag
 //! and refresh an [`AtomicWaker`] (no lock); `cancel` sets the flag, then wakes the list.
 //!

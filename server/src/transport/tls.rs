@@ -4,7 +4,7 @@
 //! once, a development certificate authority of its own and a certificate for localhost,
 //! 127.0.0.1 and ::1 signed by it, and keeps them in the data directory (`--data-dir`, never
 //! committed). The authority's key is thrown away as soon as the certificate is signed, so
-//! trusting `ca.crt.pem` (README, "HTTPS") trusts this one certificate and nothing else can ever
+//! trusting `ca.crt.pem` (docs/http2.md, "Trusting the development certificate") trusts this one certificate and nothing else can ever
 //! be signed in its name. A browser that trusts it acts on `103 Early Hints`, which browsers
 //! discard over a certificate they were told to ignore. The certificate's SHA-256 fingerprint is
 //! logged so it can be checked.
@@ -103,7 +103,7 @@ fn ensure_dev_certificate(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsErro
         cert = %cert.display(),
         ca = %ca.display(),
         "made a development certificate for localhost; trust its authority to have browsers \
-         accept it (README: HTTPS)"
+         accept it (docs/http2.md: trusting the development certificate)"
     );
     Ok((cert, key))
 }

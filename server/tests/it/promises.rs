@@ -1,4 +1,4 @@
-//! `docs/promises.md` names, for each promise of the README, the test that proves it. This
+//! `docs/promises.md` names, for each promise the docs make, the test that proves it. This
 //! checks that every test it names exists (a Rust test function in the file named, or a
 //! Playwright test of that title in the spec named), so the table cannot point at a test that
 //! was renamed or removed.
