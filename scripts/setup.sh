@@ -38,7 +38,7 @@ fi
 #    test, nghttp/h2load, curl, procps's
 #    `kill`, which the fault tests use to send SIGTERM and SIGKILL to a server process, and
 #    libnss3-tools's `certutil`, with which the Early Hints test makes Chromium trust the
-#    server's development certificate authority).
+#    server's development certificate authority, and python3 for the docs' checks).
 if $want_test; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
@@ -48,6 +48,7 @@ if $want_test; then
   command -v curl >/dev/null || missing+=(curl)
   [ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
   command -v certutil >/dev/null || missing+=(libnss3-tools)
+  command -v python3 >/dev/null || missing+=(python3)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing Debian packages: ${missing[*]} (~2 min)"
     sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
