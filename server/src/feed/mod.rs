@@ -7,6 +7,7 @@ pub mod broadcast;
 pub mod channels;
 pub mod demo;
 pub mod frame;
+pub mod gzip;
 pub mod idempotency;
 pub mod presence;
 pub mod redis;

@@ -1,0 +1,315 @@
+//! Event streams compressed once for every subscriber (gzip, RFC 1952 around RFC 1951 deflate).
+//!
+//! Each frame is deflated twice when it is appended, whatever the number of subscribers:
+//!
+//! - by the **shared** compressor, which runs over the feed's public frames in order and is
+//!   sync-flushed after each (its output for a frame ends on a byte boundary, so the frame can be
+//!   delivered at once), its back-references reaching into the frames before it: this is where
+//!   a feed of similar JSON objects gets small. Every `reset_every` frames the compressor is
+//!   *fully* flushed before a frame (its window emptied): nothing from that frame on refers to
+//!   anything before it, so a subscriber can join the shared stream there;
+//! - **alone**, by a compressor reset before each frame: its output refers to nothing before it,
+//!   so it decodes after whatever the subscriber's decoder has seen.
+//!
+//! A subscriber ([`GzipStream`]) holds no compressor, only where it stands: its stream is the gzip
+//! header, then each frame's *alone* output until a reset point, and from there the *shared*
+//! output, as long as it receives exactly the shared stream's frames. Anything else it receives
+//! (a private frame, a heartbeat, presence, a gap, the preamble: compressed alone too) shifts
+//! what its decoder's window holds against the shared compressor's, so it goes back to the
+//! alone outputs until the next reset point. A filtered subscriber, which skips frames of the
+//! shared stream, always takes the alone outputs. The end of the stream is a final empty block
+//! and the trailer: the CRC-32 of everything the subscriber received, combined from each
+//! frame's (no byte is read twice), and its length.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+/// The gzip header every compressed stream starts with: deflate, no flags, no time, OS unknown.
+pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// A final, empty deflate block (fixed Huffman codes: `BFINAL=1, BTYPE=01`, then end of block).
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// One frame's compressed forms, made once when it is appended.
+#[derive(Clone, Debug)]
+pub struct Deflated {
+    /// The shared compressor's output for the frame; `None` for a frame outside the shared
+    /// stream (a private channel's).
+    pub shared: Option<Bytes>,
+    /// Whether the shared compressor's window was emptied just before this frame: from here on,
+    /// a subscriber may take the shared outputs.
+    pub reset: bool,
+    /// The frame deflated alone.
+    pub alone: Bytes,
+    /// The frame's CRC-32 and length, for the subscriber's trailer.
+    pub crc: u32,
+    pub len: u32,
+}
+
+impl Deflated {
+    /// The bytes these forms hold (counted against the history's byte bound).
+    pub fn size(&self) -> usize {
+        self.alone.len() + self.shared.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// The feed's two compressors.
+pub struct Deflater {
+    shared: Compress,
+    alone: Compress,
+    /// Frames the shared compressor has taken since its window was last emptied.
+    since_reset: usize,
+    reset_every: usize,
+}
+
+impl Deflater {
+    /// Compressors at `level` (0–9) whose shared window is emptied every `reset_every` frames.
+    pub fn new(level: u32, reset_every: usize) -> Self {
+        let level = Compression::new(level.min(9));
+        Deflater {
+            shared: Compress::new(level, false),
+            alone: Compress::new(level, false),
+            // The first shared frame starts a stream: it is a reset point.
+            since_reset: usize::MAX,
+            reset_every: reset_every.max(1),
+        }
+    }
+
+    /// The compressed forms of `frame`; `shared`: the frame joins the shared stream (every
+    /// public frame does).
+    pub fn deflate(&mut self, frame: &[u8], shared: bool) -> Deflated {
+        let (shared, reset) = if shared {
+            let reset = self.since_reset >= self.reset_every;
+            let mut out = BytesMut::new();
+            if reset {
+                // Empties the window: what follows refers to nothing before (an empty stored
+                // block, part of this frame's output). Before the first frame the compressor is
+                // fresh: nothing to flush.
+                if self.since_reset != usize::MAX {
+                    out.put(run(&mut self.shared, &[], FlushCompress::Full));
+                }
+                self.since_reset = 0;
+            }
+            self.since_reset += 1;
+            out.put(run(&mut self.shared, frame, FlushCompress::Sync));
+            (Some(out.freeze()), reset)
+        } else {
+            (None, false)
+        };
+        Deflated {
+            shared,
+            reset,
+            alone: self.alone(frame),
+            crc: crc32fast::hash(frame),
+            len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// `frame` deflated alone: it decodes after anything.
+    pub fn alone(&mut self, frame: &[u8]) -> Bytes {
+        self.alone.reset();
+        run(&mut self.alone, frame, FlushCompress::Sync)
+    }
+}
+
+/// Runs `compress` over all of `input` and flushes as `flush` says.
+fn run(compress: &mut Compress, input: &[u8], flush: FlushCompress) -> Bytes {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
+    let start_in = compress.total_in();
+    loop {
+        let taken = usize::try_from(compress.total_in() - start_in).unwrap_or(usize::MAX);
+        let status = compress
+            .compress_vec(&input[taken.min(input.len())..], &mut out, flush)
+            .unwrap_or(Status::StreamEnd);
+        let done = compress.total_in() - start_in == input.len() as u64;
+        // A flush is complete when the output did not fill: zlib had room to finish it.
+        if (done && out.len() < out.capacity()) || status == Status::StreamEnd {
+            return Bytes::from(out);
+        }
+        out.reserve(out.capacity().max(64));
+    }
+}
+
+/// What a subscriber of a compressed stream has received: whether its decoder is in step with
+/// the shared compressor, and the CRC-32 and length of everything so far.
+#[derive(Default)]
+pub struct GzipStream {
+    started: bool,
+    in_step: bool,
+    crc: crc32fast::Hasher,
+    /// Bytes received, modulo 2^32 (the trailer's ISIZE).
+    len: u32,
+}
+
+impl GzipStream {
+    /// Appends a message frame of the shared stream's kind: its shared output when this
+    /// subscriber's decoder is in step (or comes into step at a reset point) and it reads the
+    /// whole shared stream (`whole`: no filter), else its alone output.
+    pub fn message(&mut self, out: &mut BytesMut, frame: &Deflated, whole: bool) {
+        self.start(out);
+        match &frame.shared {
+            Some(shared) if whole && (self.in_step || frame.reset) => {
+                self.in_step = true;
+                out.put_slice(shared);
+            }
+            _ => {
+                // Outside the shared stream, or not in step with it: alone, and out of step
+                // (this frame's plain text is not where the shared compressor has it).
+                self.in_step = false;
+                out.put_slice(&frame.alone);
+            }
+        }
+        self.add(frame.crc, frame.len);
+    }
+
+    /// Appends a frame outside the shared stream (a heartbeat, presence, a gap), deflated
+    /// alone; the subscriber is out of step until the next reset point.
+    pub fn other(&mut self, out: &mut BytesMut, alone: &[u8], crc: u32, len: u32) {
+        self.start(out);
+        self.in_step = false;
+        out.put_slice(alone);
+        self.add(crc, len);
+    }
+
+    /// The end of the stream: a final block and the trailer.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        self.start(out);
+        out.put_slice(&FINAL_BLOCK);
+        out.put_u32_le(std::mem::take(&mut self.crc).finalize());
+        out.put_u32_le(self.len);
+    }
+
+    fn start(&mut self, out: &mut BytesMut) {
+        if !self.started {
+            self.started = true;
+            out.put_slice(&HEADER);
+        }
+    }
+
+    fn add(&mut self, crc: u32, len: u32) {
+        self.len = self.len.wrapping_add(len);
+        self.crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            crc,
+            u64::from(len),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Read;
+
+    fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// A feed of JSON objects with repeated keys, like notifications or price ticks.
+    fn tick(i: usize, channel: &str) -> Vec<u8> {
+        format!(
+            "id: {i}\nevent: {channel}\ndata: {{\"id\":{i},\"type\":\"{channel}\",\"data\":{{\"symbol\":\"ACME\",\"price\":{}.{:02},\"volume\":{}}},\"time\":{}}}\n\n",
+            100 + i % 7,
+            i % 100,
+            1000 + i * 37 % 500,
+            1_795_000_000_000u64 + i as u64 * 250,
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_stream_that_joins_mid_feed_decodes_and_shrinks_once_in_step() {
+        let mut deflater = Deflater::new(6, 16);
+        let frames: Vec<(Vec<u8>, Deflated)> = (0..200)
+            .map(|i| {
+                let frame = tick(i, "blue");
+                let d = deflater.deflate(&frame, true);
+                (frame, d)
+            })
+            .collect();
+        let mut stream = GzipStream::default();
+        let mut out = BytesMut::new();
+        let mut plain = Vec::new();
+        for (frame, d) in &frames[37..] {
+            stream.message(&mut out, d, true);
+            plain.extend_from_slice(frame);
+        }
+        stream.finish(&mut out);
+        assert_eq!(gunzip(&out).unwrap(), plain);
+        // Steady, a frame of this feed is ~3× smaller; the frames before the first reset point
+        // after joining go alone (~1.1×).
+        assert!(
+            out.len() * 2 < plain.len(),
+            "{} bytes for {} plain",
+            out.len(),
+            plain.len()
+        );
+    }
+
+    /// What one subscriber does at each step of a random feed.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A frame on channel `0..3`; channel 3 is private.
+        Publish(u8),
+        /// A control frame reaches this subscriber.
+        Other,
+    }
+
+    proptest! {
+        #[test]
+        fn every_subscriber_decodes_exactly_its_plain_stream(
+            steps in proptest::collection::vec(
+                prop_oneof![4 => (0u8..4).prop_map(Step::Publish), 1 => Just(Step::Other)],
+                1..160,
+            ),
+            reset_every in 1usize..24,
+            subscribers in proptest::collection::vec(
+                // Joins at step, reads channel (None: all), granted the private channel.
+                (0usize..160, proptest::option::of(0u8..4), any::<bool>()),
+                1..6,
+            ),
+        ) {
+            let mut deflater = Deflater::new(6, reset_every);
+            let mut streams: Vec<(GzipStream, BytesMut, Vec<u8>)> = subscribers
+                .iter()
+                .map(|_| Default::default())
+                .collect();
+            for (i, step) in steps.iter().enumerate() {
+                match step {
+                    Step::Publish(channel) => {
+                        let frame = tick(i, &format!("c{channel}"));
+                        let private = *channel == 3;
+                        let d = deflater.deflate(&frame, !private);
+                        for ((stream, out, plain), (join, filter, granted)) in
+                            streams.iter_mut().zip(&subscribers)
+                        {
+                            let wants = i >= *join
+                                && filter.is_none_or(|f| f == *channel)
+                                && (!private || *granted);
+                            if wants {
+                                stream.message(out, &d, filter.is_none());
+                                plain.extend_from_slice(&frame);
+                            }
+                        }
+                    }
+                    Step::Other => {
+                        let frame = format!(": {i}\n\n").into_bytes();
+                        let alone = deflater.alone(&frame);
+                        for ((stream, out, plain), (join, ..)) in streams.iter_mut().zip(&subscribers) {
+                            if i >= *join {
+                                stream.other(out, &alone, crc32fast::hash(&frame), frame.len() as u32);
+                                plain.extend_from_slice(&frame);
+                            }
+                        }
+                    }
+                }
+            }
+            for (stream, out, plain) in &mut streams {
+                stream.finish(out);
+                prop_assert_eq!(gunzip(out).unwrap(), plain.clone());
+            }
+        }
+    }
+}
