@@ -286,6 +286,15 @@ pub struct EventArgs {
     /// Channels one subscriber may name in `?type=` filters.
     #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
     pub max_filter_channels: usize,
+    /// Event streams compressed for the clients that accept it: `gzip` (each frame compressed
+    /// once for every subscriber), or `off`.
+    #[arg(
+        long,
+        env = "RINGBACK_STREAM_COMPRESSION",
+        value_enum,
+        default_value = "off"
+    )]
+    pub stream_compression: StreamCompression,
 }
 
 impl Default for EventArgs {
@@ -297,8 +306,16 @@ impl Default for EventArgs {
             drain_window: defaults::DRAIN_WINDOW,
             replay_rate: defaults::REPLAY_RATE,
             max_filter_channels: defaults::MAX_FILTER_CHANNELS,
+            stream_compression: StreamCompression::Off,
         }
     }
+}
+
+/// See `--stream-compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamCompression {
+    Gzip,
+    Off,
 }
 
 /// Presence: subscribers per channel (`GET /api/channels`, the `ringback.presence` event).

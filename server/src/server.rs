@@ -5,7 +5,7 @@
 use crate::api::auth::Auth;
 use crate::api::limits::{PublishRate, ReplayBudget, SubscriberLimits};
 use crate::api::{guard, trace, ApiState};
-use crate::config::ServeArgs;
+use crate::config::{ServeArgs, StreamCompression};
 use crate::feed::broadcast::BroadcastList;
 use crate::feed::idempotency::IdempotencyKeys;
 use crate::feed::redis::{RedisIngest, RedisSettings};
@@ -185,6 +185,9 @@ fn feed(
     };
     let feed = BroadcastList::new(config.feed.clone(), first_id, &DEFAULT_CHANNELS, metrics);
     feed.set_private(auth.private().clone());
+    if config.events.stream_compression == StreamCompression::Gzip {
+        feed.compress_frames();
+    }
     if behind_redis {
         feed.follow_log(0);
     }

@@ -210,7 +210,11 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     let filter = (!params.types.is_empty()).then_some(params.types);
     let grants = (!grants.is_empty()).then(|| Arc::new(grants));
     let newest = state.feed.newest_id();
-    let (sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
+    let (mut sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
+    let compressed = state.feed.compresses() && accepts_gzip(req.headers());
+    if compressed {
+        sub.compress();
+    }
     if let Some(gap) = &gap {
         let (after, oldest) = (gap.after, gap.oldest);
         state
@@ -239,9 +243,10 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     if let Some(expires) = expires {
         ends.at(expires, Ending::TokenExpired);
     }
+    let first = sub.encode(preamble(retry, gap.as_ref(), online));
     let stream = EventStream::new(
         sub,
-        preamble(retry, gap.as_ref(), online),
+        first,
         settings,
         Tokens {
             cut: cut.clone(),
@@ -260,7 +265,26 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
             expiries: state.logs.expiries.clone(),
         },
     );
-    event_stream_response(stream, cut)
+    event_stream_response(stream, cut, state.feed.compresses().then_some(compressed))
+}
+
+/// Whether `Accept-Encoding` takes gzip (by name or `*`, with a weight above zero).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 /// When a stream opened now reaches its `max_age`: after 80–100% of it, at random, so the
@@ -346,8 +370,13 @@ fn batch(version: Version, config: &ServeArgs) -> usize {
 }
 
 /// The `text/event-stream` response for `stream`, carrying its cut-off switch for the HTTP/2
-/// driver.
-fn event_stream_response(stream: EventStream, cut: CancelToken) -> Response {
+/// driver. `compressed`: `None` when streams are never compressed; else whether this one is
+/// (gzip), and the answer varies by `Accept-Encoding`.
+fn event_stream_response(
+    stream: EventStream,
+    cut: CancelToken,
+    compressed: Option<bool>,
+) -> Response {
     // Boxed: `unfold` moves its state into each step's future and back out, so the state moved
     // is a pointer, not the stream (~300 bytes, twice per delivery).
     let body = Body::from_stream(futures::stream::unfold(Box::new(stream), EventStream::step));
@@ -360,6 +389,12 @@ fn event_stream_response(stream: EventStream, cut: CancelToken) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(compressed) = compressed {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if compressed {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
     response
 }
 
@@ -539,7 +574,9 @@ impl EventStream {
                     self.idle.as_mut().reset(wake);
                     continue;
                 }
-                online = source_changed(&mut self.source) => Bytes::from(frame::encode_source(online)),
+                online = source_changed(&mut self.source) => {
+                    self.sub.encode(Bytes::from(frame::encode_source(online)))
+                }
                 next = Self::next_frames(
                     &mut self.sub,
                     &mut self.catchup,
@@ -567,7 +604,7 @@ impl EventStream {
                         }
                         let next = self.ends.before(now + self.settings.heartbeat);
                         self.idle.as_mut().reset(next);
-                        Bytes::from_static(frame::HEARTBEAT)
+                        self.sub.heartbeat()
                     }
                 }
             };
@@ -638,7 +675,14 @@ impl EventStream {
         let (min, max) = why.retry_range();
         let retry = self.settings.retry;
         let retry = jitter::between(retry.mul_f64(min), retry.mul_f64(max));
-        frame::encode_ending(EVENT_END, why.label(), retry)
+        let last = self
+            .sub
+            .encode(frame::encode_ending(EVENT_END, why.label(), retry));
+        // A compressed stream ends whole: its trailer follows the last event.
+        match self.sub.finish() {
+            Some(trailer) => [last, trailer].concat().into(),
+            None => last,
+        }
     }
 }
 

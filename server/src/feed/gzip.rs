@@ -6,8 +6,9 @@
 //!   sync-flushed after each (its output for a frame ends on a byte boundary, so the frame can be
 //!   delivered at once), its back-references reaching into the frames before it: this is where
 //!   a feed of similar JSON objects gets small. Every `reset_every` frames the compressor is
-//!   *fully* flushed before a frame (its window emptied): nothing from that frame on refers to
-//!   anything before it, so a subscriber can join the shared stream there;
+//!   *fully* flushed before a frame (its window emptied), and before the first frame after
+//!   `reset_after` without one: nothing from that frame on refers to anything before it, so a
+//!   subscriber can join the shared stream there, soon in a fast feed and in a slow one;
 //! - **alone**, by a compressor reset before each frame: its output refers to nothing before it,
 //!   so it decodes after whatever the subscriber's decoder has seen.
 //!
@@ -23,6 +24,17 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress, Status};
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The compression level: zlib's default, most of level 9's ratio on short JSON frames.
+pub const LEVEL: u32 = 6;
+/// Shared frames between two reset points at most...
+pub const RESET_EVERY: usize = 64;
+/// ...and time since the last one, so a subscriber of a slow feed is soon in step.
+pub const RESET_AFTER: Duration = Duration::from_secs(10);
 
 /// The gzip header every compressed stream starts with: deflate, no flags, no time, OS unknown.
 pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -60,11 +72,15 @@ pub struct Deflater {
     /// Frames the shared compressor has taken since its window was last emptied.
     since_reset: usize,
     reset_every: usize,
+    /// When the window was last emptied, and how long it may go without.
+    reset_at: Instant,
+    reset_after: Duration,
 }
 
 impl Deflater {
-    /// Compressors at `level` (0–9) whose shared window is emptied every `reset_every` frames.
-    pub fn new(level: u32, reset_every: usize) -> Self {
+    /// Compressors at `level` (0–9) whose shared window is emptied every `reset_every` frames
+    /// and before the first frame `reset_after` after the last reset.
+    pub fn new(level: u32, reset_every: usize, reset_after: Duration) -> Self {
         let level = Compression::new(level.min(9));
         Deflater {
             shared: Compress::new(level, false),
@@ -72,6 +88,8 @@ impl Deflater {
             // The first shared frame starts a stream: it is a reset point.
             since_reset: usize::MAX,
             reset_every: reset_every.max(1),
+            reset_at: Instant::now(),
+            reset_after,
         }
     }
 
@@ -79,7 +97,9 @@ impl Deflater {
     /// public frame does).
     pub fn deflate(&mut self, frame: &[u8], shared: bool) -> Deflated {
         let (shared, reset) = if shared {
-            let reset = self.since_reset >= self.reset_every;
+            let now = Instant::now();
+            let reset = self.since_reset >= self.reset_every
+                || now.duration_since(self.reset_at) >= self.reset_after;
             let mut out = BytesMut::new();
             if reset {
                 // Empties the window: what follows refers to nothing before (an empty stored
@@ -89,6 +109,7 @@ impl Deflater {
                     out.put(run(&mut self.shared, &[], FlushCompress::Full));
                 }
                 self.since_reset = 0;
+                self.reset_at = now;
             }
             self.since_reset += 1;
             out.put(run(&mut self.shared, frame, FlushCompress::Sync));
@@ -106,10 +127,47 @@ impl Deflater {
     }
 
     /// `frame` deflated alone: it decodes after anything.
-    pub fn alone(&mut self, frame: &[u8]) -> Bytes {
+    fn alone(&mut self, frame: &[u8]) -> Bytes {
         self.alone.reset();
         run(&mut self.alone, frame, FlushCompress::Sync)
     }
+}
+
+/// `frame` deflated alone, by this thread's compressor: for a frame of one stream (its
+/// preamble, a gap, an ending), made where it is sent.
+pub fn alone(frame: &[u8]) -> Bytes {
+    thread_local! {
+        static ALONE: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(LEVEL), false));
+    }
+    ALONE.with(|compress| {
+        let mut compress = compress.borrow_mut();
+        compress.reset();
+        run(&mut compress, frame, FlushCompress::Sync)
+    })
+}
+
+/// A control frame's forms for a compressed stream: deflated alone, its CRC-32 and length.
+#[derive(Clone, Debug)]
+pub struct Alone {
+    pub deflated: Bytes,
+    pub crc: u32,
+    pub len: u32,
+}
+
+impl Alone {
+    pub fn new(frame: &[u8]) -> Self {
+        Alone {
+            deflated: alone(frame),
+            crc: crc32fast::hash(frame),
+            len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// The heartbeat's forms, made once.
+pub fn heartbeat() -> &'static Alone {
+    static HEARTBEAT: OnceLock<Alone> = OnceLock::new();
+    HEARTBEAT.get_or_init(|| Alone::new(crate::feed::frame::HEARTBEAT))
 }
 
 /// Runs `compress` over all of `input` and flushes as `flush` says.
@@ -164,11 +222,11 @@ impl GzipStream {
 
     /// Appends a frame outside the shared stream (a heartbeat, presence, a gap), deflated
     /// alone; the subscriber is out of step until the next reset point.
-    pub fn other(&mut self, out: &mut BytesMut, alone: &[u8], crc: u32, len: u32) {
+    pub fn other(&mut self, out: &mut BytesMut, frame: &Alone) {
         self.start(out);
         self.in_step = false;
-        out.put_slice(alone);
-        self.add(crc, len);
+        out.put_slice(&frame.deflated);
+        self.add(frame.crc, frame.len);
     }
 
     /// The end of the stream: a final block and the trailer.
@@ -221,7 +279,7 @@ mod tests {
 
     #[test]
     fn a_stream_that_joins_mid_feed_decodes_and_shrinks_once_in_step() {
-        let mut deflater = Deflater::new(6, 16);
+        let mut deflater = Deflater::new(6, 16, Duration::from_secs(3600));
         let frames: Vec<(Vec<u8>, Deflated)> = (0..200)
             .map(|i| {
                 let frame = tick(i, "blue");
@@ -271,7 +329,7 @@ mod tests {
                 1..6,
             ),
         ) {
-            let mut deflater = Deflater::new(6, reset_every);
+            let mut deflater = Deflater::new(6, reset_every, Duration::from_secs(3600));
             let mut streams: Vec<(GzipStream, BytesMut, Vec<u8>)> = subscribers
                 .iter()
                 .map(|_| Default::default())
@@ -296,10 +354,10 @@ mod tests {
                     }
                     Step::Other => {
                         let frame = format!(": {i}\n\n").into_bytes();
-                        let alone = deflater.alone(&frame);
+                        let other = Alone::new(&frame);
                         for ((stream, out, plain), (join, ..)) in streams.iter_mut().zip(&subscribers) {
                             if i >= *join {
-                                stream.other(out, &alone, crc32fast::hash(&frame), frame.len() as u32);
+                                stream.other(out, &other);
                                 plain.extend_from_slice(&frame);
                             }
                         }

@@ -8,6 +8,7 @@ mod support;
 
 mod access;
 mod attacks;
+mod compression;
 mod failover;
 mod faults;
 mod feed;

@@ -1,4 +1,5 @@
-//! An SSE client on a real connection that parses events as EventSource would.
+//! An SSE client on a real connection that parses events as EventSource would, decoding a
+//! gzip-compressed stream chunk by chunk as a browser does.
 #![allow(clippy::unwrap_used)]
 
 use super::client::request;
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use std::io::Write;
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -30,12 +32,22 @@ pub struct SseClient {
     buf: String,
     pub retry: Option<u64>,
     pub comments: usize,
+    /// A `content-encoding: gzip` stream's decoder, fed each chunk as it arrives.
+    gzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    /// Bytes received on the wire, and once decoded.
+    pub wire_bytes: usize,
+    pub plain_bytes: usize,
+    /// Set when the server ends a compressed stream: whether it ended whole (a final block and
+    /// a trailer whose CRC-32 and length match everything decoded).
+    pub ended_whole: Option<bool>,
 }
 
 impl SseClient {
     /// Opens the stream and waits for its response head: the subscription exists from then on.
     pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
         let (status, headers, body) = request(addr, "GET", path, headers, Bytes::new()).await;
+        let gzip = (headers.get("content-encoding").map(|v| v.as_bytes()) == Some(b"gzip"))
+            .then(|| flate2::write::GzDecoder::new(Vec::new()));
         SseClient {
             status,
             headers,
@@ -43,6 +55,10 @@ impl SseClient {
             buf: String::new(),
             retry: None,
             comments: 0,
+            gzip,
+            wire_bytes: 0,
+            plain_bytes: 0,
+            ended_whole: None,
         }
     }
 
@@ -84,10 +100,27 @@ impl SseClient {
             match self.body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(bytes) = frame.into_data() {
-                        self.buf.push_str(std::str::from_utf8(&bytes).unwrap());
+                        self.wire_bytes += bytes.len();
+                        let plain = match self.gzip.as_mut() {
+                            Some(decoder) => {
+                                // Everything sent so far decodes now: the stream is flushed
+                                // after each frame.
+                                decoder.write_all(&bytes).unwrap();
+                                decoder.flush().unwrap();
+                                std::mem::take(decoder.get_mut())
+                            }
+                            None => bytes.to_vec(),
+                        };
+                        self.plain_bytes += plain.len();
+                        self.buf.push_str(std::str::from_utf8(&plain).unwrap());
                     }
                 }
-                _ => return None,
+                _ => {
+                    if let Some(decoder) = self.gzip.take() {
+                        self.ended_whole = Some(decoder.finish().is_ok());
+                    }
+                    return None;
+                }
             }
         }
     }

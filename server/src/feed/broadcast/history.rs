@@ -2,6 +2,7 @@
 //! subscriber starting at a point begins; and the batch of frames after a cursor.
 
 use crate::config::FeedLimits;
+use crate::feed::gzip::{Alone, Deflated, GzipStream};
 use app::message::Gap;
 use app::time::unix_now;
 use bytes::{Bytes, BytesMut};
@@ -10,6 +11,11 @@ use std::sync::Arc;
 
 /// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// What an entry holds: its frame, its compressed forms, its bookkeeping.
+fn entry_size(entry: &Entry) -> usize {
+    entry.frame.len() + entry.deflated.as_ref().map_or(0, Deflated::size) + ENTRY_OVERHEAD
+}
 
 /// A frame this large or larger is handed to a subscriber alone, as the list's shared bytes,
 /// never copied into a batch: what a stalled or resuming reader holds of it is then a reference.
@@ -33,6 +39,8 @@ pub struct Entry {
     /// earlier than the entry before), the id's when it comes from the Redis log (`ms * 1000 +
     /// seq`). For `GET /messages?since=`.
     pub time: u64,
+    /// The frame compressed, for compressed streams (`--stream-compression`); made on append.
+    pub deflated: Option<Deflated>,
 }
 
 /// Where a new subscriber starts.
@@ -108,7 +116,7 @@ impl History {
 
     pub fn push(&mut self, entry: Entry) {
         self.newest = entry.id;
-        self.bytes += entry.frame.len() + ENTRY_OVERHEAD;
+        self.bytes += entry_size(&entry);
         self.entries.push_back(entry);
     }
 
@@ -121,7 +129,7 @@ impl History {
             let Some(old) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= old.frame.len() + ENTRY_OVERHEAD;
+            self.bytes -= entry_size(&old);
             self.evicted_through = old.id;
             self.evicted_time = old.time;
             self.evictions += 1;
@@ -228,6 +236,41 @@ impl History {
             }
         };
         Batch { bytes, last, count }
+    }
+
+    /// The frames after `cursor` that `wants`, compressed for `stream` (`whole`: the reader
+    /// reads every public frame, so it may take the shared compressor's output), up to about
+    /// `max_bytes` of output (at least one frame).
+    pub fn batch_gzip(
+        &self,
+        cursor: u64,
+        max_bytes: usize,
+        wants: impl Fn(&Entry) -> bool,
+        whole: bool,
+        stream: &mut GzipStream,
+    ) -> Batch {
+        let start = self.entries.partition_point(|e| e.id <= cursor);
+        let mut out = BytesMut::new();
+        let (mut last, mut count) = (cursor, 0u64);
+        for entry in self.entries.range(start..) {
+            if count > 0 && out.len() >= max_bytes {
+                break;
+            }
+            last = entry.id;
+            if wants(entry) {
+                match &entry.deflated {
+                    Some(deflated) => stream.message(&mut out, deflated, whole),
+                    // Appended before the list compressed (it does from start-up on).
+                    None => stream.other(&mut out, &Alone::new(&entry.frame)),
+                }
+                count += 1;
+            }
+        }
+        Batch {
+            bytes: (count > 0).then(|| out.freeze()),
+            last,
+            count,
+        }
     }
 
     /// The latest `per_channel` public entries of each channel, oldest first.

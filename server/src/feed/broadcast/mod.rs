@@ -48,6 +48,7 @@ pub use subscription::Subscription;
 pub use crate::config::FeedLimits as Limits;
 
 use crate::feed::channels::ChannelSet;
+use crate::feed::gzip::{self, Deflater};
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
 use crate::runtime::lock::{MutexExt, RwLockExt};
@@ -129,6 +130,9 @@ struct Shared {
 struct State {
     history: History,
     channels: ChannelTable,
+    /// Compresses each frame on append, for compressed streams (see `feed::gzip`); `None`:
+    /// streams are not compressed.
+    deflater: Option<Deflater>,
 }
 
 impl BroadcastList {
@@ -142,6 +146,7 @@ impl BroadcastList {
         let state = State {
             history: History::new(first_id, &limits),
             channels: ChannelTable::new(channels),
+            deflater: None,
         };
         let (head, _) = watch::channel(first_id - 1);
         let (subscribers, _) = watch::channel(0);
@@ -175,6 +180,21 @@ impl BroadcastList {
             .write_or_recover()
             .channels
             .set_private(private);
+    }
+
+    /// Compresses every frame appended from now on, once, for compressed streams. Set once, at
+    /// start-up, before the first append.
+    pub fn compress_frames(&self) {
+        self.shared.state.write_or_recover().deflater = Some(Deflater::new(
+            gzip::LEVEL,
+            gzip::RESET_EVERY,
+            gzip::RESET_AFTER,
+        ));
+    }
+
+    /// Whether frames are compressed: a subscriber may ask for a compressed stream.
+    pub fn compresses(&self) -> bool {
+        self.shared.state.read_or_recover().deflater.is_some()
     }
 
     /// Validates, encodes once, and appends a message under the next id; returns the id.
@@ -300,6 +320,9 @@ impl BroadcastList {
                 extra_json,
                 announce || private,
             );
+            // Private frames stay out of the shared compressor's stream: not every reader of
+            // the whole feed reads them.
+            let deflated = state.deflater.as_mut().map(|d| d.deflate(&frame, !private));
             state.history.push(Entry {
                 id,
                 channel,
@@ -307,6 +330,7 @@ impl BroadcastList {
                 json,
                 private,
                 time,
+                deflated,
             });
             (id, state.history.evict(&self.shared.limits))
         };
@@ -400,6 +424,7 @@ impl BroadcastList {
                 filter,
                 grants,
                 presence_seen: 0,
+                gzip: None,
             },
             gap,
         )

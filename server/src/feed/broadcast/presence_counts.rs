@@ -2,10 +2,11 @@
 //! `feed/presence.rs` at most once per interval, versioned so that each subscriber sends the
 //! newest (one shared `ringback.presence` frame) at its next step.
 
+use crate::feed::gzip::Alone;
 use crate::runtime::lock::RwLockExt;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// The subscriber counts across the feed, channels with none left out, and their event.
 #[derive(Debug, Default)]
@@ -14,6 +15,8 @@ pub struct PresenceState {
     pub counts: Vec<(Arc<str>, u64, bool)>,
     /// The `ringback.presence` frame of the public channels, for every subscriber granted none.
     public: Bytes,
+    /// The same, compressed once for every compressed stream that needs it.
+    public_alone: OnceLock<Alone>,
 }
 
 impl PresenceState {
@@ -40,6 +43,13 @@ impl PresenceState {
         };
         (!frame.is_empty()).then_some(frame)
     }
+
+    /// The public counts' frame compressed alone (made by the first compressed stream that
+    /// sends it, once); `None` when there are none.
+    pub fn public_alone(&self) -> Option<&Alone> {
+        (!self.public.is_empty())
+            .then(|| self.public_alone.get_or_init(|| Alone::new(&self.public)))
+    }
 }
 
 /// The counts set last, and how often they changed.
@@ -62,7 +72,11 @@ impl PresenceCounts {
                 .filter(|(_, _, private)| !private)
                 .map(|(name, n, _)| (&**name, *n)),
         );
-        *current = Arc::new(PresenceState { counts, public });
+        *current = Arc::new(PresenceState {
+            counts,
+            public,
+            public_alone: OnceLock::new(),
+        });
         drop(current);
         self.version.fetch_add(1, Ordering::Release);
         true

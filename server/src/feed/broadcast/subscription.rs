@@ -5,9 +5,10 @@ use super::history::Entry;
 use super::registry::Slot;
 use super::BroadcastList;
 use crate::feed::channels::ChannelSet;
+use crate::feed::gzip::{self, Alone, GzipStream};
 use crate::runtime::lock::{MutexExt, RwLockExt};
 use app::message::Gap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -27,6 +28,8 @@ pub struct Subscription {
     pub(super) grants: Option<Arc<ChannelSet>>,
     /// The presence changes this subscriber has sent (see `BroadcastList::set_presence`).
     pub(super) presence_seen: u64,
+    /// Where this subscriber's compressed stream stands; `None`: its stream is plain.
+    pub(super) gzip: Option<GzipStream>,
 }
 
 /// The subscriber fell behind the history and has lost messages.
@@ -59,8 +62,13 @@ impl Subscription {
         let presence = shared.presence.version();
         if presence != self.presence_seen {
             self.presence_seen = presence;
-            if let Some(frame) = shared.presence.get().frame_for(self.grants.as_deref()) {
-                return Ok(Some(frame));
+            let counts = shared.presence.get();
+            if self.gzip.is_some() && self.grants.is_none() {
+                if let Some(alone) = counts.public_alone() {
+                    return Ok(Some(self.encode_alone(alone)));
+                }
+            } else if let Some(frame) = counts.frame_for(self.grants.as_deref()) {
+                return Ok(Some(self.encode(frame)));
             }
         }
         let state = shared.state.read_or_recover();
@@ -81,13 +89,21 @@ impl Subscription {
                 self.cursor = newest;
                 self.slot.cursor.store(newest, Ordering::Release);
                 shared.metrics.resume_gaps.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(Bytes::from(crate::feed::frame::encode_gap(&gap))));
+                let frame = Bytes::from(crate::feed::frame::encode_gap(&gap));
+                return Ok(Some(self.encode(frame)));
             }
             drop(state);
             self.list.cut(&self.slot, evicted);
             return Err(Lagged);
         }
-        let batch = history.batch(self.cursor, max_bytes, |e| self.wants(e));
+        let batch = match self.gzip.as_mut() {
+            None => history.batch(self.cursor, max_bytes, |e| self.wants(e)),
+            Some(stream) => {
+                let (filter, grants) = (&self.filter, &self.grants);
+                let wants = |e: &Entry| wants(filter, grants, e);
+                history.batch_gzip(self.cursor, max_bytes, wants, filter.is_none(), stream)
+            }
+        };
         drop(state);
         self.cursor = batch.last;
         self.slot.cursor.store(self.cursor, Ordering::Release);
@@ -100,14 +116,48 @@ impl Subscription {
     }
 
     /// Whether this subscriber reads `entry`: its filter names the channel (or it has none),
-    /// and a private channel is among its grants. This is the one place that keeps a private
-    /// entry from a subscriber, live and on `Last-Event-ID` replay alike.
+    /// and a private channel is among its grants.
     fn wants(&self, entry: &Entry) -> bool {
-        let channel = &*entry.channel;
-        self.filter
-            .as_ref()
-            .is_none_or(|f| f.iter().any(|c| &**c == channel))
-            && (!entry.private || self.grants.as_ref().is_some_and(|g| g.contains(channel)))
+        wants(&self.filter, &self.grants, entry)
+    }
+
+    /// Makes this subscriber's stream gzip-compressed (see `feed::gzip`): every frame handed
+    /// over from now on, its own (`encode`) included, is compressed, and `finish` ends it.
+    pub fn compress(&mut self) {
+        self.gzip = Some(GzipStream::default());
+    }
+
+    /// A frame of this subscriber's own (its preamble, a source change, an ending) as its stream
+    /// carries it: compressed alone on a compressed stream.
+    pub fn encode(&mut self, frame: Bytes) -> Bytes {
+        if self.gzip.is_none() {
+            return frame;
+        }
+        self.encode_alone(&Alone::new(&frame))
+    }
+
+    /// A heartbeat as this subscriber's stream carries it.
+    pub fn heartbeat(&mut self) -> Bytes {
+        if self.gzip.is_none() {
+            return Bytes::from_static(crate::feed::frame::HEARTBEAT);
+        }
+        self.encode_alone(gzip::heartbeat())
+    }
+
+    fn encode_alone(&mut self, alone: &Alone) -> Bytes {
+        let mut out = BytesMut::new();
+        if let Some(stream) = self.gzip.as_mut() {
+            stream.other(&mut out, alone);
+        }
+        out.freeze()
+    }
+
+    /// What ends this subscriber's stream as a valid one: a compressed stream's trailer.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        let stream = self.gzip.as_mut()?;
+        let mut out = BytesMut::new();
+        stream.finish(&mut out);
+        Some(out.freeze())
     }
 
     /// Marks this subscriber held back by the server (`true`: a resume waiting for the replay
@@ -122,6 +172,21 @@ impl Subscription {
     pub fn cursor(&self) -> u64 {
         self.cursor
     }
+}
+
+/// Whether a subscriber reading `filter`'s channels (every one without) and granted `grants`
+/// reads `entry`: the one place that keeps a private entry from a subscriber, live and on
+/// `Last-Event-ID` replay alike.
+fn wants(
+    filter: &Option<Box<[Arc<str>]>>,
+    grants: &Option<Arc<ChannelSet>>,
+    entry: &Entry,
+) -> bool {
+    let channel = &*entry.channel;
+    filter
+        .as_ref()
+        .is_none_or(|f| f.iter().any(|c| &**c == channel))
+        && (!entry.private || grants.as_ref().is_some_and(|g| g.contains(channel)))
 }
 
 impl Drop for Subscription {
