@@ -40,9 +40,18 @@ pub struct LoadArgs {
     /// How long to wait after the last publish for deliveries to finish.
     #[arg(long, value_parser = ringback::config::parse_duration, default_value = "5s")]
     pub drain: Duration,
-    /// Padding bytes in each message.
+    /// Padding bytes in each message (`--feed pad`).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    /// What each message holds besides its time and number: `pad` (`--payload` bytes of `x`,
+    /// which compress to nothing), or `ticks` (a price tick of ~170 bytes: repeated keys,
+    /// changing values, as a realistic feed of JSON objects).
+    #[arg(long, value_enum, default_value = "pad")]
+    pub feed: Feed,
+    /// Ask for compressed streams (`Accept-Encoding: gzip`); a gzip stream is decoded as it
+    /// arrives, and its bytes on the wire are counted against the decoded ones.
+    #[arg(long)]
+    pub gzip: bool,
     /// Loopback source addresses to connect from (127.0.0.2, …); 0: one per 20,000 subscribers.
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
@@ -103,4 +112,11 @@ pub struct PageloadArgs {
     /// Page loads to time.
     #[arg(long, default_value_t = 200)]
     pub iterations: usize,
+}
+
+/// See `--feed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Feed {
+    Pad,
+    Ticks,
 }

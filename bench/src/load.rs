@@ -15,7 +15,7 @@
 //! count is not capped by one address's ephemeral ports; the tool raises its own open-file
 //! limit to the hard limit, and stops by itself after `--duration` plus `--drain`.
 
-use crate::args::LoadArgs;
+use crate::args::{Feed, LoadArgs};
 use crate::histogram::Histogram;
 use bytes::Bytes;
 use http::{Request, Uri};
@@ -31,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 struct Shared {
     latency: Histogram,
     deliveries: AtomicU64,
+    /// Event-stream body bytes as they came (compressed or not), and once decoded.
+    wire_bytes: AtomicU64,
+    plain_bytes: AtomicU64,
     duplicates: AtomicU64,
     connected: AtomicUsize,
     failed: AtomicUsize,
@@ -127,6 +130,51 @@ impl Dechunker {
     }
 }
 
+/// A gzip stream decoded as it arrives: its header skipped, its deflate blocks inflated (each
+/// chunk the server sends ends flushed, so every event in it decodes at once).
+pub(crate) struct Gunzip {
+    header_left: usize,
+    inflate: flate2::Decompress,
+}
+
+impl Gunzip {
+    pub(crate) fn new() -> Self {
+        Gunzip {
+            header_left: 10,
+            inflate: flate2::Decompress::new(false),
+        }
+    }
+
+    /// Appends what `input` decodes to to `out`.
+    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
+        let skip = self.header_left.min(input.len());
+        self.header_left -= skip;
+        input = &input[skip..];
+        while !input.is_empty() {
+            out.reserve(input.len() * 8 + 256);
+            let before = self.inflate.total_in();
+            let status = self
+                .inflate
+                .decompress_vec(input, out, flate2::FlushDecompress::Sync);
+            let used = usize::try_from(self.inflate.total_in() - before).unwrap_or(input.len());
+            input = &input[used..];
+            // The trailer, after the final block, or a corrupt stream: nothing more to decode.
+            if !matches!(status, Ok(flate2::Status::Ok | flate2::Status::BufError))
+                || (used == 0 && out.len() < out.capacity())
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// Whether a response head says its body is gzip-encoded.
+fn gzip_head(head: &[u8]) -> bool {
+    String::from_utf8_lossy(head)
+        .to_ascii_lowercase()
+        .contains("\r\ncontent-encoding: gzip")
+}
+
 /// What one subscriber has received: counts, and the last sequence number for duplicates.
 #[derive(Default)]
 struct Tally {
@@ -192,21 +240,24 @@ async fn subscriber(
     source: Ipv4Addr,
     host: String,
     tls: Option<Arc<rustls::ClientConfig>>,
+    gzip: bool,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let connect = async {
-        let mut stream = connect(server, source, tls.as_ref()).await?;
-        stream
-            .write_all(
-                format!(
-                    "GET /messages HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n"
+    let connect =
+        async {
+            let mut stream = connect(server, source, tls.as_ref()).await?;
+            stream
+                .write_all(
+                    format!(
+                    "GET /messages HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{}\r\n",
+                    if gzip { "Accept-Encoding: gzip\r\n" } else { "" }
                 )
-                .as_bytes(),
-            )
-            .await?;
-        Ok::<Box<dyn Io>, std::io::Error>(stream)
-    };
+                    .as_bytes(),
+                )
+                .await?;
+            Ok::<Box<dyn Io>, std::io::Error>(stream)
+        };
     let mut stream = match connect.await {
         Ok(s) => s,
         Err(_) => {
@@ -220,6 +271,7 @@ async fn subscriber(
     let mut chunks = Dechunker::default();
     let mut in_body = false;
     let mut tally = Tally::default();
+    let mut gunzip: Option<(Gunzip, Vec<u8>)> = None;
     loop {
         let n = tokio::select! {
             _ = stop.cancelled() => break,
@@ -227,6 +279,7 @@ async fn subscriber(
         };
         let now = now_us();
         let mut input = &read[..n];
+        let rest;
         if !in_body {
             head.extend_from_slice(input);
             let Some(end) = find(&head, b"\r\n\r\n", 0) else {
@@ -238,12 +291,27 @@ async fn subscriber(
             }
             in_body = true;
             shared.connected.fetch_add(1, Ordering::Relaxed);
-            let body_start = end + 4;
-            let rest = head.split_off(body_start);
-            chunks.feed(&rest, &mut events);
-            input = &[];
+            if gzip_head(&head[..end + 2]) {
+                gunzip = Some((Gunzip::new(), Vec::new()));
+            }
+            rest = head.split_off(end + 4);
+            input = &rest;
         }
-        chunks.feed(input, &mut events);
+        shared
+            .wire_bytes
+            .fetch_add(input.len() as u64, Ordering::Relaxed);
+        let plain_before = events.len();
+        match gunzip.as_mut() {
+            Some((gunzip, body)) => {
+                chunks.feed(input, body);
+                gunzip.feed(body, &mut events);
+                body.clear();
+            }
+            None => chunks.feed(input, &mut events),
+        }
+        shared
+            .plain_bytes
+            .fetch_add((events.len() - plain_before) as u64, Ordering::Relaxed);
         let consumed = tally.scan(&events, now, &shared);
         if consumed > 0 {
             events.drain(..consumed);
@@ -256,12 +324,14 @@ async fn subscriber(
 
 /// One HTTP/2 connection from `source` carrying `streams` subscribers: h2c with prior
 /// knowledge, or with `tls` TLS and ALPN `h2` (with one stream, the shape of a browser).
+#[allow(clippy::too_many_arguments)]
 async fn h2_connection(
     server: SocketAddr,
     source: Ipv4Addr,
     host: String,
     streams: usize,
     tls: Option<Arc<rustls::ClientConfig>>,
+    gzip: bool,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
@@ -284,7 +354,11 @@ async fn h2_connection(
     });
     let mut tasks = Vec::with_capacity(streams);
     for _ in 0..streams {
-        let request = Request::get(format!("http://{host}/messages")).body(());
+        let mut request = Request::get(format!("http://{host}/messages"));
+        if gzip {
+            request = request.header("accept-encoding", "gzip");
+        }
+        let request = request.body(());
         let sent = match (client.clone().ready().await, request) {
             (Ok(mut c), Ok(request)) => c.send_request(request, true).ok(),
             _ => None,
@@ -317,13 +391,17 @@ async fn h2_stream(
         _ = stop.cancelled() => return,
         r = response => r,
     };
-    let mut body = match response {
-        Ok(r) if r.status() == http::StatusCode::OK => r.into_body(),
+    let (mut body, mut gunzip) = match response {
+        Ok(r) if r.status() == http::StatusCode::OK => {
+            let gzip = r.headers().get("content-encoding").map(|v| v.as_bytes()) == Some(b"gzip");
+            (r.into_body(), gzip.then(Gunzip::new))
+        }
         _ => {
             shared.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
     };
+    let mut plain = Vec::new();
     shared.connected.fetch_add(1, Ordering::Relaxed);
     let mut tally = Tally::default();
     // Events usually arrive whole, one or more to a DATA frame; only a split one is copied.
@@ -335,6 +413,20 @@ async fn h2_stream(
         };
         let _ = body.flow_control().release_capacity(data.len());
         let now = now_us();
+        shared
+            .wire_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let data = match gunzip.as_mut() {
+            Some(gunzip) => {
+                plain.clear();
+                gunzip.feed(&data, &mut plain);
+                Bytes::copy_from_slice(&plain)
+            }
+            None => data,
+        };
+        shared
+            .plain_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         if carry.is_empty() {
             let used = tally.scan(&data, now, &shared);
             carry.extend_from_slice(&data[used..]);
@@ -347,12 +439,33 @@ async fn h2_stream(
     tally.finish(&shared);
 }
 
-/// Message `n`, stamped with the time it is published, in microseconds.
-fn load_message(n: u64, pad: &str) -> String {
-    format!(
-        r#"{{"type":"load","data":{{"t":{},"n":{n},"pad":"{pad}"}}}}"#,
-        now_us()
-    )
+/// Message `n`, stamped with the time it is published, in microseconds: padded, or a price
+/// tick (see `--feed`).
+fn load_message(n: u64, pad: &str, feed: Feed) -> String {
+    let t = now_us();
+    match feed {
+        Feed::Pad => format!(r#"{{"type":"load","data":{{"t":{t},"n":{n},"pad":"{pad}"}}}}"#),
+        Feed::Ticks => {
+            const SYMBOLS: [&str; 8] = [
+                "ACME", "GLOBX", "INITECH", "UMBRL", "STARK", "WAYNE", "HOOLI", "VANDL",
+            ];
+            // A cheap, repeatable spread of values (no randomness to seed).
+            let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+            format!(
+                r#"{{"type":"load","data":{{"t":{t},"n":{n},"symbol":"{}","price":{}.{:02},"change":-{}.{:02},"volume":{},"bid":{}.{:02},"ask":{}.{:02},"exchange":"XNAS","currency":"USD"}}}}"#,
+                SYMBOLS[(h % 8) as usize],
+                100 + h % 900,
+                h % 100,
+                h % 5,
+                (h >> 8) % 100,
+                1000 + (h >> 12) % 90_000,
+                100 + h % 900,
+                (h >> 4) % 100,
+                100 + h % 900,
+                (h >> 6) % 100,
+            )
+        }
+    }
 }
 
 /// Publishes `count` messages at `rate` per second over one keep-alive connection (or Redis);
@@ -374,7 +487,7 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<(u64, u64)
             tick.tick().await;
             let _: i64 = redis::cmd("PUBLISH")
                 .arg(&args.redis_channel)
-                .arg(load_message(n, &pad))
+                .arg(load_message(n, &pad, args.feed))
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -387,7 +500,7 @@ async fn publisher(args: &LoadArgs, count: u64, base: &Uri) -> Result<(u64, u64)
         if started.elapsed() > interval * (n as u32) {
             late += 1;
         }
-        let body = Bytes::from(load_message(n, &pad));
+        let body = Bytes::from(load_message(n, &pad, args.feed));
         let status = connection
             .post_json("/messages", body, Default::default())
             .await?
@@ -598,6 +711,8 @@ pub async fn run(args: &LoadArgs) -> Result<String, String> {
     let shared = Arc::new(Shared {
         latency: Histogram::default(),
         deliveries: AtomicU64::new(0),
+        wire_bytes: AtomicU64::new(0),
+        plain_bytes: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
@@ -734,6 +849,7 @@ async fn subscribe(
                 target.authority.to_string(),
                 streams,
                 tls.clone(),
+                args.gzip,
                 shared.clone(),
                 stop.clone(),
             )));
@@ -751,6 +867,7 @@ async fn subscribe(
             source,
             target.authority.to_string(),
             tls.clone(),
+            args.gzip,
             shared.clone(),
             stop.clone(),
         )));
@@ -836,6 +953,17 @@ fn report(args: &LoadArgs, shared: &Shared, m: &Measured) -> String {
         "lost          {lost} in total, at most {max_lost} per subscriber; {} duplicates",
         shared.duplicates.load(Ordering::Relaxed)
     );
+    let wire = shared.wire_bytes.load(Ordering::Relaxed) as f64;
+    let plain = shared.plain_bytes.load(Ordering::Relaxed) as f64;
+    let per = |bytes: f64| bytes / deliveries.max(1) as f64;
+    let _ = writeln!(
+        out,
+        "bytes         {:.1} on the wire per delivery, {:.1} decoded ({:.2}x){}",
+        per(wire),
+        per(plain),
+        plain / wire.max(1.0),
+        if args.gzip { ", gzip asked" } else { "" }
+    );
     if let (Some((rss0, _)), Some((rss1, _))) = (m.before, m.idle) {
         let _ = writeln!(out, "server memory {:.1} MiB before, {:.1} MiB with {connected} idle subscribers: {:.2} KiB each",
             rss0 / 1048576.0, rss1 / 1048576.0, (rss1 - rss0) / 1024.0 / connected.max(1) as f64);
@@ -889,6 +1017,7 @@ fn report(args: &LoadArgs, shared: &Shared, m: &Measured) -> String {
             "p50_ms": ms(shared.latency.percentile(0.5)), "p90_ms": ms(shared.latency.percentile(0.9)),
             "p99_ms": ms(shared.latency.percentile(0.99)), "max_ms": ms(shared.latency.max_us()),
             "lost": lost,
+            "wire_bytes_per_delivery": per(wire), "plain_bytes_per_delivery": per(plain),
             "idle_kib_per_subscriber": match (m.before, m.idle) { (Some((a, _)), Some((b, _))) => (b - a) / 1024.0 / connected.max(1) as f64, _ => f64::NAN },
             "server_cpu_s": match (m.idle, m.after) { (Some((_, a)), Some((_, b))) => b - a, _ => f64::NAN },
             "server_rss_after_mib": m.after.map_or(f64::NAN, |(rss, _)| rss / 1048576.0),
