@@ -10,7 +10,8 @@
 #   gzip      --stream-compression gzip, clients that ask for gzip (and decode it as it arrives)
 # Prints each run's figures (bytes on the wire and decoded per delivery, server µs per delivery,
 # idle KiB per subscriber, p50/p99, lost), then the medians, gzip as a ratio of identity's.
-# Needs the release build (cargo leptos build --release).
+# Needs the release build (cargo leptos build --release). The subscribers connect from 8 loopback
+# addresses, so back-to-back runs do not run out of ephemeral ports.
 # Usage: bench/compression.sh [ROUNDS]   (default 1; encodings alternate within a shape)
 #        SHAPES="h1" FEED=pad bench/compression.sh 2
 set -euo pipefail
@@ -41,7 +42,7 @@ for round in $(seq "$rounds"); do
       pid=$!
       for _ in $(seq 100); do curl -fsk "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
       out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 10000 --rate 10 --duration 10s \
-        --drain 5s --feed "$feed" "${transport[@]}" "${client[@]}")
+        --drain 5s --sources 8 --feed "$feed" "${transport[@]}" "${client[@]}")
       echo "$shape/$encoding $(echo "$out" | sed -n 's/^json //p')" >>"$results"
       kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
       echo "$(tail -1 "$results" | cut -c1-160)" >&2
