@@ -390,9 +390,17 @@ fn event_stream_response(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Some(compressed) = compressed {
-        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        // Marked sensitive: HTTP/2 sends them as literals never indexed, so they take no room in
+        // the connection's HPACK table (an event stream is most often its connection's only
+        // response, and the table is kept for the connection's life).
+        let unindexed = |value: &'static str| {
+            let mut value = HeaderValue::from_static(value);
+            value.set_sensitive(true);
+            value
+        };
+        headers.insert(header::VARY, unindexed("accept-encoding"));
         if compressed {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            headers.insert(header::CONTENT_ENCODING, unindexed("gzip"));
         }
     }
     response

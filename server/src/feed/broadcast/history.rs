@@ -250,7 +250,7 @@ impl History {
         stream: &mut GzipStream,
     ) -> Batch {
         let start = self.entries.partition_point(|e| e.id <= cursor);
-        let mut out = BytesMut::new();
+        let mut out = Gather::default();
         let (mut last, mut count) = (cursor, 0u64);
         for entry in self.entries.range(start..) {
             if count > 0 && out.len() >= max_bytes {
@@ -258,16 +258,23 @@ impl History {
             }
             last = entry.id;
             if wants(entry) {
+                if let Some(header) = stream.header() {
+                    out.push_slice(header);
+                }
                 match &entry.deflated {
-                    Some(deflated) => stream.message(&mut out, deflated, whole),
+                    Some(deflated) => out.push(stream.take(deflated, whole)),
                     // Appended before the list compressed (it does from start-up on).
-                    None => stream.other(&mut out, &Alone::new(&entry.frame)),
+                    None => {
+                        let mut buf = BytesMut::new();
+                        stream.other(&mut buf, &Alone::new(&entry.frame));
+                        out.push_slice(&buf);
+                    }
                 }
                 count += 1;
             }
         }
         Batch {
-            bytes: (count > 0).then(|| out.freeze()),
+            bytes: out.into_bytes(),
             last,
             count,
         }
@@ -291,5 +298,41 @@ impl History {
     /// Entries and bytes held.
     pub fn held(&self) -> (usize, usize) {
         (self.entries.len(), self.bytes)
+    }
+}
+
+/// Bytes gathered for one write: one piece handed over as it is (the list's shared bytes, no
+/// copy), several copied into one buffer.
+#[derive(Default)]
+struct Gather {
+    single: Option<Bytes>,
+    buf: BytesMut,
+}
+
+impl Gather {
+    fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+
+    fn push(&mut self, bytes: &Bytes) {
+        if self.single.is_none() && self.buf.is_empty() {
+            self.single = Some(bytes.clone());
+        } else {
+            self.push_slice(bytes);
+        }
+    }
+
+    fn push_slice(&mut self, bytes: &[u8]) {
+        if let Some(single) = self.single.take() {
+            self.buf.extend_from_slice(&single);
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match self.single {
+            Some(single) => Some(single),
+            None => (!self.buf.is_empty()).then(|| self.buf.freeze()),
+        }
     }
 }

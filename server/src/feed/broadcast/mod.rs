@@ -58,7 +58,7 @@ use channel_table::ChannelTable;
 use history::History;
 use presence_counts::PresenceCounts;
 use registry::{Registry, Slot};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -124,6 +124,11 @@ struct Shared {
     presence: PresenceCounts,
     /// The log of subscribers cut for lagging, one line and a count per interval.
     cuts: Arc<LogSummary>,
+    /// A compressed stream went out of step with the shared compressor (a frame of its own was
+    /// sent: presence, a heartbeat, a source change): the next frame is a reset point, so it
+    /// is back in step at once rather than after up to `gzip::RESET_EVERY` frames. At most one
+    /// extra reset per presence interval, whatever the subscribers.
+    reset_wanted: AtomicBool,
 }
 
 /// What appending changes, under one lock.
@@ -159,6 +164,7 @@ impl BroadcastList {
                 limits,
                 metrics,
                 presence: PresenceCounts::default(),
+                reset_wanted: AtomicBool::new(false),
                 cuts: Arc::new(LogSummary::new(
                     "subscriber fell behind the history; disconnected so it resumes with Last-Event-ID",
                     tracing::Level::WARN,
@@ -322,7 +328,10 @@ impl BroadcastList {
             );
             // Private frames stay out of the shared compressor's stream: not every reader of
             // the whole feed reads them.
-            let deflated = state.deflater.as_mut().map(|d| d.deflate(&frame, !private));
+            let deflated = state.deflater.as_mut().map(|d| {
+                let reset = self.shared.reset_wanted.swap(false, Ordering::Relaxed);
+                d.deflate(&frame, !private, reset)
+            });
             state.history.push(Entry {
                 id,
                 channel,

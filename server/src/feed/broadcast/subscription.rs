@@ -148,6 +148,11 @@ impl Subscription {
         let mut out = BytesMut::new();
         if let Some(stream) = self.gzip.as_mut() {
             stream.other(&mut out, alone);
+            // Out of step with the shared compressor now: asks for a reset point soon.
+            let wanted = &self.list.shared.reset_wanted;
+            if !wanted.load(Ordering::Relaxed) {
+                wanted.store(true, Ordering::Relaxed);
+            }
         }
         out.freeze()
     }
