@@ -5,6 +5,8 @@
 # (I2 - I1) / (deliveries2 - deliveries1) cancels start-up, connecting and shutdown. Needs the
 # release build and valgrind; stays on 127.0.0.1.
 # Usage: [SERVER_BIN=path/to/ringback] [SHAPES="h1 h2c tls-h2"] bench/delivery-instructions.sh
+#        SERVER_FLAGS="--stream-compression gzip" LOAD_FLAGS="--gzip --feed ticks" bench/delivery-instructions.sh
+#        (more flags for the server and for the load tool: compressed streams against plain ones)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 server_bin=${SERVER_BIN:-target/release/ringback}
@@ -21,12 +23,12 @@ count() { # shape rate -> "instructions deliveries"
   esac
   valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
     "$server_bin" --addr "127.0.0.1:$port" --log error --data-dir target/bench-data \
-    --max-subscribers-per-ip 0 >/dev/null 2>&1 &
+    --max-subscribers-per-ip 0 ${SERVER_FLAGS:-} >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
   local report
   report=$("$tool" load --url "http://127.0.0.1:$port" --subscribers "$SUBSCRIBERS" --rate "$rate" \
-    --duration 10s --drain 20s "${args[@]}")
+    --duration 10s --drain 20s "${args[@]}" ${LOAD_FLAGS:-})
   kill -TERM "$pid"; wait "$pid" || true
   local deliveries
   deliveries=$(echo "$report" | sed -n 's/^json .*"deliveries":\([0-9]*\).*/\1/p')
