@@ -268,23 +268,30 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     event_stream_response(stream, cut, state.feed.compresses().then_some(compressed))
 }
 
-/// Whether `Accept-Encoding` takes gzip (by name or `*`, with a weight above zero).
+/// Whether `Accept-Encoding` takes gzip: named with a weight above zero, or not named and `*`
+/// with a weight above zero (RFC 9110 §12.5.3: a coding named weighs what its own entry says).
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any) = (None, None);
+    for coding in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let accepted = !parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(accepted);
+        } else if name == "*" {
+            any = Some(accepted);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// When a stream opened now reaches its `max_age`: after 80–100% of it, at random, so the
@@ -1114,6 +1121,27 @@ mod tests {
                 r#"{"online":false}"#.into()
             )]
         );
+    }
+
+    #[test]
+    fn gzip_is_taken_when_named_or_by_a_star_and_never_when_refused() {
+        let takes = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).unwrap(),
+            );
+            accepts_gzip(&headers)
+        };
+        assert!(takes("gzip, deflate, br, zstd"));
+        assert!(takes("br;q=1.0, GZIP;q=0.5"));
+        assert!(takes("*"));
+        assert!(!takes("identity"));
+        assert!(!takes("gzip;q=0"));
+        assert!(!takes("gzip;q=0.000, *"));
+        assert!(takes("*;q=0, gzip"));
+        assert!(!takes("*;q=0"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[test]
