@@ -329,8 +329,9 @@ impl BroadcastList {
             // Private frames stay out of the shared compressor's stream: not every reader of
             // the whole feed reads them.
             let deflated = state.deflater.as_mut().map(|d| {
-                let reset = self.shared.reset_wanted.swap(false, Ordering::Relaxed);
-                d.deflate(&frame, !private, reset)
+                // Taken by the next frame of the shared stream (a private one is not).
+                let reset = !private && self.shared.reset_wanted.swap(false, Ordering::Relaxed);
+                Box::new(d.deflate(&frame, !private, reset))
             });
             state.history.push(Entry {
                 id,
