@@ -33,7 +33,7 @@ for attack in "${attacks[@]}"; do
   for mode in unloaded attacked; do
     "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data >/dev/null &
     pid=$!
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    await_server "$port"
     args=(--url "http://127.0.0.1:$port" --subscribers 100 --rate 200 --payload 1024 --duration 10s --drain 5s)
     if [ "$mode" = attacked ]; then
       args+=(--attack "$attack" --attackers "$(count_for "$attack")" --attack-streams 1000)

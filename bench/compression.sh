@@ -40,7 +40,7 @@ for round in $(seq "$rounds"); do
       "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data \
         --max-subscribers-per-ip 0 --max-connections 19000 "${server[@]}" &
       pid=$!
-      for _ in $(seq 100); do curl -fsk "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+      await_server "$port"
       out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 10000 --rate 10 --duration 10s \
         --drain 5s --sources 8 --feed "$feed" "${transport[@]}" "${client[@]}")
       echo "$shape/$encoding $(echo "$out" | sed -n 's/^json //p')" >>"$results"

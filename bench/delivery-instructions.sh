@@ -25,7 +25,7 @@ count() { # shape rate -> "instructions deliveries"
     "$server_bin" --addr "127.0.0.1:$port" --log error --data-dir target/bench-data \
     --max-subscribers-per-ip 0 ${SERVER_FLAGS:-} >/dev/null 2>&1 &
   local pid=$!
-  for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+  await_server "$port" 60
   local report
   report=$("$tool" load --url "http://127.0.0.1:$port" --subscribers "$SUBSCRIBERS" --rate "$rate" \
     --duration 10s --drain 20s "${args[@]}" ${LOAD_FLAGS:-})

@@ -24,7 +24,7 @@ for run in 1000x10 10000x10 1000x100 h2-10000x10 h2-10000x50; do
   [ "$run" != "$shape" ] && transport=(--http2-streams 1000)
   "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data --max-subscribers-per-ip 0 &
   pid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  await_server "$port"
   echo "== $run: $subscribers subscribers x $rate msg/s for 10 s ${transport[*]}" >&2
   out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers "$subscribers" --rate "$rate" --duration 10s --drain 5s "${transport[@]}")
   echo "$out" | grep -v '^json ' >&2

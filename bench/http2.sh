@@ -15,8 +15,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 start() { # port driver
   "$bin" --addr "127.0.0.1:$1" --http2-driver "$2" --log warn --data-dir target/bench-data &
   pids+=($!)
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null && return; sleep 0.1; done
-  echo "server on $1 did not start" >&2; exit 1
+  await_server "$1" || exit 1
 }
 start 3300 ringback
 start 3301 hyper

@@ -20,7 +20,7 @@ for round in $(seq "$rounds"); do
   "${SERVER_BIN:-target/release/ringback}" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data \
     --max-subscribers-per-ip 0 ${EXTRA:-} &
   pid=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  await_server "$port"
   echo "== round $round: 1 canary x 10 msg/s, $resumers resuming from a full history at 64 KiB/s ${EXTRA:-}" >&2
   "$tool" load --url "http://127.0.0.1:$port" --subscribers 1 --rate 10 --duration 28s --drain 2s \
     --prefill 1024 --resumers "$resumers" --resume-read-rate 65536

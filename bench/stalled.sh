@@ -17,7 +17,7 @@ for round in $(seq "$rounds"); do
   for stalled in 0 1000; do
     "$bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data --max-subscribers-per-ip 0 &
     pid=$!
-    for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+    await_server "$port"
     echo "== round $round: 1000 readers x 10 msg/s x 2 KiB, $stalled stalled" >&2
     out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 1000 --rate 10 --payload 2048 \
       --duration 10s --drain 5s --stalled "$stalled")

@@ -1,7 +1,7 @@
 import { test, expect, type Page } from "@playwright/test";
 import { createHmac } from "node:crypto";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, healthy } from "./ringback";
 
 // Publishing from the page, and a channel's subscribers on its box.
 
@@ -74,7 +74,7 @@ test("with credentials the page asks for a token, keeps it for the session, and 
       // allowance at the same rate: the two below leave it one, enough to go on.
       "--publish-burst", "3",
     ]);
-    await expect.poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0).toBe(200);
+    await healthy(base, 10_000);
     const page = await browser.newPage();
     await page.goto(base);
     await live(page);

@@ -1,6 +1,6 @@
 import { test, expect, type Page } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop, publish } from "./ringback";
+import { freePort, startRingback, stop, publish, healthy } from "./ringback";
 
 // Compressed event streams (`--stream-compression gzip`) decoded by Chromium's own EventSource,
 // event by event as they arrive: live, resumed mid-window, filtered, and resumed past the
@@ -22,9 +22,7 @@ test.beforeEach(async () => {
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = startRingback(["--addr", `127.0.0.1:${port}`, "--stream-compression", "gzip"]);
-  await expect
-    .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
-    .toBe(200);
+  await healthy(base);
   for (let i = 0; i < 100; i++) before.push(await publish(base, channel(i), tick(i)));
 });
 

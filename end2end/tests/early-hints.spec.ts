@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { homeTrusting, launchOptions } from "../chromium";
-import { ASSETS, assetName, freePort, startRingback, stop } from "./ringback";
+import { ASSETS, assetName, freePort, startRingback, stop, healthy } from "./ringback";
 
 // Chromium acts on `103 Early Hints` only over a certificate it trusts. This spec does what the
 // docs/http2.md tells a developer to do: the server makes its development authority and certificate
@@ -30,11 +30,7 @@ test.beforeAll(async () => {
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), "ringback-early-hints-"));
   const data = path.join(scratch, "data");
   server = startRingback(["--addr", `127.0.0.1:${port}`, "--data-dir", data]);
-  await expect
-    .poll(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.status ?? 0, {
-      timeout: 15_000,
-    })
-    .toBe(200);
+  await healthy(`http://127.0.0.1:${port}`);
   const home = homeTrusting(path.join(data, "tls", "ca.crt.pem"), scratch);
   browser = await chromium.launch({ ...launchOptions, env: { ...process.env, HOME: home } });
 });

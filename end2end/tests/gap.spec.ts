@@ -1,6 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop, publish } from "./ringback";
+import { freePort, startRingback, stop, publish, healthy } from "./ringback";
 import { holdHydration, recordStreams, recorded, firstPaintId } from "./recorder";
 
 // A page that resumes from beyond the history: the server tells it of the gap, and it reloads
@@ -14,9 +14,7 @@ test.beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = startRingback(["--addr", `127.0.0.1:${port}`, "--history", "4"]);
-  await expect
-    .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
-    .toBe(200);
+  await healthy(base);
 });
 
 test.afterAll(async () => {

@@ -1,6 +1,6 @@
 import { test, expect, type Page } from "@playwright/test";
 import { createHmac } from "node:crypto";
-import { freePort, startRingback, stop, openLive, publish } from "./ringback";
+import { freePort, startRingback, stop, openLive, publish, healthy } from "./ringback";
 import { holdHydration, recordStreams, recorded, messageIds } from "./recorder";
 
 // This spec owns a server with credentials: a JWT key, and private channels `secret-*`.
@@ -24,9 +24,7 @@ test("a private channel shows only on the page whose cookie grants it", async ({
   base = `http://127.0.0.1:${port}`;
   const server = startRingback(["--addr", `127.0.0.1:${port}`, "--jwt-secret", secret, "--private-channels", "secret-*"]);
   try {
-    await expect
-      .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
-      .toBe(200);
+    await healthy(base);
     const granted = await browser.newContext();
     await granted.addCookies([
       { name: "ringback_token", value: jwt({ ringback: { subscribe: ["secret-a"] } }), url: base },

@@ -1,5 +1,5 @@
 import { test, expect } from "@playwright/test";
-import { freePort, startRingback, stop } from "./ringback";
+import { freePort, startRingback, stop, healthy } from "./ringback";
 
 // This test owns its server: it stops it and starts it again under the open page.
 let port = 0;
@@ -14,16 +14,10 @@ function startServer() {
   return startRingback(["--addr", `127.0.0.1:${port}`, "--retry", "500ms"]);
 }
 
-async function ready(): Promise<void> {
-  await expect
-    .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
-    .toBe(200);
-}
-
 test("the page shows reconnecting while the server is gone, and recovers on its own", async ({ page }) => {
   let server = startServer();
   try {
-    await ready();
+    await healthy(base);
     await page.goto(base);
     const state = page.locator(".state");
     await expect(state).toHaveAttribute("data-state", "live");
@@ -38,7 +32,7 @@ test("the page shows reconnecting while the server is gone, and recovers on its 
       { timeout: 15_000 },
     );
     server = startServer();
-    await ready();
+    await healthy(base);
     await reload;
     await expect(state).toHaveAttribute("data-state", "live", { timeout: 15_000 });
     const res = await fetch(`${base}/messages`, {

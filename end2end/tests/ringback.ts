@@ -51,6 +51,13 @@ export function assetName(url: string): string {
   return `${parts[0]}.${parts.pop()}`;
 }
 
+/// Waits until the server at `base` answers `GET /healthz` with `200`: started, listening.
+export async function healthy(base: string, timeout = 15_000): Promise<void> {
+  await expect
+    .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout })
+    .toBe(200);
+}
+
 /// Publishes a message with `POST /messages` to the server at `base` and returns its id; any
 /// answer but `202` fails the test. `headers` add to the request's (a credential).
 export async function publish(

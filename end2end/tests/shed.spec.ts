@@ -1,6 +1,6 @@
 import { test, expect } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop, publish } from "./ringback";
+import { freePort, startRingback, stop, publish, healthy } from "./ringback";
 
 // A server over capacity sheds a subscription (200 text/event-stream, `retry:`, one
 // `ringback.refused` event, the end) instead of refusing it with a status a plain EventSource
@@ -13,9 +13,7 @@ test.beforeAll(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = startRingback(["--addr", `127.0.0.1:${port}`, "--max-subscribers", "1", "--retry", "500ms"]);
-  await expect
-    .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
-    .toBe(200);
+  await healthy(base);
 });
 
 test.afterAll(async () => {

@@ -1,6 +1,6 @@
 import { test, expect, type BrowserContext, type Page } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
-import { freePort, startRingback, stop, publish } from "./ringback";
+import { freePort, startRingback, stop, publish, healthy } from "./ringback";
 import { hubModes } from "./tabs";
 
 // The tabs of one browser share one stream: the server's subscriber gauge counts one stream
@@ -16,9 +16,7 @@ test.beforeAll(async () => {
   base = `http://127.0.0.1:${port}`;
   // Every test makes new channels.
   server = startRingback(["--addr", `127.0.0.1:${port}`, "--ui-messages", "100", "--new-channel-rate", "0"]);
-  await expect
-    .poll(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status ?? 0, { timeout: 15_000 })
-    .toBe(200);
+  await healthy(base);
 });
 
 test.afterAll(async () => {

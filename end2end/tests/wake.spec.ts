@@ -2,7 +2,7 @@ import { test, expect, chromium, type Browser, type BrowserContext, type Page } 
 import { type ChildProcess } from "node:child_process";
 import { launchOptions } from "../chromium";
 import { SilencingProxy } from "./proxy";
-import { freePort, startRingback, stop, publish } from "./ringback";
+import { freePort, startRingback, stop, publish, healthy } from "./ringback";
 import { hubModes } from "./tabs";
 
 // A phone's page over days: its stream's connection dies without a word while it sleeps or
@@ -20,11 +20,7 @@ test.beforeAll(async () => {
   serverPort = await freePort();
   // Every test makes a new channel.
   server = startRingback(["--addr", `127.0.0.1:${serverPort}`, "--ui-messages", "50", "--new-channel-rate", "0"]);
-  await expect
-    .poll(async () => (await fetch(`http://127.0.0.1:${serverPort}/healthz`).catch(() => null))?.status ?? 0, {
-      timeout: 15_000,
-    })
-    .toBe(200);
+  await healthy(`http://127.0.0.1:${serverPort}`);
   proxy = await SilencingProxy.start(serverPort);
   // Playwright turns the back/forward cache off by default; a phone's browser has it on.
   browser = await chromium.launch({ ...launchOptions, ignoreDefaultArgs: ["--disable-back-forward-cache"] });
