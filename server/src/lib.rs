@@ -41,7 +41,6 @@ pub use api::publish::PublishRequest;
 pub use api::refusal::Reason;
 pub use feed::broadcast::{BroadcastList, Start};
 pub use feed::frame::{encode_message, object_members};
-pub use feed::gzip::{Deflated, Deflater, GzipStream};
 pub use feed::redis::{normalise, split_message};
 pub use runtime::cancel::CancelToken;
 pub use runtime::process::{process_stats, raise_open_files_limit, ProcessStats};

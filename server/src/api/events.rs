@@ -211,7 +211,8 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     let grants = (!grants.is_empty()).then(|| Arc::new(grants));
     let newest = state.feed.newest_id();
     let (mut sub, gap) = state.feed.subscribe(start, filter, grants, cut.clone());
-    let compressed = state.feed.compresses() && accepts_gzip(req.headers());
+    let compresses = state.feed.compresses();
+    let compressed = compresses && accepts_gzip(req.headers());
     if compressed {
         sub.compress();
     }
@@ -265,7 +266,7 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
             expiries: state.logs.expiries.clone(),
         },
     );
-    event_stream_response(stream, cut, state.feed.compresses().then_some(compressed))
+    event_stream_response(stream, cut, compresses.then_some(compressed))
 }
 
 /// Whether `Accept-Encoding` takes gzip: named with a weight above zero, or not named and `*`

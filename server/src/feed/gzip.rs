@@ -68,7 +68,6 @@ impl Deflated {
 /// The feed's two compressors.
 pub struct Deflater {
     shared: Compress,
-    alone: Compress,
     /// Frames the shared compressor has taken since its window was last emptied.
     since_reset: usize,
     reset_every: usize,
@@ -84,7 +83,6 @@ impl Deflater {
         let level = Compression::new(level.min(9));
         Deflater {
             shared: Compress::new(level, false),
-            alone: Compress::new(level, false),
             // The first shared frame starts a stream: it is a reset point.
             since_reset: usize::MAX,
             reset_every: reset_every.max(1),
@@ -122,20 +120,15 @@ impl Deflater {
         Deflated {
             shared,
             reset,
-            alone: self.alone(frame),
+            alone: alone(frame),
             crc: Crc::of(frame),
         }
     }
-
-    /// `frame` deflated alone: it decodes after anything.
-    fn alone(&mut self, frame: &[u8]) -> Bytes {
-        self.alone.reset();
-        run(&mut self.alone, frame, FlushCompress::Sync)
-    }
 }
 
-/// `frame` deflated alone, by this thread's compressor: for a frame of one stream (its
-/// preamble, a gap, an ending), made where it is sent.
+/// `frame` deflated alone, by this thread's compressor (reset first): it decodes after anything.
+/// For every frame the list appends and every frame of one stream (its preamble, a gap, an
+/// ending).
 pub fn alone(frame: &[u8]) -> Bytes {
     thread_local! {
         static ALONE: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(LEVEL), false));
@@ -261,17 +254,11 @@ pub struct GzipStream {
 }
 
 impl GzipStream {
-    /// Appends a message frame of the shared stream's kind: its shared output when this
+    /// The output of a message frame this subscriber is sent next: its shared output when the
     /// subscriber's decoder is in step (or comes into step at a reset point) and it reads the
     /// whole shared stream (`whole`: no filter), else its alone output.
-    pub fn message(&mut self, out: &mut BytesMut, frame: &Deflated, whole: bool) {
-        self.start(out);
-        out.put_slice(self.take(frame, whole));
-    }
-
-    /// The output of `frame` this subscriber is sent next (as [`GzipStream::message`] chooses
-    /// it), the list's own bytes; the header, if not sent yet, must go before it
-    /// ([`GzipStream::header`]).
+    /// The list's own bytes, handed over without a copy; the header, if not sent yet, must go
+    /// before them ([`GzipStream::header`]).
     pub fn take<'a>(&mut self, frame: &'a Deflated, whole: bool) -> &'a Bytes {
         self.add(frame.crc);
         match &frame.shared {
@@ -328,6 +315,14 @@ mod tests {
     use proptest::prelude::*;
     use std::io::Read;
 
+    /// Appends what `stream` is sent for `frame`, as a batch gathers it (the header first).
+    fn send(stream: &mut GzipStream, out: &mut BytesMut, frame: &Deflated, whole: bool) {
+        if let Some(header) = stream.header() {
+            out.put_slice(header);
+        }
+        out.put_slice(stream.take(frame, whole));
+    }
+
     fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
@@ -377,7 +372,7 @@ mod tests {
         let mut out = BytesMut::new();
         let mut plain = Vec::new();
         for (frame, d) in &frames[37..] {
-            stream.message(&mut out, d, true);
+            send(&mut stream, &mut out, d, true);
             plain.extend_from_slice(frame);
         }
         stream.finish(&mut out);
@@ -436,7 +431,7 @@ mod tests {
                                 && filter.is_none_or(|f| f == *channel)
                                 && (!private || *granted);
                             if wants {
-                                stream.message(out, &d, filter.is_none());
+                                send(stream, out, &d, filter.is_none());
                                 plain.extend_from_slice(&frame);
                             }
                         }

@@ -299,7 +299,8 @@ impl BroadcastList {
         if size > limit {
             return Err(Rejected::TooLarge { size, limit });
         }
-        // Under the lock only the id is assigned and bytes are copied.
+        // Under the lock the id is assigned, bytes are copied and, for compressed streams, the
+        // frame is deflated: the shared compressor must take the frames in the ids' order.
         let (id, scan) = {
             let mut guard = self.shared.state.write_or_recover();
             let state = &mut *guard;
