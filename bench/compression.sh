@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compressed event streams against plain ones (issue 26): a fresh release server per run,
-# 10,000 subscribers × 10 msg/s for 10 s of a feed (`--feed ticks`: price ticks, ~170-byte JSON
+# 10,000 subscribers × 10 msg/s (RATE) for 10 s of a feed (`--feed ticks`: price ticks, ~170-byte JSON
 # objects with repeated keys; `--feed pad`: the padded load message), `ringback-bench load` on
 # the same machine, for each connection shape:
 #   h1      cleartext HTTP/1.1, a connection each
@@ -13,13 +13,14 @@
 # Needs the release build (cargo leptos build --release). The subscribers connect from 8 loopback
 # addresses, so back-to-back runs do not run out of ephemeral ports.
 # Usage: bench/compression.sh [ROUNDS]   (default 1; encodings alternate within a shape)
-#        SHAPES="h1" FEED=pad bench/compression.sh 2
+#        SHAPES="h1" FEED=pad RATE=5 bench/compression.sh 2
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 server_bin=${SERVER_BIN:-target/release/ringback}
 rounds=${1:-1}
 shapes=${SHAPES:-h1 tls-h2}
 feed=${FEED:-ticks}
+rate=${RATE:-10}
 port=3394
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
@@ -41,7 +42,7 @@ for round in $(seq "$rounds"); do
         --max-subscribers-per-ip 0 --max-connections 19000 "${server[@]}" &
       pid=$!
       await_server "$port"
-      out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 10000 --rate 10 --duration 10s \
+      out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 10000 --rate "$rate" --duration 10s \
         --drain 5s --sources 8 --feed "$feed" "${transport[@]}" "${client[@]}")
       echo "$shape/$encoding $(echo "$out" | sed -n 's/^json //p')" >>"$results"
       kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
@@ -50,7 +51,7 @@ for round in $(seq "$rounds"); do
   done
 done
 
-node - "$results" "$feed" <<'JS'
+node - "$results" "$feed" "$rate" <<'JS'
 const fs = require("fs");
 const runs = {};
 for (const line of fs.readFileSync(process.argv[2], "utf8").trim().split("\n")) {
@@ -61,13 +62,13 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.le
 // Server µs per delivery: its CPU seconds while publishing ÷ deliveries.
 const us = (r) => r.server_cpu_s * 1e6 / r.deliveries;
 const fixed = (x, d = 2) => (+x).toFixed(d);
-console.log(`\nfeed: ${process.argv[3]}; 10,000 subscribers × 10 msg/s × 10 s; medians of ${runs[Object.keys(runs)[0]].length} run(s)`);
+console.log(`\nfeed: ${process.argv[3]}; 10,000 subscribers × ${process.argv[4]} msg/s × 10 s; medians of ${runs[Object.keys(runs)[0]].length} run(s)`);
 console.log("shape/encoding    wire B/deliv  decoded B/deliv  server µs/deliv  idle KiB/sub  p50 ms  p99 ms  lost");
 const m = {};
 for (const k of Object.keys(runs)) {
   const r = runs[k];
   m[k] = { wire: median(r.map((x) => x.wire_bytes_per_delivery)), us: median(r.map(us)), kib: median(r.map((x) => x.idle_kib_per_subscriber)) };
-  console.log(`${k.padEnd(17)} ${fixed(m[k].wire, 1).padStart(12)}  ${fixed(median(r.map((x) => x.plain_bytes_per_delivery)), 1).padStart(15)}  ${fixed(m[k].us).padStart(15)}  ${fixed(m[k].kib).padStart(12)}  ${fixed(median(r.map((x) => x.p50_ms)), 1).padStart(6)}  ${fixed(median(r.map((x) => x.p99_ms)), 1).padStart(6)}  ${r.map((x) => x.lost).join(",")}`);
+  console.log(`${k.padEnd(17)} ${fixed(m[k].wire, 1).padStart(12)}  ${fixed(median(r.map((x) => x.plain_bytes_per_delivery)), 1).padStart(15)}  ${fixed(m[k].us).padStart(15)}  ${fixed(m[k].kib).padStart(12)}  ${fixed(median(r.map((x) => x.p50_ms)), 1).padStart(6)}  ${fixed(median(r.map((x) => x.p99_ms)), 1).padStart(6)}  ${r.map((x) => x.lost).join(",")}  (µs/deliv by run: ${r.map((x) => fixed(us(x))).join(", ")})`);
 }
 for (const shape of new Set(Object.keys(m).map((k) => k.split("/")[0]))) {
   const [id, gz] = [m[`${shape}/identity`], m[`${shape}/gzip`]];

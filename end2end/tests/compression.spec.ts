@@ -2,7 +2,7 @@ import { test, expect, type Page } from "@playwright/test";
 import { type ChildProcess } from "node:child_process";
 import { freePort, startRingback, stop, publish, healthy } from "./ringback";
 
-// Compressed event streams (`--stream-compression gzip`) decoded by Chromium's own EventSource,
+// Compressed event streams (`--stream-compression gzip`, the default) decoded by Chromium's own EventSource,
 // event by event as they arrive: live, resumed mid-window, filtered, and resumed past the
 // history (a gap first), over HTTP/1.1 and over TLS + HTTP/2. Chromium asks for gzip on an
 // EventSource by itself; each stream's response says it got it.

@@ -287,12 +287,12 @@ pub struct EventArgs {
     #[arg(long, env = "RINGBACK_MAX_FILTER_CHANNELS", default_value_t = defaults::MAX_FILTER_CHANNELS)]
     pub max_filter_channels: usize,
     /// Event streams compressed for the clients that accept it: `gzip` (each frame compressed
-    /// once for every subscriber), or `off`.
+    /// once for every subscriber, and only while a stream is compressed), or `off`.
     #[arg(
         long,
         env = "RINGBACK_STREAM_COMPRESSION",
         value_enum,
-        default_value = "off"
+        default_value = "gzip"
     )]
     pub stream_compression: StreamCompression,
 }
@@ -306,7 +306,7 @@ impl Default for EventArgs {
             drain_window: defaults::DRAIN_WINDOW,
             replay_rate: defaults::REPLAY_RATE,
             max_filter_channels: defaults::MAX_FILTER_CHANNELS,
-            stream_compression: StreamCompression::Off,
+            stream_compression: StreamCompression::Gzip,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Event streams compressed once for every subscriber (gzip, RFC 1952 around RFC 1951 deflate).
 //!
-//! Each frame is deflated twice when it is appended, whatever the number of subscribers:
+//! Each frame is deflated at most twice, whatever the number of subscribers:
 //!
 //! - by the **shared** compressor, which runs over the feed's public frames in order and is
 //!   sync-flushed after each (its output for a frame ends on a byte boundary, so the frame can be
@@ -11,6 +11,12 @@
 //!   subscriber can join the shared stream there, soon in a fast feed and in a slow one;
 //! - **alone**, by a compressor reset before each frame: its output refers to nothing before it,
 //!   so it decodes after whatever the subscriber's decoder has seen.
+//!
+//! A frame's alone output is made the first time a stream needs it (a stream that joined since
+//! the last reset point, a filtered one, a frame appended while no stream was compressed), once
+//! for all of them; while no subscriber reads a compressed stream, the shared compressor rests,
+//! and the first shared frame after is a reset point. A list with compression on and no browser
+//! asking for it does no compression work.
 //!
 //! A subscriber ([`GzipStream`]) holds no compressor, only where it stands: its stream is the gzip
 //! header, then each frame's *alone* output until a reset point, and from there the *shared*
@@ -26,6 +32,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress, Status};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -43,25 +50,41 @@ pub const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// A final, empty deflate block (fixed Huffman codes: `BFINAL=1, BTYPE=01`, then end of block).
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 
-/// One frame's compressed forms, made once when it is appended.
+/// One frame's compressed forms: the shared one made when it is appended, the alone one the
+/// first time a stream needs it.
 #[derive(Clone, Debug)]
 pub struct Deflated {
     /// The shared compressor's output for the frame; `None` for a frame outside the shared
-    /// stream (a private channel's).
+    /// stream (a private channel's, or one appended while the shared compressor rested).
     pub shared: Option<Bytes>,
     /// Whether the shared compressor's window was emptied just before this frame: from here on,
     /// a subscriber may take the shared outputs.
     pub reset: bool,
-    /// The frame deflated alone.
-    pub alone: Bytes,
+    /// The frame deflated alone, once made.
+    alone: OnceLock<Bytes>,
     /// The frame's CRC-32, for the subscriber's trailer.
     pub crc: Crc,
 }
 
 impl Deflated {
-    /// The bytes these forms hold (counted against the history's byte bound).
+    /// The bytes made when the frame was appended (counted against the history's byte bound).
     pub fn size(&self) -> usize {
-        self.alone.len() + self.shared.as_ref().map_or(0, Bytes::len)
+        self.shared.as_ref().map_or(0, Bytes::len)
+    }
+
+    /// The frame (`plain`, which these forms are of) deflated alone: made by the first stream
+    /// that needs it, which adds its length to `made` (the history counts it), then shared.
+    pub fn alone(&self, plain: &[u8], made: &AtomicUsize) -> &Bytes {
+        self.alone.get_or_init(|| {
+            let alone = alone(plain);
+            made.fetch_add(alone.len(), Ordering::Relaxed);
+            alone
+        })
+    }
+
+    /// The length of the alone output, if it was made.
+    pub fn alone_made(&self) -> usize {
+        self.alone.get().map_or(0, Bytes::len)
     }
 }
 
@@ -74,6 +97,9 @@ pub struct Deflater {
     /// When the window was last emptied, and how long it may go without.
     reset_at: Instant,
     reset_after: Duration,
+    /// Public frames went by without the shared compressor (no stream was compressed): the
+    /// next shared frame is a reset point.
+    rested: bool,
 }
 
 impl Deflater {
@@ -88,16 +114,19 @@ impl Deflater {
             reset_every: reset_every.max(1),
             reset_at: Instant::now(),
             reset_after,
+            rested: false,
         }
     }
 
-    /// The compressed forms of `frame`; `shared`: the frame joins the shared stream (every
-    /// public frame does); `reset`: its window is emptied before this frame whatever the count
-    /// and the time (subscribers went out of step and want back in).
+    /// The compressed forms of `frame` made now; `shared`: the frame joins the shared stream
+    /// (every public frame does while a stream is compressed); `reset`: its window is emptied
+    /// before this frame whatever the count and the time (subscribers went out of step and want
+    /// back in).
     pub fn deflate(&mut self, frame: &[u8], shared: bool, reset: bool) -> Deflated {
         let (shared, reset) = if shared {
             let now = Instant::now();
             let reset = reset
+                || std::mem::take(&mut self.rested)
                 || self.since_reset >= self.reset_every
                 || now.duration_since(self.reset_at) >= self.reset_after;
             let mut out = BytesMut::new();
@@ -120,7 +149,19 @@ impl Deflater {
         Deflated {
             shared,
             reset,
-            alone: alone(frame),
+            alone: OnceLock::new(),
+            crc: Crc::of(frame),
+        }
+    }
+
+    /// The forms of a public `frame` appended while no stream is compressed: the shared
+    /// compressor rests (the frame is outside its stream), and its next frame is a reset point.
+    pub fn rest(&mut self, frame: &[u8]) -> Deflated {
+        self.rested = true;
+        Deflated {
+            shared: None,
+            reset: false,
+            alone: OnceLock::new(),
             crc: Crc::of(frame),
         }
     }
@@ -259,10 +300,18 @@ impl GzipStream {
     /// whole shared stream (`whole`: no filter), else its alone output.
     /// The list's own bytes, handed over without a copy; the header, if not sent yet, must go
     /// before them ([`GzipStream::header`]).
-    pub fn take<'a>(&mut self, frame: &'a Deflated, whole: bool) -> &'a Bytes {
-        self.add(frame.crc);
-        match &frame.shared {
-            Some(shared) if whole && (self.in_step || frame.reset) => {
+    /// `plain` is the frame `forms` are of; the alone output, made if it was not yet, adds its
+    /// length to `made`.
+    pub fn take<'a>(
+        &mut self,
+        plain: &[u8],
+        forms: &'a Deflated,
+        whole: bool,
+        made: &AtomicUsize,
+    ) -> &'a Bytes {
+        self.add(forms.crc);
+        match &forms.shared {
+            Some(shared) if whole && (self.in_step || forms.reset) => {
                 self.in_step = true;
                 shared
             }
@@ -270,7 +319,7 @@ impl GzipStream {
                 // Outside the shared stream, or not in step with it: alone, and out of step
                 // (this frame's plain text is not where the shared compressor has it).
                 self.in_step = false;
-                &frame.alone
+                forms.alone(plain, made)
             }
         }
     }
@@ -315,12 +364,19 @@ mod tests {
     use proptest::prelude::*;
     use std::io::Read;
 
-    /// Appends what `stream` is sent for `frame`, as a batch gathers it (the header first).
-    fn send(stream: &mut GzipStream, out: &mut BytesMut, frame: &Deflated, whole: bool) {
+    /// Appends what `stream` is sent for `plain` (whose forms are `forms`), as a batch gathers
+    /// it (the header first).
+    fn send(
+        stream: &mut GzipStream,
+        out: &mut BytesMut,
+        plain: &[u8],
+        forms: &Deflated,
+        whole: bool,
+    ) {
         if let Some(header) = stream.header() {
             out.put_slice(header);
         }
-        out.put_slice(stream.take(frame, whole));
+        out.put_slice(stream.take(plain, forms, whole, &AtomicUsize::new(0)));
     }
 
     fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -372,7 +428,7 @@ mod tests {
         let mut out = BytesMut::new();
         let mut plain = Vec::new();
         for (frame, d) in &frames[37..] {
-            send(&mut stream, &mut out, d, true);
+            send(&mut stream, &mut out, frame, d, true);
             plain.extend_from_slice(frame);
         }
         stream.finish(&mut out);
@@ -392,6 +448,9 @@ mod tests {
     enum Step {
         /// A frame on channel `0..3` (channel 3 is private), a reset point asked for or not.
         Publish(u8, bool),
+        /// A public frame appended while the shared compressor rests (it raced a subscriber's
+        /// start: the subscriber reads it, though none was compressed when it was appended).
+        Rested,
         /// A control frame reaches this subscriber.
         Other,
     }
@@ -403,6 +462,7 @@ mod tests {
                 prop_oneof![
                     4 => (0u8..4, proptest::bool::weighted(0.1)).prop_map(|(c, r)| Step::Publish(c, r)),
                     1 => Just(Step::Other),
+                    1 => Just(Step::Rested),
                 ],
                 1..160,
             ),
@@ -420,18 +480,24 @@ mod tests {
                 .collect();
             for (i, step) in steps.iter().enumerate() {
                 match step {
-                    Step::Publish(channel, reset) => {
+                    Step::Publish(..) | Step::Rested => {
+                        let (channel, private) = match step {
+                            Step::Publish(channel, _) => (*channel, *channel == 3),
+                            _ => (0, false),
+                        };
                         let frame = tick(i, &format!("c{channel}"));
-                        let private = *channel == 3;
-                        let d = deflater.deflate(&frame, !private, *reset);
+                        let d = match step {
+                            Step::Publish(_, reset) => deflater.deflate(&frame, !private, *reset),
+                            _ => deflater.rest(&frame),
+                        };
                         for ((stream, out, plain), (join, filter, granted)) in
                             streams.iter_mut().zip(&subscribers)
                         {
                             let wants = i >= *join
-                                && filter.is_none_or(|f| f == *channel)
+                                && filter.is_none_or(|f| f == channel)
                                 && (!private || *granted);
                             if wants {
-                                send(stream, out, &d, filter.is_none());
+                                send(stream, out, &frame, &d, filter.is_none());
                                 plain.extend_from_slice(&frame);
                             }
                         }

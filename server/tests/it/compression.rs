@@ -1,16 +1,15 @@
-//! Compressed event streams over real HTTP/1.1 (`--stream-compression gzip`): each stream
+//! Compressed event streams over real HTTP/1.1 (`--stream-compression gzip`, the default): each stream
 //! decoded chunk by chunk as it arrives, as a browser decodes it, holds exactly the events of
 //! the same stream uncompressed, joined live, resumed mid-window and filtered; it ends whole
 //! (final block, CRC-32 and length); and a client that asks for nothing gets the plain stream.
 #![allow(clippy::unwrap_used)]
 
 use crate::support::*;
-use ringback::config::{ServeArgs, StreamCompression};
+use ringback::config::ServeArgs;
 
+/// The default: streams compressed for clients that accept it.
 fn compressing() -> ServeArgs {
-    let mut cfg = config();
-    cfg.events.stream_compression = StreamCompression::Gzip;
-    cfg
+    config()
 }
 
 /// A realistic event: a JSON object of ~150 bytes with repeated keys (a price tick).

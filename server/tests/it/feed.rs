@@ -12,8 +12,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn publish_reaches_every_subscriber_as_an_sse_frame() {
-    let server = TestServer::start(config()).await;
-    // A browser offers every encoding it decodes: the stream is never compressed anyway.
+    // With compression off, a browser that offers every encoding it decodes gets the plain
+    // stream (compressed streams, the default: `compression.rs`).
+    let mut cfg = config();
+    cfg.events.stream_compression = ringback::config::StreamCompression::Off;
+    let server = TestServer::start(cfg).await;
     let encodings = [("accept-encoding", "gzip, deflate, br, zstd")];
     let mut a = SseClient::connect(server.addr, "/messages", &encodings).await;
     let mut b = SseClient::connect(server.addr, "/messages", &[]).await;

@@ -7,12 +7,14 @@ use app::message::Gap;
 use app::time::unix_now;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Per-entry bookkeeping counted against the byte bound on top of the frame itself.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
 
-/// What an entry holds: its frame, its compressed forms, its bookkeeping.
+/// What an entry holds when appended: its frame, its compressed forms, its bookkeeping (a
+/// frame's alone output, made later, is counted in `History::made`).
 fn entry_size(entry: &Entry) -> usize {
     let deflated = entry
         .deflated
@@ -62,6 +64,9 @@ pub enum Start {
 pub(super) struct History {
     entries: VecDeque<Entry>,
     bytes: usize,
+    /// The bytes of the frames' alone outputs made since they were appended (by readers, under
+    /// the list's read lock: hence atomic), counted against the byte bound with `bytes`.
+    made: AtomicUsize,
     /// The newest id appended (the first id minus one before any).
     pub newest: u64,
     /// Every id up to this one is gone (evicted, or from before this list existed): a resume
@@ -95,6 +100,7 @@ impl History {
         History {
             entries: VecDeque::with_capacity(limits.history.clamp(1, 4096)),
             bytes: 0,
+            made: AtomicUsize::new(0),
             newest: first_id - 1,
             evicted_through: first_id - 1,
             // What was published before this list existed is gone.
@@ -129,12 +135,17 @@ impl History {
     /// time to scan the registry for subscribers left behind.
     pub fn evict(&mut self, limits: &FeedLimits) -> Option<u64> {
         while self.entries.len() > limits.history.max(1)
-            || (self.bytes > limits.history_bytes && self.entries.len() > 1)
+            || (self.bytes + self.made.load(Ordering::Relaxed) > limits.history_bytes
+                && self.entries.len() > 1)
         {
             let Some(old) = self.entries.pop_front() else {
                 break;
             };
             self.bytes -= entry_size(&old);
+            if let Some(deflated) = &old.deflated {
+                self.made
+                    .fetch_sub(deflated.alone_made(), Ordering::Relaxed);
+            }
             self.evicted_through = old.id;
             self.evicted_time = old.time;
             self.evictions += 1;
@@ -267,7 +278,7 @@ impl History {
                     out.push_slice(header);
                 }
                 match &entry.deflated {
-                    Some(deflated) => out.push(stream.take(deflated, whole)),
+                    Some(forms) => out.push(stream.take(&entry.frame, forms, whole, &self.made)),
                     // Appended before the list compressed (it does from start-up on).
                     None => {
                         let mut buf = BytesMut::new();
@@ -302,7 +313,10 @@ impl History {
 
     /// Entries and bytes held.
     pub fn held(&self) -> (usize, usize) {
-        (self.entries.len(), self.bytes)
+        (
+            self.entries.len(),
+            self.bytes + self.made.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -58,7 +58,7 @@ use channel_table::ChannelTable;
 use history::History;
 use presence_counts::PresenceCounts;
 use registry::{Registry, Slot};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -129,6 +129,8 @@ struct Shared {
     /// is back in step at once rather than after up to `gzip::RESET_EVERY` frames. At most one
     /// extra reset per presence interval, whatever the subscribers.
     reset_wanted: AtomicBool,
+    /// The subscriptions whose streams are compressed now: with none, no frame is compressed.
+    compressed: AtomicUsize,
 }
 
 /// What appending changes, under one lock.
@@ -165,6 +167,7 @@ impl BroadcastList {
                 metrics,
                 presence: PresenceCounts::default(),
                 reset_wanted: AtomicBool::new(false),
+                compressed: AtomicUsize::new(0),
                 cuts: Arc::new(LogSummary::new(
                     "subscriber fell behind the history; disconnected so it resumes with Last-Event-ID",
                     tracing::Level::WARN,
@@ -328,11 +331,17 @@ impl BroadcastList {
                 announce || private,
             );
             // Private frames stay out of the shared compressor's stream: not every reader of
-            // the whole feed reads them.
+            // the whole feed reads them. While no stream is compressed, it rests.
             let deflated = state.deflater.as_mut().map(|d| {
-                // Taken by the next frame of the shared stream (a private one is not).
-                let reset = !private && self.shared.reset_wanted.swap(false, Ordering::Relaxed);
-                Box::new(d.deflate(&frame, !private, reset))
+                Box::new(if private {
+                    d.deflate(&frame, false, false)
+                } else if self.shared.compressed.load(Ordering::Relaxed) == 0 {
+                    d.rest(&frame)
+                } else {
+                    // Taken by the next frame of the shared stream (a private one is not).
+                    let reset = self.shared.reset_wanted.swap(false, Ordering::Relaxed);
+                    d.deflate(&frame, true, reset)
+                })
             });
             state.history.push(Entry {
                 id,

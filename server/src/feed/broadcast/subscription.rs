@@ -124,6 +124,9 @@ impl Subscription {
     /// Makes this subscriber's stream gzip-compressed (see `feed::gzip`): every frame handed
     /// over from now on, its own (`encode`) included, is compressed, and `finish` ends it.
     pub fn compress(&mut self) {
+        if self.gzip.is_none() {
+            self.list.shared.compressed.fetch_add(1, Ordering::Relaxed);
+        }
         self.gzip = Some(GzipStream::default());
     }
 
@@ -197,6 +200,9 @@ fn wants(
 impl Drop for Subscription {
     fn drop(&mut self) {
         let shared = &self.list.shared;
+        if self.gzip.is_some() {
+            shared.compressed.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut registry = shared.registry.lock_or_recover();
         registry.remove(self.key, self.filter.as_deref(), self.grants.as_ref());
         shared.subscribers.send_replace(registry.len());

@@ -551,3 +551,39 @@ async fn no_lost_wakeups_under_contention() {
         assert_eq!(seen, expected);
     }
 }
+
+/// With compression on and no compressed stream, no frame is compressed; a compressed reader
+/// that comes later decodes the history (each frame deflated alone the first time a stream
+/// needs it) and then the shared stream from its next frame (a reset point); once it has gone,
+/// the shared compressor rests again.
+#[test]
+fn frames_are_compressed_only_while_a_stream_is() {
+    use std::io::Read;
+    let list = list(8);
+    list.compress_frames();
+    // For each id: (shared output made, a reset point, alone output made), and the plain frame.
+    let forms = |id: u64| {
+        let state = list.shared.state.read_or_recover();
+        let entry = *state.history.latest(8).iter().find(|e| e.id == id).unwrap();
+        let d = entry.deflated.as_ref().unwrap();
+        let made = (d.shared.is_some(), d.reset, d.alone_made() > 0);
+        (made, entry.frame.clone())
+    };
+    list.publish("red", &json!(1)).unwrap();
+    assert_eq!(forms(1).0, (false, false, false));
+    let (mut a, _) = list.subscribe(Start::After(0), None, None, CancelToken::new());
+    a.compress();
+    list.publish("red", &json!(2)).unwrap();
+    assert_eq!(forms(2).0, (true, true, false));
+    let mut gz = a.try_next(1 << 16).unwrap().unwrap().to_vec();
+    assert_eq!(forms(1).0, (false, false, true), "made when first needed");
+    gz.extend_from_slice(&a.finish().unwrap());
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(plain, [forms(1).1, forms(2).1].concat());
+    drop(a);
+    list.publish("red", &json!(3)).unwrap();
+    assert_eq!(forms(3).0, (false, false, false));
+}
