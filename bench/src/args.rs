@@ -44,8 +44,9 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
     /// What each message holds besides its time and number: `pad` (`--payload` bytes of `x`,
-    /// which compress to nothing), or `ticks` (a price tick of ~170 bytes: repeated keys,
-    /// changing values, as a realistic feed of JSON objects).
+    /// which compress to nothing), `ticks` (a price tick of ~170 bytes: repeated keys,
+    /// changing values, as a realistic feed of JSON objects), or `demo` (the demo source's
+    /// text, a short string, on each of the page's channels in turn).
     #[arg(long, value_enum, default_value = "pad")]
     pub feed: Feed,
     /// Ask for compressed streams (`Accept-Encoding: gzip`); a gzip stream is decoded as it
@@ -119,4 +120,5 @@ pub struct PageloadArgs {
 pub enum Feed {
     Pad,
     Ticks,
+    Demo,
 }

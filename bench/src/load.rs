@@ -439,12 +439,27 @@ async fn h2_stream(
     tally.finish(&shared);
 }
 
-/// Message `n`, stamped with the time it is published, in microseconds: padded, or a price
-/// tick (see `--feed`).
+/// Message `n`, stamped with the time it is published, in microseconds: padded, a price tick,
+/// or the demo's (see `--feed`).
 fn load_message(n: u64, pad: &str, feed: Feed) -> String {
     let t = now_us();
     match feed {
         Feed::Pad => format!(r#"{{"type":"load","data":{{"t":{t},"n":{n},"pad":"{pad}"}}}}"#),
+        Feed::Demo => {
+            // The text `server/src/feed/demo.rs` publishes, with the time and number beside it.
+            const WORDS: [&str; 8] = [
+                "hello", "ring", "back", "live", "feed", "ping", "pong", "news",
+            ];
+            // The page's default channels (`app::message::DEFAULT_CHANNELS`).
+            let channels = ["red", "yellow", "blue"];
+            let i = n as usize;
+            format!(
+                r#"{{"type":"{}","data":{{"text":"demo #{} — {}","t":{t},"n":{n}}}}}"#,
+                channels[i % channels.len()],
+                i + 1,
+                WORDS[(i * 7 / 3) % WORDS.len()],
+            )
+        }
         Feed::Ticks => {
             const SYMBOLS: [&str; 8] = [
                 "ACME", "GLOBX", "INITECH", "UMBRL", "STARK", "WAYNE", "HOOLI", "VANDL",

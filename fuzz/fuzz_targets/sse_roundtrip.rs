@@ -19,11 +19,19 @@ fuzz_target!(|input: (u64, &str, &str, bool, Vec<(String, String)>)| {
     let data_json = serde_json::to_vec(&data).unwrap();
     let extra: serde_json::Map<String, serde_json::Value> = extra
         .into_iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data"))
+        .filter(|(k, _)| !matches!(k.as_str(), "id" | "type" | "data" | "time"))
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
     let extra_json = ringback::object_members(&extra);
-    let (frame, json) = ringback::encode_message(id, channel, &data_json, &extra_json, announce);
+    let (frame, json) = ringback::Message {
+        id,
+        time: 0,
+        channel,
+        data_json: &data_json,
+        extra_json: &extra_json,
+        announce,
+    }
+    .encode();
     ringback_fuzz::check_frame(&frame, id, channel, &data);
     let message: app::message::Message = serde_json::from_slice(&json).unwrap();
     assert_eq!(message.extra, extra);

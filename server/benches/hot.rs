@@ -38,14 +38,15 @@ fn encoder(c: &mut Criterion) {
     let data = serde_json::to_vec(&payload()).unwrap_or_default();
     c.bench_function("sse/encode_message", |b| {
         b.iter(|| {
-            ringback::encode_message(
-                black_box(1_795_000_000_000_001),
-                1_795_000_000_000,
-                "blue",
-                &data,
-                b"",
-                false,
-            )
+            ringback::Message {
+                id: black_box(1_795_000_000_000_001),
+                time: 1_795_000_000_000,
+                channel: "blue",
+                data_json: &data,
+                extra_json: b"",
+                announce: false,
+            }
+            .encode()
         })
     });
 }

@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Follow one message: `api/publish.rs` (or `feed/redis/`) → `feed/source.rs` →
-//! `feed/broadcast/` (encoded once by `feed/frame.rs`) → `api/events.rs` → the drivers in
+//! `feed/broadcast/` (encoded once by `feed/frame/`) → `api/events.rs` → the drivers in
 //! `transport/`.
 
 mod api;
@@ -40,7 +40,7 @@ pub use api::events::{parse_last_event_id, SubscribeParams};
 pub use api::publish::PublishRequest;
 pub use api::refusal::Reason;
 pub use feed::broadcast::{BroadcastList, Start};
-pub use feed::frame::{encode_message, object_members};
+pub use feed::frame::{object_members, Event, Message};
 pub use feed::redis::{normalise, split_message};
 pub use runtime::cancel::CancelToken;
 pub use runtime::process::{process_stats, raise_open_files_limit, ProcessStats};

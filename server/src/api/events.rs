@@ -20,7 +20,7 @@ use crate::api::state::ApiState;
 use crate::config::ServeArgs;
 use crate::feed::broadcast::{Start, Subscription};
 use crate::feed::channels::ChannelSet;
-use crate::feed::frame;
+use crate::feed::frame::Event;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::{CancelToken, Cancelled};
 use crate::runtime::connection::{ClientAddr, ConnectionCut, StreamCut};
@@ -40,19 +40,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-/// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first bytes of a
+/// The `retry:` line and, after a lost resume, the `ringback.gap` event: the first frames of a
 /// stream. Sent at once so the browser sees the stream open without waiting for a message.
 ///
 /// Behind Redis, the source's state follows.
-fn preamble(retry: Duration, gap: Option<&Gap>, online: Option<bool>) -> Bytes {
-    let mut out = frame::encode_retry(retry);
-    if let Some(gap) = gap {
-        out.push_str(&frame::encode_gap(gap));
-    }
-    if let Some(online) = online {
-        out.push_str(&frame::encode_source(online));
-    }
-    Bytes::from(out)
+fn preamble<'a>(retry: Duration, gap: Option<&'a Gap>, online: Option<bool>) -> Vec<Event<'a>> {
+    let gap = gap.map(Event::Gap);
+    let source = online.map(|online| Event::Source { online });
+    [Some(Event::Retry(retry)), gap, source]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Why the server ends a stream on purpose, and when it asks the client back: each ending's
@@ -244,7 +242,7 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     if let Some(expires) = expires {
         ends.at(expires, Ending::TokenExpired);
     }
-    let first = sub.encode(preamble(retry, gap.as_ref(), online));
+    let first = sub.send(&preamble(retry, gap.as_ref(), online));
     let stream = EventStream::new(
         sub,
         first,
@@ -591,7 +589,7 @@ impl EventStream {
                     continue;
                 }
                 online = source_changed(&mut self.source) => {
-                    self.sub.encode(Bytes::from(frame::encode_source(online)))
+                    self.sub.send(&[Event::Source { online }])
                 }
                 next = Self::next_frames(
                     &mut self.sub,
@@ -691,9 +689,11 @@ impl EventStream {
         let (min, max) = why.retry_range();
         let retry = self.settings.retry;
         let retry = jitter::between(retry.mul_f64(min), retry.mul_f64(max));
-        let last = self
-            .sub
-            .encode(frame::encode_ending(EVENT_END, why.label(), retry));
+        let last = self.sub.send(&[Event::Ending {
+            event: EVENT_END,
+            reason: why.label(),
+            retry,
+        }]);
         // A compressed stream ends whole: its trailer follows the last event.
         match self.sub.finish() {
             Some(trailer) => [last, trailer].concat().into(),
@@ -705,7 +705,26 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feed::frame::{encode_message, object_members};
+    use crate::feed::frame::{self, object_members, Message};
+
+    fn encode_message(
+        id: u64,
+        time: u64,
+        channel: &str,
+        data_json: &[u8],
+        extra_json: &[u8],
+        announce: bool,
+    ) -> (Bytes, Bytes) {
+        let message = Message {
+            id,
+            time,
+            channel,
+            data_json,
+            extra_json,
+            announce,
+        };
+        message.encode()
+    }
     use app::message::{EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 
     /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's line and field
@@ -839,7 +858,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let s = Box::new(EventStream::new(
             sub,
-            preamble(Duration::from_secs(2), None, online),
+            frame::frames(&preamble(Duration::from_secs(2), None, online)),
             StreamSettings {
                 heartbeat,
                 retry: Duration::from_secs(2),
@@ -1084,9 +1103,10 @@ mod tests {
             after: 3,
             oldest: Some(9),
         };
-        let text =
-            String::from_utf8(preamble(Duration::from_millis(1500), Some(&gap), None).to_vec())
-                .unwrap();
+        let text = String::from_utf8(
+            frame::frames(&preamble(Duration::from_millis(1500), Some(&gap), None)).to_vec(),
+        )
+        .unwrap();
         let events = parse_events(&text);
         assert!(text.starts_with("retry: 1500\n"));
         assert_eq!(events.len(), 1);

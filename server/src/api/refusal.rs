@@ -19,6 +19,7 @@
 use crate::api::auth::AuthError;
 use crate::api::limits::LimitError;
 use crate::feed::broadcast::Rejected;
+use crate::feed::frame::Event;
 use crate::feed::redis::PublishError;
 use crate::metrics::ByReason;
 use crate::runtime::jitter;
@@ -254,11 +255,14 @@ impl IntoResponse for Refusal {
         match spec.answer {
             Answer::Shed { .. } => {
                 let retry = self.retry.unwrap_or(Duration::from_secs(1));
-                shed_response(crate::feed::frame::encode_ending(
-                    app::message::EVENT_REFUSED,
-                    spec.label,
-                    retry,
-                ))
+                shed_response(
+                    Event::Ending {
+                        event: app::message::EVENT_REFUSED,
+                        reason: spec.label,
+                        retry,
+                    }
+                    .to_bytes(),
+                )
             }
             Answer::Status(status) => {
                 let body = Json(serde_json::json!({ "error": self.message }));

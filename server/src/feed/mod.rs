@@ -7,7 +7,6 @@ pub mod broadcast;
 pub mod channels;
 pub mod demo;
 pub mod frame;
-pub mod gzip;
 pub mod idempotency;
 pub mod presence;
 pub mod redis;

@@ -2,7 +2,7 @@
 //! subscriber starting at a point begins; and the batch of frames after a cursor.
 
 use crate::config::FeedLimits;
-use crate::feed::gzip::{Alone, Deflated, GzipStream};
+use crate::feed::frame::gzip::{Alone, Deflated, GzipStream};
 use app::message::Gap;
 use app::time::unix_now;
 use bytes::{Bytes, BytesMut};

@@ -48,7 +48,8 @@ pub use subscription::Subscription;
 pub use crate::config::FeedLimits as Limits;
 
 use crate::feed::channels::ChannelSet;
-use crate::feed::gzip::{self, Deflater};
+use crate::feed::frame::gzip::{self, Deflater};
+use crate::feed::frame::Message;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::CancelToken;
 use crate::runtime::lock::{MutexExt, RwLockExt};
@@ -322,14 +323,15 @@ impl BroadcastList {
             let private = state.channels.is_private(&channel);
             // A private channel's name is in no first paint, so a page granted it learns the
             // name from the announcement that every one of its frames carries.
-            let (frame, json) = crate::feed::frame::encode_message(
+            let (frame, json) = Message {
                 id,
                 time,
-                &channel,
+                channel: &channel,
                 data_json,
                 extra_json,
-                announce || private,
-            );
+                announce: announce || private,
+            }
+            .encode();
             // Private frames stay out of the shared compressor's stream: not every reader of
             // the whole feed reads them. While no stream is compressed, it rests.
             let deflated = state.deflater.as_mut().map(|d| {

@@ -2,7 +2,8 @@
 //! `feed/presence.rs` at most once per interval, versioned so that each subscriber sends the
 //! newest (one shared `ringback.presence` frame) at its next step.
 
-use crate::feed::gzip::Alone;
+use crate::feed::frame::gzip::Alone;
+use crate::feed::frame::Event;
 use crate::runtime::lock::RwLockExt;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,11 +35,10 @@ impl PresenceState {
     pub fn frame_for(&self, grants: Option<&crate::feed::channels::ChannelSet>) -> Option<Bytes> {
         let frame = match grants {
             None => self.public.clone(),
-            Some(grants) => crate::feed::frame::encode_presence(
+            Some(grants) => presence(
                 self.counts
                     .iter()
-                    .filter(|(name, _, private)| !private || grants.contains(name))
-                    .map(|(name, n, _)| (&**name, *n)),
+                    .filter(|(name, _, private)| !private || grants.contains(name)),
             ),
         };
         (!frame.is_empty()).then_some(frame)
@@ -50,6 +50,12 @@ impl PresenceState {
         (!self.public.is_empty())
             .then(|| self.public_alone.get_or_init(|| Alone::new(&self.public)))
     }
+}
+
+/// The `ringback.presence` frame of `counts`.
+fn presence<'a>(counts: impl Iterator<Item = &'a (Arc<str>, u64, bool)>) -> Bytes {
+    let counts: Vec<(&str, u64)> = counts.map(|(name, n, _)| (&**name, *n)).collect();
+    Event::Presence(&counts).to_bytes()
 }
 
 /// The counts set last, and how often they changed.
@@ -66,12 +72,7 @@ impl PresenceCounts {
         if current.counts == counts {
             return false;
         }
-        let public = crate::feed::frame::encode_presence(
-            counts
-                .iter()
-                .filter(|(_, _, private)| !private)
-                .map(|(name, n, _)| (&**name, *n)),
-        );
+        let public = presence(counts.iter().filter(|(_, _, private)| !private));
         *current = Arc::new(PresenceState {
             counts,
             public,

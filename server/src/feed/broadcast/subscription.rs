@@ -5,7 +5,8 @@ use super::history::Entry;
 use super::registry::Slot;
 use super::BroadcastList;
 use crate::feed::channels::ChannelSet;
-use crate::feed::gzip::{self, Alone, GzipStream};
+use crate::feed::frame::gzip::{self, Alone, GzipStream};
+use crate::feed::frame::{self, Event};
 use crate::runtime::lock::{MutexExt, RwLockExt};
 use app::message::Gap;
 use bytes::{Bytes, BytesMut};
@@ -89,8 +90,7 @@ impl Subscription {
                 self.cursor = newest;
                 self.slot.cursor.store(newest, Ordering::Release);
                 shared.metrics.resume_gaps.fetch_add(1, Ordering::Relaxed);
-                let frame = Bytes::from(crate::feed::frame::encode_gap(&gap));
-                return Ok(Some(self.encode(frame)));
+                return Ok(Some(self.send(&[Event::Gap(&gap)])));
             }
             drop(state);
             self.list.cut(&self.slot, evicted);
@@ -130,9 +130,14 @@ impl Subscription {
         self.gzip = Some(GzipStream::default());
     }
 
-    /// A frame of this subscriber's own (its preamble, a source change, an ending) as its stream
-    /// carries it: compressed alone on a compressed stream.
-    pub fn encode(&mut self, frame: Bytes) -> Bytes {
+    /// Frames of this subscriber's own (its preamble, a source change, an ending) as its stream
+    /// carries them: compressed alone, in one piece, on a compressed stream.
+    pub fn send(&mut self, events: &[Event]) -> Bytes {
+        let frames = frame::frames(events);
+        self.encode(frames)
+    }
+
+    fn encode(&mut self, frame: Bytes) -> Bytes {
         if self.gzip.is_none() {
             return frame;
         }
@@ -142,7 +147,7 @@ impl Subscription {
     /// A heartbeat as this subscriber's stream carries it.
     pub fn heartbeat(&mut self) -> Bytes {
         if self.gzip.is_none() {
-            return Bytes::from_static(crate::feed::frame::HEARTBEAT);
+            return Bytes::from_static(frame::HEARTBEAT);
         }
         self.encode_alone(gzip::heartbeat())
     }

@@ -262,7 +262,7 @@ fn x8n_mod_p(mut n: u64) -> u32 {
 /// The heartbeat's forms, made once.
 pub fn heartbeat() -> &'static Alone {
     static HEARTBEAT: OnceLock<Alone> = OnceLock::new();
-    HEARTBEAT.get_or_init(|| Alone::new(crate::feed::frame::HEARTBEAT))
+    HEARTBEAT.get_or_init(|| Alone::new(super::HEARTBEAT))
 }
 
 /// Runs `compress` over all of `input` and flushes as `flush` says.
