@@ -21,6 +21,9 @@ pub enum Command {
     /// Browsers that reconnect as EventSource does, and a publisher that retries with
     /// `Idempotency-Key`, through a deploy or a crash (phases marked by `SIGUSR1`).
     Fleet(crate::fleet::FleetArgs),
+    /// The floor: the least work a server can do per delivery here (one epoll loop, one write
+    /// per subscriber per loop turn), to measure Ringback against.
+    Floor(crate::floor::FloorArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@
 pub mod args;
 pub mod attack;
 pub mod fleet;
+pub mod floor;
 pub mod histogram;
 pub mod load;
 pub mod pageload;

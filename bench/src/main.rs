@@ -1,4 +1,5 @@
-//! `ringback-bench`: the load tool (`load`) and the page-load benchmark (`pageload`).
+//! `ringback-bench`: the load tool (`load`), the page-load benchmark (`pageload`), the fleet
+//! (`fleet`) and the floor (`floor`).
 
 use clap::Parser;
 use ringback_bench::args::{Cli, Command};
@@ -18,6 +19,8 @@ fn main() -> ExitCode {
             Command::Load(args) => ringback_bench::load::run(&args).await,
             Command::Pageload(args) => ringback_bench::pageload::run(&args).await,
             Command::Fleet(args) => ringback_bench::fleet::run(&args).await,
+            // A loop of its own, on this thread: the runtime stays idle.
+            Command::Floor(args) => ringback_bench::floor::run(&args),
         }
     });
     match report {
