@@ -249,3 +249,29 @@ fn response(status: &str, body: &str) -> Vec<u8> {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The floor sends the frame Ringback would, and refuses what Ringback refuses as a message.
+    #[test]
+    fn a_published_message_becomes_ringbacks_frame() {
+        let frame = frame(br#"{"type":"load","data":{"t":1,"n":2}}"#, 7).unwrap();
+        let text = String::from_utf8(frame).unwrap();
+        let data = text
+            .strip_prefix("id: 7\nevent: load\ndata: ")
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(json["id"], 7);
+        assert_eq!(json["data"], serde_json::json!({"t": 1, "n": 2}));
+        assert!(json["time"].as_u64().is_some());
+        assert!(frame_of(br#"{"data":1}"#).is_none());
+        assert!(frame_of(b"not json").is_none());
+    }
+
+    fn frame_of(body: &[u8]) -> Option<Vec<u8>> {
+        frame(body, 1)
+    }
+}

@@ -296,7 +296,10 @@ mod tests {
             &frame[..],
             b"id: 42\nevent: blue\ndata: {\"id\":42,\"type\":\"blue\",\"data\":\"hi\",\"time\":8,\"k\":1}\n\n"
         );
-        assert_eq!(&json[..], &frame["id: 42\nevent: blue\ndata: ".len()..frame.len() - 2]);
+        assert_eq!(
+            &json[..],
+            &frame["id: 42\nevent: blue\ndata: ".len()..frame.len() - 2]
+        );
     }
 
     /// The presence event's data is the page's wire type, `app::message::Presence`.
