@@ -706,6 +706,7 @@ impl EventStream {
 mod tests {
     use super::*;
     use crate::feed::frame::{self, object_members, Message};
+    use app::message::{EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 
     fn encode_message(
         id: u64,
@@ -725,7 +726,6 @@ mod tests {
         };
         message.encode()
     }
-    use app::message::{EVENT_CHANNEL, EVENT_GAP, EVENT_SOURCE};
 
     /// A deliberately independent, minimal SSE parser (the WHATWG algorithm's line and field
     /// rules: a line ends at CRLF, CR or LF): returns (id, event, data) per dispatched event.

@@ -121,8 +121,8 @@ impl Subscription {
         wants(&self.filter, &self.grants, entry)
     }
 
-    /// Makes this subscriber's stream gzip-compressed (see `feed::gzip`): every frame handed
-    /// over from now on, its own (`encode`) included, is compressed, and `finish` ends it.
+    /// Makes this subscriber's stream gzip-compressed (see `feed::frame::gzip`): every frame
+    /// handed over from now on, its own (`send`) included, is compressed, and `finish` ends it.
     pub fn compress(&mut self) {
         if self.gzip.is_none() {
             self.list.shared.compressed.fetch_add(1, Ordering::Relaxed);
@@ -133,10 +133,11 @@ impl Subscription {
     /// Frames of this subscriber's own (its preamble, a source change, an ending) as its stream
     /// carries them: compressed alone, in one piece, on a compressed stream.
     pub fn send(&mut self, events: &[Event]) -> Bytes {
-        let frames = frame::frames(events);
-        self.encode(frames)
+        self.encode(frame::frames(events))
     }
 
+    /// A frame made for this subscriber (or a presence frame shared by those with its grants)
+    /// as its stream carries it.
     fn encode(&mut self, frame: Bytes) -> Bytes {
         if self.gzip.is_none() {
             return frame;

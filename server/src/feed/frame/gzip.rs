@@ -88,7 +88,8 @@ impl Deflated {
     }
 }
 
-/// The feed's two compressors.
+/// The feed's shared compressor, and when it empties its window. (A frame's alone form is made
+/// by [`alone`], this thread's compressor.)
 pub struct Deflater {
     shared: Compress,
     /// Frames the shared compressor has taken since its window was last emptied.
@@ -168,8 +169,8 @@ impl Deflater {
 }
 
 /// `frame` deflated alone, by this thread's compressor (reset first): it decodes after anything.
-/// For every frame the list appends and every frame of one stream (its preamble, a gap, an
-/// ending).
+/// For a frame of the list the first time a stream needs it, and for every frame of one stream's
+/// own (its preamble, a gap, an ending).
 pub fn alone(frame: &[u8]) -> Bytes {
     thread_local! {
         static ALONE: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(LEVEL), false));
@@ -297,9 +298,10 @@ pub struct GzipStream {
 impl GzipStream {
     /// The output of a message frame this subscriber is sent next: its shared output when the
     /// subscriber's decoder is in step (or comes into step at a reset point) and it reads the
-    /// whole shared stream (`whole`: no filter), else its alone output.
-    /// The list's own bytes, handed over without a copy; the header, if not sent yet, must go
-    /// before them ([`GzipStream::header`]).
+    /// whole shared stream (`whole`: no filter), else its alone output. The list's own bytes,
+    /// handed over without a copy; the header, if not sent yet, must go before them
+    /// ([`GzipStream::header`]).
+    ///
     /// `plain` is the frame `forms` are of; the alone output, made if it was not yet, adds its
     /// length to `made`.
     pub fn take<'a>(
