@@ -332,18 +332,14 @@ impl BroadcastList {
                 announce: announce || private,
             }
             .encode();
-            // Private frames stay out of the shared compressor's stream: not every reader of
-            // the whole feed reads them. While no stream is compressed, it rests.
+            // Private frames stay out of the shared compressor's stream (not every reader of
+            // the whole feed reads them), and so does every frame while no stream is compressed:
+            // it rests.
             let deflated = state.deflater.as_mut().map(|d| {
-                Box::new(if private {
-                    d.deflate(&frame, false, false)
-                } else if self.shared.compressed.load(Ordering::Relaxed) == 0 {
-                    d.rest(&frame)
-                } else {
-                    // Taken by the next frame of the shared stream (a private one is not).
-                    let reset = self.shared.reset_wanted.swap(false, Ordering::Relaxed);
-                    d.deflate(&frame, true, reset)
-                })
+                let shared = !private && self.shared.compressed.load(Ordering::Relaxed) > 0;
+                // Taken by the next frame of the shared stream.
+                let reset = shared && self.shared.reset_wanted.swap(false, Ordering::Relaxed);
+                Box::new(d.deflate(&frame, shared, reset))
             });
             state.history.push(Entry {
                 id,

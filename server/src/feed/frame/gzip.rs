@@ -14,9 +14,9 @@
 //!
 //! A frame's alone output is made the first time a stream needs it (a stream that joined since
 //! the last reset point, a filtered one, a frame appended while no stream was compressed), once
-//! for all of them; while no subscriber reads a compressed stream, the shared compressor rests,
-//! and the first shared frame after is a reset point. A list with compression on and no browser
-//! asking for it does no compression work.
+//! for all of them; while no subscriber reads a compressed stream, the shared compressor rests
+//! (a stream that starts asks for a reset point with its first frames, as a stream's own frames
+//! always do). A list with compression on and no browser asking for it does no compression work.
 //!
 //! A subscriber ([`GzipStream`]) holds no compressor, only where it stands: its stream is the gzip
 //! header, then each frame's *alone* output until a reset point, and from there the *shared*
@@ -98,9 +98,6 @@ pub struct Deflater {
     /// When the window was last emptied, and how long it may go without.
     reset_at: Instant,
     reset_after: Duration,
-    /// Public frames went by without the shared compressor (no stream was compressed): the
-    /// next shared frame is a reset point.
-    rested: bool,
 }
 
 impl Deflater {
@@ -115,7 +112,6 @@ impl Deflater {
             reset_every: reset_every.max(1),
             reset_at: Instant::now(),
             reset_after,
-            rested: false,
         }
     }
 
@@ -127,7 +123,6 @@ impl Deflater {
         let (shared, reset) = if shared {
             let now = Instant::now();
             let reset = reset
-                || std::mem::take(&mut self.rested)
                 || self.since_reset >= self.reset_every
                 || now.duration_since(self.reset_at) >= self.reset_after;
             let mut out = BytesMut::new();
@@ -150,18 +145,6 @@ impl Deflater {
         Deflated {
             shared,
             reset,
-            alone: OnceLock::new(),
-            crc: Crc::of(frame),
-        }
-    }
-
-    /// The forms of a public `frame` appended while no stream is compressed: the shared
-    /// compressor rests (the frame is outside its stream), and its next frame is a reset point.
-    pub fn rest(&mut self, frame: &[u8]) -> Deflated {
-        self.rested = true;
-        Deflated {
-            shared: None,
-            reset: false,
             alone: OnceLock::new(),
             crc: Crc::of(frame),
         }
@@ -490,7 +473,7 @@ mod tests {
                         let frame = tick(i, &format!("c{channel}"));
                         let d = match step {
                             Step::Publish(_, reset) => deflater.deflate(&frame, !private, *reset),
-                            _ => deflater.rest(&frame),
+                            _ => deflater.deflate(&frame, false, false),
                         };
                         for ((stream, out, plain), (join, filter, granted)) in
                             streams.iter_mut().zip(&subscribers)
