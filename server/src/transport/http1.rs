@@ -269,31 +269,38 @@ where
 {
     let mut chunk = Chunk::default();
     let mut scratch = [0u8; 64];
-    poll_fn(|cx| loop {
-        let mut read = ReadBuf::new(&mut scratch);
-        match Pin::new(&mut *io).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
-            }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            // Bytes after the request: ignored (nothing more is read from this connection).
-            Poll::Ready(Ok(())) => continue,
-            Poll::Pending => {}
-        }
-        if !chunk.is_empty() {
-            ready!(chunk.poll_write(io, cx))?;
-        }
-        if chunk.last {
-            return Poll::Ready(Ok(()));
-        }
-        match ready!(Pin::new(&mut body).poll_frame(cx)) {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    chunk = Chunk::data(data);
+    poll_fn(|cx| {
+        // The client's side, once per wake-up: its close ends the stream. A read that is
+        // pending keeps this task's waker registered until the socket has something, so
+        // polling it again for each frame of the same wake-up would only register it again.
+        loop {
+            let mut read = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
                 }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Bytes after the request: ignored (nothing more is read from this connection).
+                Poll::Ready(Ok(())) => continue,
+                Poll::Pending => break,
             }
-            Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-            None => chunk = Chunk::last(),
+        }
+        loop {
+            if !chunk.is_empty() {
+                ready!(chunk.poll_write(io, cx))?;
+            }
+            if chunk.last {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        chunk = Chunk::data(data);
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                None => chunk = Chunk::last(),
+            }
         }
     })
     .await
@@ -320,10 +327,17 @@ impl Chunk {
         if data.is_empty() {
             return chunk; // an empty chunk would end the body
         }
-        let line = format!("{:x}\r\n", data.len());
-        chunk.size_line[..line.len()].copy_from_slice(line.as_bytes());
-        chunk.line_len = line.len();
-        chunk.size_left = line.len();
+        // The size in hex, then CRLF (no formatting machinery: this runs once per delivery).
+        let digits = (usize::BITS - data.len().leading_zeros())
+            .div_ceil(4)
+            .max(1) as usize;
+        for (i, byte) in chunk.size_line[..digits].iter_mut().enumerate() {
+            let nibble = (data.len() >> (4 * (digits - 1 - i))) & 0xf;
+            *byte = b"0123456789abcdef"[nibble];
+        }
+        chunk.size_line[digits..digits + 2].copy_from_slice(b"\r\n");
+        chunk.line_len = digits + 2;
+        chunk.size_left = digits + 2;
         chunk.data = data;
         chunk.crlf_left = 2;
         chunk
@@ -419,6 +433,16 @@ mod tests {
         assert_eq!(request.uri(), "/messages?type=a");
         assert_eq!(request.headers()["last-event-id"], "7");
         assert_eq!(request.headers()["cookie"], "t=1");
+    }
+
+    /// A chunk's size line is its length in lower-case hex, at every number of digits.
+    #[test]
+    fn the_size_line_is_the_length_in_hex() {
+        for len in [1usize, 9, 10, 15, 16, 255, 256, 4096, 0x12345, 0xfffff] {
+            let chunk = Chunk::data(Bytes::from(vec![b'x'; len]));
+            let line = &chunk.size_line[..chunk.line_len];
+            assert_eq!(line, format!("{len:x}\r\n").as_bytes(), "{len}");
+        }
     }
 
     #[tokio::test]

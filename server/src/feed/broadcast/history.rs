@@ -201,25 +201,33 @@ impl History {
         }
     }
 
+    /// The index of the first entry after `cursor` (the length if none is). A live reader is
+    /// most often just one message behind: the newest entry is looked at first, then ids (which
+    /// increase along the list) are bisected.
+    fn first_after(&self, cursor: u64) -> usize {
+        let len = self.entries.len();
+        match (self.entries.front(), self.entries.back()) {
+            (Some(front), _) if cursor < front.id => 0,
+            (_, Some(back)) if back.id <= cursor => len,
+            _ if len >= 2 && self.entries[len - 2].id <= cursor => len - 1,
+            _ => self.entries.partition_point(|e| e.id <= cursor),
+        }
+    }
+
     /// The frames after `cursor` that `wants`, up to `max_bytes` (at least one).
     ///
     /// A frame of [`SHARED_ALONE`] bytes or more goes alone, as the list's own bytes: copying it
     /// would double what a stalled reader (or a thousand resuming ones) holds. One frame is
     /// handed over as it is; several are copied once into a buffer of their size.
     pub fn batch(&self, cursor: u64, max_bytes: usize, wants: impl Fn(&Entry) -> bool) -> Batch {
-        let Some(front) = self.entries.front() else {
+        if self.entries.is_empty() {
             return Batch {
                 bytes: None,
                 last: cursor,
                 count: 0,
             };
-        };
-        // Ids increase along the list; the first entry after the cursor is found by bisection.
-        let start = if cursor < front.id {
-            0
-        } else {
-            self.entries.partition_point(|e| e.id <= cursor)
-        };
+        }
+        let start = self.first_after(cursor);
         let (mut end, mut size, mut count) = (start, 0, 0u64);
         let mut last = cursor;
         let mut first: Option<&Bytes> = None;
@@ -265,7 +273,7 @@ impl History {
         whole: bool,
         stream: &mut GzipStream,
     ) -> Batch {
-        let start = self.entries.partition_point(|e| e.id <= cursor);
+        let start = self.first_after(cursor);
         let mut out = Gather::default();
         let (mut last, mut count) = (cursor, 0u64);
         for entry in self.entries.range(start..) {
@@ -352,6 +360,42 @@ impl Gather {
         match self.single {
             Some(single) => Some(single),
             None => (!self.buf.is_empty()).then(|| self.buf.freeze()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a reader at any cursor starts, with sparse ids (a shared log's): the newest entry's
+    /// shortcut and the bisection agree with a plain scan.
+    #[test]
+    fn a_reader_starts_at_the_first_entry_after_its_cursor() {
+        let limits = FeedLimits {
+            history: 64,
+            history_bytes: 1 << 20,
+            max_message_bytes: 1024,
+            max_channels: 8,
+            channel_idle: std::time::Duration::ZERO,
+        };
+        let mut history = History::new(1, &limits);
+        for len in 0..6u64 {
+            let ids: Vec<u64> = history.entries.iter().map(|e| e.id).collect();
+            for cursor in 0..=len * 10 + 12 {
+                let scan = ids.iter().position(|&id| id > cursor).unwrap_or(ids.len());
+                assert_eq!(history.first_after(cursor), scan, "{ids:?} after {cursor}");
+            }
+            let id = 10 * len + 5;
+            history.push(Entry {
+                id,
+                channel: Arc::from("red"),
+                frame: Bytes::new(),
+                json: Bytes::new(),
+                private: false,
+                time: id,
+                deflated: None,
+            });
         }
     }
 }
