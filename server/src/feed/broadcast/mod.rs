@@ -22,12 +22,9 @@
 //! [`presence_counts`] (the feed's counts as frames), [`subscription`] (one reader). This file
 //! ties them under their locks.
 //!
-//! Wake-ups: each subscriber registers its task's waker in its own slot *before* it reads the
-//! list, and every append (and presence change) wakes every slot after the append is visible, so
-//! an append the read missed always wakes it: there is no window for a lost wake-up (the
-//! original's bug). A slot's waker is the subscriber's own (an `AtomicWaker`): waiting takes no
-//! shared waiter list, no lock and no shared counter, which a watch channel's `changed()` took
-//! for each of the 10,000 readers of every message.
+//! Why a watch channel for wake-ups: `watch` keeps a version, so a reader that marks the version
+//! seen *before* it reads the list is woken by any append that its read missed. There is no
+//! window for a lost wake-up (the original's bug), and one `send` wakes every reader.
 //!
 //! Why `std::sync` locks: critical sections are short (a push, a binary search, cloning a few
 //! `Bytes`), and none holds a lock across an `.await`. Lock order: the state, then the registry
@@ -62,7 +59,7 @@ use channel_table::ChannelTable;
 use history::History;
 use presence_counts::PresenceCounts;
 use registry::{Registry, Slot};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -114,8 +111,8 @@ pub struct BroadcastList {
 
 struct Shared {
     state: RwLock<State>,
-    /// The newest id appended (readers are woken through their slots, `Registry::wake_all`).
-    newest: AtomicU64,
+    /// The newest id; its version wakes every waiting reader on append.
+    head: watch::Sender<u64>,
     /// Subscribers by key, so an append that evicts past a stalled subscriber's cursor can cut
     /// it off even when nothing polls it (a reader whose socket is full is never polled).
     registry: Mutex<Registry>,
@@ -159,11 +156,12 @@ impl BroadcastList {
             channels: ChannelTable::new(channels),
             deflater: None,
         };
+        let (head, _) = watch::channel(first_id - 1);
         let (subscribers, _) = watch::channel(0);
         BroadcastList {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
-                newest: AtomicU64::new(first_id - 1),
+                head,
                 registry: Mutex::new(Registry::default()),
                 subscribers,
                 limits,
@@ -354,8 +352,7 @@ impl BroadcastList {
             });
             (id, state.history.evict(&self.shared.limits))
         };
-        self.shared.newest.store(id, Ordering::Release);
-        self.wake_all();
+        self.shared.head.send_replace(id);
         if let Some(evicted_through) = scan {
             self.cut_lagging(evicted_through);
         }
@@ -370,10 +367,7 @@ impl BroadcastList {
     pub fn follow_log(&self, evicted_through: u64) {
         let mut state = self.shared.state.write_or_recover();
         if state.history.follow_log(evicted_through) {
-            let newest = state.history.newest;
-            drop(state);
-            self.shared.newest.store(newest, Ordering::Release);
-            self.wake_all();
+            self.shared.head.send_replace(state.history.newest);
         }
     }
 
@@ -417,8 +411,8 @@ impl BroadcastList {
         grants: Option<Arc<ChannelSet>>,
         cut: CancelToken,
     ) -> (Subscription, Option<Gap>) {
-        // An append after the history is read here wakes the subscription's first wait, which
-        // reads the history again: nothing is skipped (see `Subscription::next`).
+        // Read `head` before the history: an append in between is then replayed, not skipped.
+        let head = self.shared.head.subscribe();
         let (cursor, gap) = self.shared.state.read_or_recover().history.start(start);
         if gap.is_some() {
             self.shared
@@ -444,6 +438,7 @@ impl BroadcastList {
                 key,
                 slot,
                 cursor,
+                head,
                 filter,
                 grants,
                 presence_seen: 0,
@@ -473,7 +468,7 @@ impl BroadcastList {
             return false;
         }
         // Wakes every waiting subscriber, as an append does (the newest id is unchanged).
-        self.wake_all();
+        self.shared.head.send_modify(|_| {});
         true
     }
 
@@ -494,14 +489,7 @@ impl BroadcastList {
 
     /// The newest id handed out (the first id minus one before any message).
     pub fn newest_id(&self) -> u64 {
-        self.shared.newest.load(Ordering::Acquire)
-    }
-
-    /// Wakes every subscriber waiting for the list to change (after an append, a presence
-    /// change). Under the registry's lock, so a subscriber registered now is woken or has read
-    /// the history after the change.
-    fn wake_all(&self) {
-        self.shared.registry.lock_or_recover().wake_all();
+        *self.shared.head.borrow()
     }
 
     /// Entries and bytes held in history.

@@ -4,18 +4,13 @@
 
 use crate::feed::channels::ChannelSet;
 use crate::runtime::cancel::CancelToken;
-use futures::task::AtomicWaker;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-/// What the list knows of one subscriber: its cursor, how to wake it, and how to cut it off.
+/// What the list knows of one subscriber: its cursor, and how to cut it off.
 pub(super) struct Slot {
     pub cursor: AtomicU64,
-    /// The subscriber's task while it waits for the list to change (`Subscription::next`):
-    /// woken by every append and presence change. Its own, so waiting and waking touch no
-    /// shared waiter list.
-    pub waker: AtomicWaker,
     pub lagged: AtomicBool,
     pub cut: CancelToken,
     /// The server itself holds this subscriber back (a resume waiting its turn for the replay
@@ -28,7 +23,6 @@ impl Slot {
     pub fn new(cursor: u64, cut: CancelToken) -> Slot {
         Slot {
             cursor: AtomicU64::new(cursor),
-            waker: AtomicWaker::new(),
             lagged: AtomicBool::new(false),
             held_back: AtomicBool::new(false),
             cut,
@@ -114,13 +108,6 @@ impl Registry {
 
     pub fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
         self.slots.values()
-    }
-
-    /// Wakes every subscriber waiting for the list to change.
-    pub fn wake_all(&self) {
-        for slot in self.slots.values() {
-            slot.waker.wake();
-        }
     }
 
     /// Whether a subscriber names `channel` in its filter.

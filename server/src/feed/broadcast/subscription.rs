@@ -12,7 +12,7 @@ use app::message::Gap;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
+use tokio::sync::watch;
 
 /// One subscriber's view of the list.
 ///
@@ -23,6 +23,7 @@ pub struct Subscription {
     pub(super) slot: Arc<Slot>,
     /// The last id delivered (or skipped by the filter).
     pub(super) cursor: u64,
+    pub(super) head: watch::Receiver<u64>,
     pub(super) filter: Option<Box<[Arc<str>]>>,
     /// The private channels this subscriber may read; `None`: none.
     pub(super) grants: Option<Arc<ChannelSet>>,
@@ -42,17 +43,18 @@ impl Subscription {
     /// Frames ready at once are coalesced into one buffer of up to `max_bytes` (one write per
     /// socket under load); a single frame is returned as the shared `Bytes`, without a copy.
     pub async fn next(&mut self, max_bytes: usize) -> Result<Bytes, Lagged> {
-        std::future::poll_fn(|cx| {
-            // The waker is registered *before* reading, so an append after the read wakes this
-            // task (`Registry::wake_all`): no lost wake-up.
-            self.slot.waker.register(cx.waker());
-            match self.try_next(max_bytes) {
-                Ok(Some(bytes)) => Poll::Ready(Ok(bytes)),
-                Ok(None) => Poll::Pending,
-                Err(lagged) => Poll::Ready(Err(lagged)),
+        loop {
+            // Mark the current version seen *before* reading, so an append after the read
+            // wakes `changed()` below: no lost wake-up.
+            self.head.borrow_and_update();
+            if let Some(bytes) = self.try_next(max_bytes)? {
+                return Ok(bytes);
             }
-        })
-        .await
+            if self.head.changed().await.is_err() {
+                // The list is gone; nothing more will come.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The frames after the cursor, if any, without waiting.

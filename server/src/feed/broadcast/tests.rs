@@ -587,38 +587,3 @@ fn frames_are_compressed_only_while_a_stream_is() {
     list.publish("red", &json!(3)).unwrap();
     assert_eq!(forms(3).0, (false, false, false));
 }
-
-/// A subscriber waiting for the list is woken by an append and by a presence change, each once;
-/// the list's other readers are no concern of its waker.
-#[test]
-fn a_waiting_subscriber_is_woken_by_an_append_and_a_presence_change() {
-    use futures::task::ArcWake;
-    use std::future::Future;
-    use std::sync::atomic::AtomicUsize;
-    struct Count(AtomicUsize);
-    impl ArcWake for Count {
-        fn wake_by_ref(count: &Arc<Self>) {
-            count.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    let list = list(8);
-    let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
-    let count = Arc::new(Count(AtomicUsize::new(0)));
-    let waker = futures::task::waker(count.clone());
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut wait = |sub: &mut Subscription| {
-        let mut next = Box::pin(sub.next(1 << 16));
-        next.as_mut().poll(&mut cx)
-    };
-    assert!(wait(&mut sub).is_pending());
-    list.publish("red", &json!(1)).unwrap();
-    assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken by the append");
-    assert!(matches!(wait(&mut sub), std::task::Poll::Ready(Ok(bytes)) if ids(&bytes) == [1]));
-    assert!(wait(&mut sub).is_pending());
-    assert!(list.set_presence(vec![(Arc::from("red"), 1, false)]));
-    assert_eq!(
-        count.0.load(Ordering::SeqCst),
-        2,
-        "woken by the presence change"
-    );
-}
