@@ -587,3 +587,38 @@ fn frames_are_compressed_only_while_a_stream_is() {
     list.publish("red", &json!(3)).unwrap();
     assert_eq!(forms(3).0, (false, false, false));
 }
+
+/// A subscriber waiting for the list is woken by an append and by a presence change.
+#[test]
+fn a_waiting_subscriber_is_woken_by_an_append_and_a_presence_change() {
+    use futures::task::ArcWake;
+    use std::future::Future;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll};
+    struct Count(AtomicUsize);
+    impl ArcWake for Count {
+        fn wake_by_ref(count: &Arc<Self>) {
+            count.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let list = list(8);
+    let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = futures::task::waker(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    {
+        let mut next = Box::pin(sub.next(1 << 16));
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        list.publish("red", &json!(1)).unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken by the append");
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(Ok(b)) if ids(&b) == [1]));
+    }
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending());
+    assert!(list.set_presence(vec![(Arc::from("red"), 1, false)]));
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        2,
+        "woken by the presence change"
+    );
+}
