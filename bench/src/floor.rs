@@ -11,6 +11,7 @@
 //! `GET /metrics` (its memory and CPU, as Ringback's names them), `GET /healthz`.
 //! No limits, no resume, no heartbeats, no presence: a floor, not a server.
 
+use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
@@ -226,16 +227,23 @@ impl Conn {
     }
 }
 
-/// A published message's frame, as Ringback writes it (`server/src/feed/frame/`).
-fn frame(body: &[u8], id: u64) -> Option<Vec<u8>> {
+/// A published message's frame, made by Ringback's own encoder (`ringback::Message`).
+fn frame(body: &[u8], id: u64) -> Option<Bytes> {
     let message: serde_json::Value = serde_json::from_slice(body).ok()?;
     let channel = message.get("type")?.as_str()?;
-    let data = message.get("data")?;
+    let data_json = serde_json::to_vec(message.get("data")?).ok()?;
     let time = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let json = serde_json::json!({"id": id, "type": channel, "data": data, "time": time});
-    Some(format!("id: {id}\nevent: {channel}\ndata: {json}\n\n").into_bytes())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let message = ringback::Message {
+        id,
+        time,
+        channel,
+        data_json: &data_json,
+        extra_json: b"",
+        announce: false,
+    };
+    Some(message.encode().0)
 }
 
 fn response(status: &str, body: &str) -> Vec<u8> {
@@ -258,7 +266,7 @@ mod tests {
     #[test]
     fn a_published_message_becomes_ringbacks_frame() {
         let frame = frame(br#"{"type":"load","data":{"t":1,"n":2}}"#, 7).unwrap();
-        let text = String::from_utf8(frame).unwrap();
+        let text = String::from_utf8(frame.to_vec()).unwrap();
         let data = text
             .strip_prefix("id: 7\nevent: load\ndata: ")
             .and_then(|t| t.strip_suffix("\n\n"))
@@ -271,7 +279,7 @@ mod tests {
         assert!(frame_of(b"not json").is_none());
     }
 
-    fn frame_of(body: &[u8]) -> Option<Vec<u8>> {
+    fn frame_of(body: &[u8]) -> Option<Bytes> {
         frame(body, 1)
     }
 }

@@ -446,19 +446,10 @@ fn load_message(n: u64, pad: &str, feed: Feed) -> String {
     match feed {
         Feed::Pad => format!(r#"{{"type":"load","data":{{"t":{t},"n":{n},"pad":"{pad}"}}}}"#),
         Feed::Demo => {
-            // The text `server/src/feed/demo.rs` publishes, with the time and number beside it.
-            const WORDS: [&str; 8] = [
-                "hello", "ring", "back", "live", "feed", "ping", "pong", "news",
-            ];
-            // The page's default channels (`app::message::DEFAULT_CHANNELS`).
-            let channels = ["red", "yellow", "blue"];
-            let i = n as usize;
-            format!(
-                r#"{{"type":"{}","data":{{"text":"demo #{} — {}","t":{t},"n":{n}}}}}"#,
-                channels[i % channels.len()],
-                i + 1,
-                WORDS[(i * 7 / 3) % WORDS.len()],
-            )
+            // The demo source's message, with the time and number beside its text.
+            let (channel, text) = ringback::demo_message(n as usize);
+            let text = serde_json::Value::String(text);
+            format!(r#"{{"type":"{channel}","data":{{"text":{text},"t":{t},"n":{n}}}}}"#)
         }
         Feed::Ticks => {
             const SYMBOLS: [&str; 8] = [

@@ -40,6 +40,7 @@ pub use api::events::{parse_last_event_id, SubscribeParams};
 pub use api::publish::PublishRequest;
 pub use api::refusal::Reason;
 pub use feed::broadcast::{BroadcastList, Start};
+pub use feed::demo::message as demo_message;
 pub use feed::frame::{object_members, Event, Message};
 pub use feed::redis::{normalise, split_message};
 pub use runtime::cancel::CancelToken;

@@ -14,6 +14,13 @@ const WORDS: [&str; 8] = [
     "hello", "ring", "back", "live", "feed", "ping", "pong", "news",
 ];
 
+/// The demo's message `n` (from 0): its channel, each of the page's in turn, and its text.
+pub fn message(n: usize) -> (&'static str, String) {
+    let channel = CHANNELS[n % CHANNELS.len()];
+    let text = format!("demo #{} — {}", n + 1, WORDS[(n * 7 / 3) % WORDS.len()]);
+    (channel, text)
+}
+
 /// Publishes until `shutdown` fires.
 pub async fn run(source: Source, metrics: Arc<Metrics>, interval: Duration, shutdown: CancelToken) {
     let mut tick = tokio::time::interval(interval);
@@ -24,8 +31,7 @@ pub async fn run(source: Source, metrics: Arc<Metrics>, interval: Duration, shut
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let channel = CHANNELS[n % CHANNELS.len()];
-        let text = format!("demo #{} — {}", n + 1, WORDS[(n * 7 / 3) % WORDS.len()]);
+        let (channel, text) = message(n);
         if source
             .publish("demo", channel, &serde_json::Value::String(text))
             .await
