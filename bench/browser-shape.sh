@@ -12,7 +12,6 @@
 #        SHAPES="tls-h2" SERVER_BIN=path/to/ringback bench/browser-shape.sh 3   (another build, for an A/B)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-server_bin=${SERVER_BIN:-target/release/ringback}
 rounds=${1:-1}
 shapes=${SHAPES:-h1 tls-h1 tls-h2}
 port=3392
@@ -28,27 +27,16 @@ for round in $(seq "$rounds"); do
       tls-h2) transport=(--tls --http2-streams 1) ;;
       *) echo "unknown shape $shape" >&2; exit 2 ;;
     esac
-    "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data \
-      --max-subscribers-per-ip 0 --max-connections 19000 &
-    pid=$!
-    await_server "$port"
+    start_ringback "$port"
     out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 10000 --rate 10 --duration 10s --drain 5s "${transport[@]}")
-    echo "$shape $(echo "$out" | sed -n 's/^json //p')" >>"$results"
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-    echo "$(tail -1 "$results" | cut -c1-200)" >&2
+    record_run "$results" "$shape" "$out"
+    stop_server
   done
 done
 
 node - "$results" <<'JS'
-const fs = require("fs");
-const runs = {};
-for (const line of fs.readFileSync(process.argv[2], "utf8").trim().split("\n")) {
-  const at = line.indexOf(" ");
-  (runs[line.slice(0, at)] ??= []).push(JSON.parse(line.slice(at + 1)));
-}
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
-// Server µs per delivery: its CPU seconds while publishing ÷ deliveries.
-const us = (r) => r.server_cpu_s * 1e6 / r.deliveries;
+const { readRuns, median, usPerDelivery: us } = require("./bench/runs.cjs");
+const runs = readRuns(process.argv[2]);
 const row = (k, f) => runs[k].map(f).map((x) => +x.toFixed(2)).join(", ");
 console.log("\nshape    idle KiB/sub     p50 ms       p99 ms       server CPU-s     µs/delivery (median)   lost");
 const h1 = runs.h1 ? median(runs.h1.map(us)) : null;

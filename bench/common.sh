@@ -19,3 +19,21 @@ await_server() { # port [seconds]
   echo "the server on port $1 did not start" >&2
   return 1
 }
+# Starts a release server (SERVER_BIN, this build's by default) on 127.0.0.1:PORT as the load
+# scripts run it (no per-address limit, room for 19,000 connections), then FLAGS; waits until it
+# answers. Its pid is left in $pid for stop_server.
+start_ringback() { # port [flags...]
+  local port=$1; shift
+  "${SERVER_BIN:-target/release/ringback}" --addr "127.0.0.1:$port" --log warn \
+    --data-dir target/bench-data --max-subscribers-per-ip 0 --max-connections 19000 "$@" &
+  pid=$!
+  await_server "$port"
+}
+# Stops the server in $pid (started by start_ringback, or any process a script left there).
+stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+# Appends one load run's figures (the `json` line of the load tool's report OUT) to FILE under
+# LABEL, and shows the start of that line.
+record_run() { # file label out
+  echo "$2 $(echo "$3" | sed -n 's/^json //p')" >>"$1"
+  tail -1 "$1" | cut -c1-160 >&2
+}

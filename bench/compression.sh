@@ -16,7 +16,6 @@
 #        SHAPES="h1" FEED=pad RATE=5 bench/compression.sh 2
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-server_bin=${SERVER_BIN:-target/release/ringback}
 rounds=${1:-1}
 shapes=${SHAPES:-h1 tls-h2}
 feed=${FEED:-ticks}
@@ -38,30 +37,18 @@ for round in $(seq "$rounds"); do
         identity) server=(--stream-compression off); client=() ;;
         gzip) server=(--stream-compression gzip); client=(--gzip) ;;
       esac
-      "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data \
-        --max-subscribers-per-ip 0 --max-connections 19000 "${server[@]}" &
-      pid=$!
-      await_server "$port"
+      start_ringback "$port" "${server[@]}"
       out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers 10000 --rate "$rate" --duration 10s \
         --drain 5s --sources 8 --feed "$feed" "${transport[@]}" "${client[@]}")
-      echo "$shape/$encoding $(echo "$out" | sed -n 's/^json //p')" >>"$results"
-      kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-      echo "$(tail -1 "$results" | cut -c1-160)" >&2
+      record_run "$results" "$shape/$encoding" "$out"
+      stop_server
     done
   done
 done
 
 node - "$results" "$feed" "$rate" <<'JS'
-const fs = require("fs");
-const runs = {};
-for (const line of fs.readFileSync(process.argv[2], "utf8").trim().split("\n")) {
-  const at = line.indexOf(" ");
-  (runs[line.slice(0, at)] ??= []).push(JSON.parse(line.slice(at + 1)));
-}
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
-// Server µs per delivery: its CPU seconds while publishing ÷ deliveries.
-const us = (r) => r.server_cpu_s * 1e6 / r.deliveries;
-const fixed = (x, d = 2) => (+x).toFixed(d);
+const { readRuns, median, usPerDelivery: us, fixed } = require("./bench/runs.cjs");
+const runs = readRuns(process.argv[2]);
 console.log(`\nfeed: ${process.argv[3]}; 10,000 subscribers × ${process.argv[4]} msg/s × 10 s; medians of ${runs[Object.keys(runs)[0]].length} run(s)`);
 console.log("shape/encoding    wire B/deliv  decoded B/deliv  server µs/deliv  idle KiB/sub  p50 ms  p99 ms  lost");
 const m = {};

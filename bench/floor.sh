@@ -15,7 +15,6 @@
 #        SHAPES=h1 SUBSCRIBERS=1000 RATE=100 bench/floor.sh 2
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-server_bin=${SERVER_BIN:-target/release/ringback}
 rounds=${1:-1}
 shapes=${SHAPES:-h1 tls}
 subscribers=${SUBSCRIBERS:-10000}
@@ -35,31 +34,23 @@ for round in $(seq "$rounds"); do
         *) echo "unknown shape $shape" >&2; exit 2 ;;
       esac
       case $server in
-        floor) "$tool" floor --addr "127.0.0.1:$port" --data-dir target/bench-data 2>/dev/null & ;;
-        ringback) "$server_bin" --addr "127.0.0.1:$port" --log warn --data-dir target/bench-data \
-          --max-subscribers-per-ip 0 --max-connections 19000 & ;;
+        floor)
+          "$tool" floor --addr "127.0.0.1:$port" --data-dir target/bench-data 2>/dev/null &
+          pid=$!
+          await_server "$port" ;;
+        ringback) start_ringback "$port" ;;
       esac
-      pid=$!
-      await_server "$port"
       out=$("$tool" load --url "http://127.0.0.1:$port" --subscribers "$subscribers" --rate "$rate" \
         --duration 10s --drain 5s --sources 8 --payload 100 "${transport[@]}")
-      echo "$shape/$server $(echo "$out" | sed -n 's/^json //p')" >>"$results"
-      kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-      echo "$(tail -1 "$results" | cut -c1-120)" >&2
+      record_run "$results" "$shape/$server" "$out"
+      stop_server
     done
   done
 done
 
 node - "$results" "$subscribers" "$rate" <<'JS'
-const fs = require("fs");
-const runs = {};
-for (const line of fs.readFileSync(process.argv[2], "utf8").trim().split("\n")) {
-  const at = line.indexOf(" ");
-  (runs[line.slice(0, at)] ??= []).push(JSON.parse(line.slice(at + 1)));
-}
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
-const us = (r) => r.server_cpu_s * 1e6 / r.deliveries;
-const fixed = (x, d = 2) => (+x).toFixed(d);
+const { readRuns, median, usPerDelivery: us, fixed } = require("./bench/runs.cjs");
+const runs = readRuns(process.argv[2]);
 console.log(`\n${process.argv[3]} subscribers × ${process.argv[4]} msg/s × 10 s; medians of ${runs[Object.keys(runs)[0]].length} run(s)`);
 console.log("shape/server    server µs/deliv  p50 ms  p99 ms  idle KiB/sub  lost     µs by run");
 const m = {};
