@@ -23,7 +23,7 @@ use crate::feed::channels::ChannelSet;
 use crate::feed::frame::Event;
 use crate::metrics::Metrics;
 use crate::runtime::cancel::{CancelToken, Cancelled};
-use crate::runtime::connection::{ClientAddr, ConnectionCut, StreamCut};
+use crate::runtime::connection::{ClientAddr, ConnectionCut, DirectWriter, StreamCut};
 use crate::runtime::jitter;
 use crate::runtime::log_summary::LogSummary;
 use app::message::{validate_channel, Gap, EVENT_END};
@@ -214,6 +214,11 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
     if compressed {
         sub.compress();
     }
+    let batch = batch(req.version(), &state.config);
+    if let Some(DirectWriter(writer)) = req.extensions().get::<DirectWriter>() {
+        // A plain HTTP/1.1 stream: its frames go straight to its socket while it waits.
+        sub.write_directly(writer.clone(), batch);
+    }
     if let Some(gap) = &gap {
         let (after, oldest) = (gap.after, gap.oldest);
         state
@@ -231,7 +236,7 @@ fn stream(state: &ApiState, req: &Request, admitted: Admitted) -> Response {
         heartbeat: events.heartbeat,
         retry: events.retry,
         drain_window: events.drain_window,
-        batch: batch(req.version(), &state.config),
+        batch,
     };
     // Every stream's `retry:` is its own, so a fleet's reconnections spread out.
     let retry = jitter::between(events.retry, events.retry * 2);
@@ -610,6 +615,10 @@ impl EventStream {
                     if let Some(why) = self.ends.due(now) {
                         self.parting_words(why)
                     } else {
+                        // The writers may have written for it meanwhile (`write_directly`).
+                        if let Some(written) = self.sub.take_written() {
+                            self.last_sent = self.last_sent.max(written);
+                        }
                         let due = self.last_sent + self.settings.heartbeat;
                         if now < due {
                             // Something was sent since the timer was armed: not idle yet.

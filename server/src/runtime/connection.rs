@@ -24,3 +24,30 @@ pub struct StreamCut(pub CancelToken);
 /// size, which every peer accepts, so h2 sends each exactly as handed. An HTTP/2 event stream
 /// batches at most this much (`api/events.rs`).
 pub const MAX_DATA_FRAME: usize = 16_384;
+
+/// An event stream's connection as its frames may be written to from outside the connection's
+/// task, put in the request's extensions by a transport that can (HTTP/1.1 over cleartext TCP):
+/// the feed writes each new frame to a waiting subscriber's socket at once, and wakes its task
+/// only when the socket does not take it (`feed::broadcast`'s direct writes).
+#[derive(Clone)]
+pub struct DirectWriter(pub std::sync::Arc<dyn WriteNow>);
+
+/// A connection that takes an event stream's frames from outside its task, without waiting.
+pub trait WriteNow: Send + Sync {
+    /// Writes `frames` (whole SSE frames) as the stream's next bytes, now, in the stream's own
+    /// framing. Called only while the connection's task waits for frames, never beside its own
+    /// writes.
+    fn write_now(&self, frames: &[u8]) -> Written;
+}
+
+/// How much of a [`WriteNow::write_now`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Every byte.
+    Whole,
+    /// Some: the connection keeps the rest, and its task (which must be woken) writes it before
+    /// anything else.
+    Part,
+    /// None (the socket is full, or failed): the connection's task writes the frames itself.
+    Nothing,
+}

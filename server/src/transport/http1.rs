@@ -9,6 +9,11 @@
 //! broadcast list's shared bytes straight to the socket as one chunk (one vectored write: size
 //! line, frame, CRLF). An idle subscriber then holds its task, its socket and its stream.
 //!
+//! Over cleartext TCP the connection is also handed to the feed with the request
+//! ([`DirectWriter`], `shared_tcp.rs`): while the stream waits for frames, the feed's writers
+//! write each new one to its socket themselves, without waking this task; it is woken when the
+//! socket does not take one whole, and writes the rest first.
+//!
 //! The request still goes through the one axum Router (auth, limits, metrics, request ids), so
 //! only the HTTP/1.1 framing is ours, and only for the simplest request there is: `GET`,
 //! HTTP/1.1, the event stream's path, no body, no `Upgrade`, nothing sent after the head. Anything else
@@ -21,8 +26,10 @@
 //! reconnect anyway, so keeping this one alive would buy nothing.
 
 use crate::runtime::cancel::CancelToken;
-use crate::runtime::connection::{ClientAddr, ConnectionCut};
+use crate::runtime::connection::{ClientAddr, ConnectionCut, DirectWriter};
+use crate::transport::chunked::Chunk;
 use crate::transport::rewind::Rewind;
+use crate::transport::shared_tcp::TcpShare;
 use crate::transport::Transport;
 use axum::body::Body;
 use axum::Router;
@@ -30,10 +37,11 @@ use bytes::{Buf, Bytes};
 use http::{header, HeaderValue, Method, Request, Version};
 use http_body::Body as _;
 use std::future::poll_fn;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::task::{ready, Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -48,13 +56,15 @@ const MAX_HEADERS: usize = 64;
 ///
 /// `first` holds the bytes already read from `io` (by the listener, to tell the protocol). The
 /// first request head must be whole by `head_deadline` (`--header-read-timeout` after the
-/// connection was accepted), however slowly its bytes drip in.
+/// connection was accepted), however slowly its bytes drip in. `direct`: the connection as the
+/// feed may write an event stream's frames to it from outside this task (cleartext TCP).
 pub(crate) async fn serve_connection<IO>(
     mut io: IO,
     first: Bytes,
     transport: Transport,
     peer: Option<ClientAddr>,
     head_deadline: Instant,
+    direct: Option<Arc<TcpShare>>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -68,7 +78,9 @@ pub(crate) async fn serve_connection<IO>(
     )
     .await;
     match head {
-        Ok(Ok(Head::Events(request))) => serve_events(io, *request, transport.router, peer).await,
+        Ok(Ok(Head::Events(request))) => {
+            serve_events(io, *request, transport.router, peer, direct).await
+        }
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
         Ok(Ok(Head::Other(read))) => {
             let head_started = head_deadline - transport.settings.header_read_timeout;
@@ -184,6 +196,7 @@ async fn serve_events<IO>(
     mut request: Request<Body>,
     router: Router,
     peer: Option<ClientAddr>,
+    direct: Option<Arc<TcpShare>>,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -192,6 +205,9 @@ async fn serve_events<IO>(
     request.extensions_mut().insert(ConnectionCut(cut.clone()));
     if let Some(peer) = peer {
         request.extensions_mut().insert(peer);
+    }
+    if let Some(share) = &direct {
+        request.extensions_mut().insert(DirectWriter(share.clone()));
     }
     let Ok(response) = router.oneshot(request).await;
     let (parts, body) = response.into_parts();
@@ -210,7 +226,7 @@ async fn serve_events<IO>(
         } else {
             io.write_all(&head).await?;
             drop(head);
-            stream_chunks(&mut io, body).await?;
+            stream_chunks(&mut io, body, direct.as_deref()).await?;
         }
         io.shutdown().await
     };
@@ -263,10 +279,14 @@ fn response_head(parts: http::response::Parts, length: Option<u64>) -> Vec<u8> {
 ///
 /// The client sends nothing after its request; reading anyway is how its leaving is noticed at
 /// once (EOF), not at the next heartbeat's failed write.
-async fn stream_chunks<IO>(io: &mut IO, mut body: Body) -> io::Result<()>
+///
+/// `direct`: the feed's writers may write chunks too while the body waits for frames; the rest
+/// of one they wrote in part goes before this task's next chunk.
+async fn stream_chunks<IO>(io: &mut IO, mut body: Body, direct: Option<&TcpShare>) -> io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut rest = Bytes::new();
     let mut chunk = Chunk::default();
     let mut scratch = [0u8; 64];
     poll_fn(|cx| {
@@ -286,7 +306,19 @@ where
             }
         }
         loop {
+            while !rest.is_empty() {
+                let n = ready!(Pin::new(&mut *io).poll_write(cx, &rest))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                rest.advance(n);
+            }
             if !chunk.is_empty() {
+                // A writer's chunk, written in part while the body waited, goes first.
+                if let Some(left) = direct.and_then(TcpShare::take_rest) {
+                    rest = left;
+                    continue;
+                }
                 ready!(chunk.poll_write(io, cx))?;
             }
             if chunk.last {
@@ -304,86 +336,6 @@ where
         }
     })
     .await
-}
-
-/// One chunk of `transfer-encoding: chunked` on its way out: size line, data, CRLF.
-#[derive(Default)]
-struct Chunk {
-    /// The size line (hex, CRLF) in its first `line_len` bytes.
-    size_line: [u8; 20],
-    line_len: usize,
-    /// Unwritten bytes at the end of the size line.
-    size_left: usize,
-    data: Bytes,
-    /// Unwritten bytes of the CRLF after the data.
-    crlf_left: usize,
-    /// This is the last chunk (`0\r\n\r\n`).
-    last: bool,
-}
-
-impl Chunk {
-    fn data(data: Bytes) -> Self {
-        let mut chunk = Chunk::default();
-        if data.is_empty() {
-            return chunk; // an empty chunk would end the body
-        }
-        // The size in hex, then CRLF (no formatting machinery: this runs once per delivery).
-        let digits = (usize::BITS - data.len().leading_zeros())
-            .div_ceil(4)
-            .max(1) as usize;
-        for (i, byte) in chunk.size_line[..digits].iter_mut().enumerate() {
-            let nibble = (data.len() >> (4 * (digits - 1 - i))) & 0xf;
-            *byte = b"0123456789abcdef"[nibble];
-        }
-        chunk.size_line[digits..digits + 2].copy_from_slice(b"\r\n");
-        chunk.line_len = digits + 2;
-        chunk.size_left = digits + 2;
-        chunk.data = data;
-        chunk.crlf_left = 2;
-        chunk
-    }
-
-    fn last() -> Self {
-        let mut chunk = Chunk::default();
-        chunk.size_line[..5].copy_from_slice(b"0\r\n\r\n");
-        chunk.line_len = 5;
-        chunk.size_left = 5;
-        chunk.last = true;
-        chunk
-    }
-
-    fn is_empty(&self) -> bool {
-        self.size_left == 0 && self.data.is_empty() && self.crlf_left == 0
-    }
-
-    /// Writes what is left, in as few writes as the socket takes.
-    fn poll_write<IO: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut IO,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        while !self.is_empty() {
-            let line = &self.size_line[self.line_len - self.size_left..self.line_len];
-            let crlf = &b"\r\n"[2 - self.crlf_left..];
-            let slices = [
-                IoSlice::new(line),
-                IoSlice::new(&self.data),
-                IoSlice::new(crlf),
-            ];
-            let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            let from_line = n.min(self.size_left);
-            self.size_left -= from_line;
-            n -= from_line;
-            let from_data = n.min(self.data.len());
-            self.data.advance(from_data);
-            n -= from_data;
-            self.crlf_left -= n.min(self.crlf_left);
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
 #[cfg(test)]
@@ -433,41 +385,5 @@ mod tests {
         assert_eq!(request.uri(), "/messages?type=a");
         assert_eq!(request.headers()["last-event-id"], "7");
         assert_eq!(request.headers()["cookie"], "t=1");
-    }
-
-    /// A chunk's size line is its length in lower-case hex, at every number of digits.
-    #[test]
-    fn the_size_line_is_the_length_in_hex() {
-        for len in [1usize, 9, 10, 15, 16, 255, 256, 4096, 0x12345, 0xfffff] {
-            let chunk = Chunk::data(Bytes::from(vec![b'x'; len]));
-            let line = &chunk.size_line[..chunk.line_len];
-            assert_eq!(line, format!("{len:x}\r\n").as_bytes(), "{len}");
-        }
-    }
-
-    #[tokio::test]
-    async fn chunks_survive_partial_writes() {
-        // A writer that takes at most 3 bytes per call: every boundary gets split.
-        let (client, mut server) = tokio::io::duplex(3);
-        let writer = tokio::spawn(async move {
-            let mut client = client;
-            for data in [&b"hello"[..], b"", b"a longer frame\n\n"] {
-                let mut chunk = Chunk::data(Bytes::from_static(data));
-                poll_fn(|cx| chunk.poll_write(&mut client, cx))
-                    .await
-                    .unwrap();
-            }
-            let mut chunk = Chunk::last();
-            poll_fn(|cx| chunk.poll_write(&mut client, cx))
-                .await
-                .unwrap();
-        });
-        let mut out = Vec::new();
-        server.read_to_end(&mut out).await.unwrap();
-        writer.await.unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "5\r\nhello\r\n10\r\na longer frame\n\n\r\n0\r\n\r\n"
-        );
     }
 }

@@ -4,6 +4,7 @@
 //! `runtime`, `encoding`, `config`, `metrics` and `site` (the push policy), never `api` or `feed`.
 
 pub mod accept;
+mod chunked;
 mod date;
 pub mod h2_budget;
 pub mod http1;
@@ -11,6 +12,7 @@ pub mod http2;
 mod hyper_conn;
 pub mod keep_alive;
 pub mod rewind;
+pub mod shared_tcp;
 pub mod sniff;
 pub mod tls;
 pub mod write_deadline;

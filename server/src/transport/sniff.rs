@@ -16,6 +16,7 @@
 use crate::config::Http2Driver;
 use crate::runtime::connection::ClientAddr;
 use crate::transport::rewind::Rewind;
+use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::write_deadline::WriteDeadline;
 use crate::transport::{http1, http2, hyper_conn, Transport};
 use bytes::Bytes;
@@ -51,11 +52,6 @@ pub(crate) async fn serve_tcp(stream: TcpStream, transport: Transport) {
         Ok(Err(_)) => return, // closed before saying anything
         Err(_) => return header_timeout(&transport, "no protocol shown"),
     };
-    let stream = WriteDeadline::new(
-        stream,
-        transport.settings.write_timeout,
-        transport.metrics.clone(),
-    );
     // The bytes read go back in front of the stream for TLS and HTTP/2, whose paths are boxed
     // anyway; HTTP/1.1 takes them as the start of its request head, so a fast-path subscriber's
     // task carries no wrapper for the hours it lives.
@@ -66,7 +62,7 @@ pub(crate) async fn serve_tcp(stream: TcpStream, transport: Transport) {
             // so the connection's protocol future is not laid out beside it (measured with
             // valgrind's massif: 9.9 KB per TLS connection held for nothing).
             let handshake = Box::pin(tls_handshake(
-                Rewind::new(first, stream),
+                Rewind::new(first, with_deadline(stream, &transport)),
                 &transport,
                 deadline,
             ));
@@ -79,14 +75,14 @@ pub(crate) async fn serve_tcp(stream: TcpStream, transport: Transport) {
             } else {
                 let first = Bytes::new();
                 Box::pin(http1::serve_connection(
-                    stream, first, transport, peer, deadline,
+                    stream, first, transport, peer, deadline, None,
                 ))
                 .await;
             }
         }
         Sniffed::H2c => {
             Box::pin(serve_http2(
-                Rewind::new(first, stream),
+                Rewind::new(first, with_deadline(stream, &transport)),
                 transport,
                 http2::Scheme::Http,
                 peer,
@@ -94,8 +90,23 @@ pub(crate) async fn serve_tcp(stream: TcpStream, transport: Transport) {
             ))
             .await;
         }
-        Sniffed::Http1 => http1::serve_connection(stream, first, transport, peer, deadline).await,
+        Sniffed::Http1 => {
+            // Shared, so an event stream's frames can be written to it from outside this task.
+            let stream = SharedTcp::new(stream);
+            let share = Some(stream.share());
+            let stream = with_deadline(stream, &transport);
+            http1::serve_connection(stream, first, transport, peer, deadline, share).await
+        }
     }
+}
+
+/// `io` under the connection's write deadline (`--write-timeout`).
+fn with_deadline<IO>(io: IO, transport: &Transport) -> WriteDeadline<IO> {
+    WriteDeadline::new(
+        io,
+        transport.settings.write_timeout,
+        transport.metrics.clone(),
+    )
 }
 
 /// Counts a connection closed for not finishing its request head in time.

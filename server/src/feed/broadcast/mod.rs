@@ -31,6 +31,7 @@
 //! (nothing takes them the other way).
 
 mod channel_table;
+mod direct;
 mod history;
 mod presence_counts;
 mod registry;
@@ -60,7 +61,7 @@ use history::History;
 use presence_counts::PresenceCounts;
 use registry::{Registry, Slot};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use tokio::sync::watch;
 
 /// Why a message was not appended. Each variant is a reason label in the metrics.
@@ -132,6 +133,8 @@ struct Shared {
     reset_wanted: AtomicBool,
     /// The subscriptions whose streams are compressed now: with none, no frame is compressed.
     compressed: AtomicUsize,
+    /// The writers of direct subscribers' frames (`direct.rs`), started with the first one.
+    writers: OnceLock<direct::Writers>,
 }
 
 /// What appending changes, under one lock.
@@ -169,6 +172,7 @@ impl BroadcastList {
                 presence: PresenceCounts::default(),
                 reset_wanted: AtomicBool::new(false),
                 compressed: AtomicUsize::new(0),
+                writers: OnceLock::new(),
                 cuts: Arc::new(LogSummary::new(
                     "subscriber fell behind the history; disconnected so it resumes with Last-Event-ID",
                     tracing::Level::WARN,
@@ -443,6 +447,8 @@ impl BroadcastList {
                 grants,
                 presence_seen: 0,
                 gzip: None,
+                direct: None,
+                written: None,
             },
             gap,
         )

@@ -1,18 +1,22 @@
 //! One subscriber's view of the list: a cursor, a wake-up receiver, an optional filter and the
 //! private channels it may read.
 
+use super::direct::{Parking, Writers};
 use super::history::Entry;
 use super::registry::Slot;
 use super::BroadcastList;
 use crate::feed::channels::ChannelSet;
 use crate::feed::frame::gzip::{self, Alone, GzipStream};
 use crate::feed::frame::{self, Event};
+use crate::runtime::connection::WriteNow;
 use crate::runtime::lock::{MutexExt, RwLockExt};
 use app::message::Gap;
 use bytes::{Bytes, BytesMut};
+use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// One subscriber's view of the list.
 ///
@@ -31,6 +35,10 @@ pub struct Subscription {
     pub(super) presence_seen: u64,
     /// Where this subscriber's compressed stream stands; `None`: its stream is plain.
     pub(super) gzip: Option<GzipStream>,
+    /// Its place among the direct subscribers (`direct.rs`), if its frames are written so.
+    pub(super) direct: Option<Arc<Parking>>,
+    /// When a writer last wrote for it, not yet taken by `take_written`.
+    pub(super) written: Option<Instant>,
 }
 
 /// The subscriber fell behind the history and has lost messages.
@@ -50,11 +58,50 @@ impl Subscription {
             if let Some(bytes) = self.try_next(max_bytes)? {
                 return Ok(bytes);
             }
-            if self.head.changed().await.is_err() {
+            if let Some(parking) = self.direct.clone() {
+                self.park(&parking).await;
+            } else if self.head.changed().await.is_err() {
                 // The list is gone; nothing more will come.
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Waits parked while the writers write for this subscriber, until they hand it back (or
+    /// this future is dropped: its task woke for something else). Either way it then stands
+    /// where the writers left it.
+    async fn park(&mut self, parking: &Parking) {
+        parking.park(self.cursor, self.presence_seen);
+        let unpark = Unpark {
+            parking,
+            cursor: &mut self.cursor,
+            written: &mut self.written,
+        };
+        // A change between the read that found nothing and parking: no writer may have seen
+        // this subscriber parked, so it reads for itself (as `next` marks the version seen
+        // before reading).
+        if !self.head.has_changed().unwrap_or(false) {
+            poll_fn(|cx| parking.poll_handed_back(cx)).await;
+        }
+        drop(unpark);
+    }
+
+    /// Writes this subscriber's frames through `writer` while it waits for them (see
+    /// `direct.rs`): only a subscriber that reads every public frame, plain, and whose stream
+    /// takes `max_bytes` in one piece. Call after `compress`.
+    pub fn write_directly(&mut self, writer: Arc<dyn WriteNow>, max_bytes: usize) {
+        if self.filter.is_some() || self.grants.is_some() || self.gzip.is_some() {
+            return;
+        }
+        let shared = &self.list.shared;
+        let writers = shared.writers.get_or_init(|| Writers::start(shared));
+        let parking = writers.register(writer, self.slot.clone(), max_bytes, self.cursor);
+        self.direct = Some(parking);
+    }
+
+    /// When the writers last wrote for this subscriber, if they have since this was last asked.
+    pub fn take_written(&mut self) -> Option<Instant> {
+        self.written.take()
     }
 
     /// The frames after the cursor, if any, without waiting.
@@ -124,6 +171,10 @@ impl Subscription {
     /// Makes this subscriber's stream gzip-compressed (see `feed::frame::gzip`): every frame
     /// handed over from now on, its own (`send`) included, is compressed, and `finish` ends it.
     pub fn compress(&mut self) {
+        if let (Some(parking), Some(writers)) = (self.direct.take(), self.list.shared.writers.get())
+        {
+            writers.unregister(&parking);
+        }
         if self.gzip.is_none() {
             self.list.shared.compressed.fetch_add(1, Ordering::Relaxed);
         }
@@ -203,9 +254,29 @@ fn wants(
         && (!entry.private || grants.as_ref().is_some_and(|g| g.contains(channel)))
 }
 
+/// Takes a parked subscriber back when its wait ends, however it ends.
+struct Unpark<'a> {
+    parking: &'a Parking,
+    cursor: &'a mut u64,
+    written: &'a mut Option<Instant>,
+}
+
+impl Drop for Unpark<'_> {
+    fn drop(&mut self) {
+        let (cursor, written) = self.parking.unpark();
+        *self.cursor = cursor;
+        if written.is_some() {
+            *self.written = written;
+        }
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         let shared = &self.list.shared;
+        if let (Some(parking), Some(writers)) = (&self.direct, shared.writers.get()) {
+            writers.unregister(parking);
+        }
         if self.gzip.is_some() {
             shared.compressed.fetch_sub(1, Ordering::Relaxed);
         }

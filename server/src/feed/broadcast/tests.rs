@@ -622,3 +622,120 @@ fn a_waiting_subscriber_is_woken_by_an_append_and_a_presence_change() {
         "woken by the presence change"
     );
 }
+
+/// A connection for direct writes that keeps what it is given, and takes it whole, in part or
+/// not at all as told.
+struct Recorder {
+    taken: Mutex<Vec<Bytes>>,
+    answer: Mutex<crate::runtime::connection::Written>,
+    written: tokio::sync::Notify,
+}
+
+impl crate::runtime::connection::WriteNow for Recorder {
+    fn write_now(&self, frames: &[u8]) -> crate::runtime::connection::Written {
+        let answer = *self.answer.lock().unwrap();
+        if answer != crate::runtime::connection::Written::Nothing {
+            self.taken
+                .lock()
+                .unwrap()
+                .push(Bytes::copy_from_slice(frames));
+        }
+        self.written.notify_one();
+        answer
+    }
+}
+
+/// A parked subscriber's frames are written by the list's writers while its task sleeps; it
+/// is woken only when its connection does not take them whole, and then reads on from where
+/// the writers left it: nothing twice, nothing lost.
+#[tokio::test]
+async fn a_waiting_direct_subscriber_is_written_to_without_being_woken() {
+    use crate::runtime::connection::Written;
+    use futures::task::ArcWake;
+    use std::future::Future;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll};
+    struct Count(AtomicUsize);
+    impl ArcWake for Count {
+        fn wake_by_ref(count: &Arc<Self>) {
+            count.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let list = list(8);
+    let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+    let recorder = Arc::new(Recorder {
+        taken: Mutex::new(Vec::new()),
+        answer: Mutex::new(Written::Whole),
+        written: tokio::sync::Notify::new(),
+    });
+    sub.write_directly(recorder.clone(), 1 << 16);
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = futures::task::waker(count.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending(), "parked");
+
+    // Written by a writer, the subscriber's task not woken.
+    list.publish("red", &json!(1)).unwrap();
+    recorder.written.notified().await;
+    list.publish("red", &json!(2)).unwrap();
+    recorder.written.notified().await;
+    let taken: Vec<Vec<u64>> = recorder.taken.lock().unwrap().iter().map(ids).collect();
+    assert_eq!(taken, [[1], [2]]);
+    assert_eq!(count.0.load(Ordering::SeqCst), 0, "not woken");
+
+    // Taken in part: the connection keeps the rest, the task is woken and reads on after it.
+    *recorder.answer.lock().unwrap() = Written::Part;
+    list.publish("red", &json!(3)).unwrap();
+    recorder.written.notified().await;
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken");
+    assert!(next.as_mut().poll(&mut cx).is_pending(), "parked again");
+    drop(next);
+    assert_eq!(sub.cursor(), 3);
+
+    // Not taken: the task is woken and reads the frame itself.
+    *recorder.answer.lock().unwrap() = Written::Nothing;
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending());
+    list.publish("red", &json!(4)).unwrap();
+    recorder.written.notified().await;
+    assert_eq!(count.0.load(Ordering::SeqCst), 2, "woken");
+    assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(Ok(b)) if ids(&b) == [4]));
+    drop(next);
+    assert_eq!(list.shared.metrics.messages_out.load(Ordering::Relaxed), 4);
+
+    // New presence counts are the task's to send: it is handed back for them.
+    *recorder.answer.lock().unwrap() = Written::Whole;
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending());
+    assert!(list.set_presence(vec![(Arc::from("red"), 1, false)]));
+    while count.0.load(Ordering::SeqCst) < 3 {
+        tokio::task::yield_now().await;
+    }
+    let Poll::Ready(Ok(presence)) = next.as_mut().poll(&mut cx) else {
+        panic!("the presence frame");
+    };
+    assert!(presence.starts_with(b"event: ringback.presence"));
+}
+
+/// Only a subscriber that reads every public frame plainly has its frames written directly:
+/// a filtered one is woken by an append as before.
+#[tokio::test]
+async fn a_filtered_subscriber_reads_for_itself() {
+    use crate::runtime::connection::Written;
+    let list = list(8);
+    let filter = Some(vec!["red".to_owned()]);
+    let (mut sub, _) = list.subscribe(Start::Live, filter, None, CancelToken::new());
+    let recorder = Arc::new(Recorder {
+        taken: Mutex::new(Vec::new()),
+        answer: Mutex::new(Written::Whole),
+        written: tokio::sync::Notify::new(),
+    });
+    sub.write_directly(recorder.clone(), 1 << 16);
+    let reader = tokio::spawn(async move { ids(&sub.next(1 << 16).await.unwrap()) });
+    tokio::task::yield_now().await;
+    list.publish("blue", &json!(1)).unwrap();
+    list.publish("red", &json!(2)).unwrap();
+    assert_eq!(reader.await.unwrap(), [2]);
+    assert!(recorder.taken.lock().unwrap().is_empty());
+}

@@ -1,0 +1,272 @@
+//! Direct writes: a new frame written to every waiting subscriber's socket in one pass, without
+//! waking each subscriber's task.
+//!
+//! A subscriber whose connection can take frames from outside its task (a
+//! [`DirectWriter`](crate::runtime::connection::DirectWriter): HTTP/1.1 over cleartext TCP)
+//! *parks* when it has read everything: it leaves its cursor here and waits. On each append a
+//! few writer tasks (one per runtime worker, each with its share of the parked subscribers) read
+//! the new frames once and write them to each parked subscriber's socket with one non-blocking
+//! call, advancing its cursor. A subscriber is *handed back* to its own task (woken, and it reads
+//! from its cursor as before) whenever that is not simple: its socket did not take the whole
+//! write, it is not where the others are, the frames are more than one batch, or the presence
+//! counts changed. Its task also takes itself back whenever it wakes for anything else (a
+//! heartbeat, its end, a source change, shutdown): a subscriber's socket is written by its task
+//! or by a writer, never both, because a writer writes only a parked subscriber, under the lock
+//! that parking and unparking take.
+//!
+//! Per delivery this costs what the floor costs (one write) plus a lock and a few loads; the
+//! task's wake-up, its poll of every source it waits on, and the driver's poll are gone. Every
+//! bound stays where it was: the write deadline, cuts and budgets apply to the task's writes,
+//! and a socket that is not taking a write is handed back to them.
+//!
+//! Why not for every subscriber: a filtered or granted one reads its own selection, and a
+//! compressed stream its own compressor's state; their tasks read for them as before.
+
+use super::history::Batch;
+use super::registry::Slot;
+use super::Shared;
+use crate::runtime::connection::{WriteNow, Written};
+use crate::runtime::lock::{MutexExt, RwLockExt};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::task::{Context, Poll, Waker};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The most bytes a writer hands one socket in one pass; more waiting frames than this, and
+/// the subscribers are handed back to their tasks, which batch as they always have.
+const MAX_PASS_BYTES: usize = 64 * 1024;
+
+/// The writers and the parked subscribers they serve, made at the first direct subscriber.
+pub(super) struct Writers {
+    shards: Box<[Mutex<Shard>]>,
+    /// The shard of the next subscriber: round the shards in turn.
+    next: AtomicUsize,
+}
+
+/// One writer's subscribers, in a vector whose free places are reused.
+#[derive(Default)]
+struct Shard {
+    parkings: Vec<Option<Arc<Parking>>>,
+    free: Vec<usize>,
+}
+
+/// One direct subscriber: where its frames go and, while it is parked, its cursor.
+pub(super) struct Parking {
+    writer: Arc<dyn WriteNow>,
+    slot: Arc<Slot>,
+    /// The most bytes its stream takes in one piece.
+    max_bytes: usize,
+    shard: usize,
+    index: usize,
+    state: Mutex<ParkState>,
+}
+
+struct ParkState {
+    /// Its task is waiting and the writers write for it.
+    parked: bool,
+    cursor: u64,
+    /// The presence changes its task has sent: a newer one is its task's to send.
+    presence_seen: u64,
+    /// When a writer last wrote for it (its task's heartbeat is due a period after).
+    written: Option<Instant>,
+    waker: Option<Waker>,
+}
+
+impl Writers {
+    /// Starts one writer per runtime worker for the list `shared`.
+    pub(super) fn start(shared: &Arc<Shared>) -> Writers {
+        let n = tokio::runtime::Handle::current()
+            .metrics()
+            .num_workers()
+            .max(1);
+        for shard in 0..n {
+            let mut head = shared.head.subscribe();
+            let newest = *head.borrow_and_update();
+            tokio::spawn(write(Arc::downgrade(shared), head, newest, shard));
+        }
+        Writers {
+            shards: (0..n).map(|_| Mutex::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Registers a subscriber whose frames `writer` takes, at `cursor`.
+    pub(super) fn register(
+        &self,
+        writer: Arc<dyn WriteNow>,
+        slot: Arc<Slot>,
+        max_bytes: usize,
+        cursor: u64,
+    ) -> Arc<Parking> {
+        let shard = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        let mut parkings = self.shards[shard].lock_or_recover();
+        let index = parkings.free.pop().unwrap_or(parkings.parkings.len());
+        let parking = Arc::new(Parking {
+            writer,
+            slot,
+            max_bytes,
+            shard,
+            index,
+            state: Mutex::new(ParkState {
+                parked: false,
+                cursor,
+                presence_seen: 0,
+                written: None,
+                waker: None,
+            }),
+        });
+        if index == parkings.parkings.len() {
+            parkings.parkings.push(Some(parking.clone()));
+        } else {
+            parkings.parkings[index] = Some(parking.clone());
+        }
+        parking
+    }
+
+    /// Unregisters a subscriber (it is gone).
+    pub(super) fn unregister(&self, parking: &Parking) {
+        let mut shard = self.shards[parking.shard].lock_or_recover();
+        shard.parkings[parking.index] = None;
+        shard.free.push(parking.index);
+    }
+}
+
+impl Parking {
+    /// Parks the subscriber at `cursor`, having sent `presence_seen` presence changes: the
+    /// writers write for it from now on.
+    pub(super) fn park(&self, cursor: u64, presence_seen: u64) {
+        let mut state = self.state.lock_or_recover();
+        state.parked = true;
+        state.cursor = cursor;
+        state.presence_seen = presence_seen;
+    }
+
+    /// Ready once a writer has handed the subscriber back to its task.
+    pub(super) fn poll_handed_back(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state.lock_or_recover();
+        if !state.parked {
+            return Poll::Ready(());
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Takes the subscriber back (parked or handed back): its cursor now, and when a writer
+    /// last wrote for it, if one did since it parked.
+    pub(super) fn unpark(&self) -> (u64, Option<Instant>) {
+        let mut state = self.state.lock_or_recover();
+        state.parked = false;
+        state.waker = None;
+        (state.cursor, state.written.take())
+    }
+}
+
+/// A writer: on each change of the list (an append, new presence counts), one pass over its
+/// shard's parked subscribers. `newest`: the newest id when `head` was last seen. Ends with the
+/// list.
+async fn write(list: Weak<Shared>, mut head: watch::Receiver<u64>, newest: u64, shard: usize) {
+    let mut parkings = Vec::new();
+    // The newest id at the last pass: where the subscribers it left parked stand.
+    let mut base = newest;
+    while head.changed().await.is_ok() {
+        let Some(shared) = list.upgrade() else {
+            return;
+        };
+        // Seen before reading, so a change while this pass runs brings another pass.
+        head.borrow_and_update();
+        base = pass(&shared, shard, base, &mut parkings);
+    }
+}
+
+/// Writes the frames after `base` to every parked subscriber of `shard` that stands at `base`,
+/// and hands back the ones that cannot take them so; returns the newest id.
+fn pass(shared: &Shared, shard: usize, base: u64, parkings: &mut Vec<Arc<Parking>>) -> u64 {
+    let presence = shared.presence.version();
+    let (newest, batch) = {
+        let state = shared.state.read_or_recover();
+        let history = &state.history;
+        let newest = history.newest;
+        // Every public frame after `base`, if the history still holds them all and they make
+        // one batch.
+        let batch = (base < newest && base >= history.evicted_through)
+            .then(|| history.batch(base, MAX_PASS_BYTES, |e| !e.private))
+            .filter(|batch| batch.last == newest);
+        (newest, batch)
+    };
+    let Some(writers) = shared.writers.get() else {
+        return newest;
+    };
+    // A snapshot, so subscribers come and go while the pass writes.
+    parkings.extend(
+        writers.shards[shard]
+            .lock_or_recover()
+            .parkings
+            .iter()
+            .flatten()
+            .cloned(),
+    );
+    let now = Instant::now();
+    let mut delivered = 0;
+    for parking in parkings.drain(..) {
+        // Held by its task, which is parking (and then looks for new frames itself) or
+        // taking itself back.
+        let Some(mut state) = try_lock(&parking.state) else {
+            continue;
+        };
+        if !state.parked || (state.cursor == newest && state.presence_seen == presence) {
+            continue;
+        }
+        let written = match &batch {
+            Some(Batch { bytes, count, .. })
+                if state.cursor == base && state.presence_seen == presence =>
+            {
+                match bytes {
+                    None => Written::Whole, // only private frames: nothing for it
+                    Some(bytes) if bytes.len() <= parking.max_bytes => {
+                        let written = parking.writer.write_now(bytes);
+                        if written != Written::Nothing {
+                            delivered += count;
+                        }
+                        written
+                    }
+                    Some(_) => Written::Nothing,
+                }
+            }
+            _ => Written::Nothing,
+        };
+        if written != Written::Nothing {
+            state.cursor = newest;
+            state.written = Some(now);
+            parking.slot.cursor.store(newest, Ordering::Release);
+        }
+        if written != Written::Whole {
+            state.parked = false;
+            let waker = state.waker.take();
+            drop(state);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+    if delivered > 0 {
+        let out = &shared.metrics.messages_out;
+        out.fetch_add(delivered, Ordering::Relaxed);
+    }
+    newest
+}
+
+/// The lock if it is free now (a poisoned one is taken: its state is plain values).
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}

@@ -1,0 +1,206 @@
+//! A cleartext TCP connection shared by its task and the feed's writers.
+//!
+//! An HTTP/1.1 event stream's frames are written by the feed's writers straight to its socket
+//! while its task waits for them (`feed::broadcast`'s direct writes; [`WriteNow`]): one
+//! non-blocking write of one chunk per delivery, the task not woken. Whatever the socket does
+//! not take at once goes back to the task: a chunk written in part leaves its rest here, for the
+//! task to write before anything else ([`TcpShare::take_rest`]), under the write deadline and
+//! the cuts, as every write of its own.
+//!
+//! Everything else on the connection (its request head, hyper for any other request) reads and
+//! writes through [`SharedTcp`] as through the `TcpStream` itself.
+
+use crate::runtime::connection::{WriteNow, Written};
+use crate::runtime::lock::MutexExt;
+use crate::transport::chunked::size_line;
+use bytes::{BufMut, Bytes, BytesMut};
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The connection as its task reads and writes it.
+pub struct SharedTcp(Arc<TcpShare>);
+
+/// The connection as it is shared: its socket, and the rest of a chunk written in part.
+pub struct TcpShare {
+    tcp: TcpStream,
+    rest: Mutex<Option<Bytes>>,
+}
+
+impl SharedTcp {
+    pub fn new(tcp: TcpStream) -> Self {
+        SharedTcp(Arc::new(TcpShare {
+            tcp,
+            rest: Mutex::new(None),
+        }))
+    }
+
+    /// The connection as the feed's writers take it.
+    pub fn share(&self) -> Arc<TcpShare> {
+        self.0.clone()
+    }
+}
+
+impl TcpShare {
+    /// The rest of a chunk a writer wrote in part, which must go before anything else.
+    pub fn take_rest(&self) -> Option<Bytes> {
+        self.rest.lock_or_recover().take()
+    }
+}
+
+impl WriteNow for TcpShare {
+    /// `frames` as one chunk (size line, frames, CRLF), in one non-blocking vectored write.
+    fn write_now(&self, frames: &[u8]) -> Written {
+        let (line, line_len) = size_line(frames.len());
+        let parts = [&line[..line_len], frames, b"\r\n"];
+        let slices = parts.map(IoSlice::new);
+        let total = line_len + frames.len() + 2;
+        match self.tcp.try_write_vectored(&slices) {
+            Ok(n) if n == total => Written::Whole,
+            Ok(n) if n > 0 => {
+                let mut rest = BytesMut::with_capacity(total - n);
+                let mut skip = n;
+                for part in parts {
+                    let from = skip.min(part.len());
+                    skip -= from;
+                    rest.put_slice(&part[from..]);
+                }
+                *self.rest.lock_or_recover() = Some(rest.freeze());
+                Written::Part
+            }
+            // Full, or failed: the task's own write meets the same and acts on it.
+            _ => Written::Nothing,
+        }
+    }
+}
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let tcp = &self.0.tcp;
+        loop {
+            ready!(tcp.poll_read_ready(cx))?;
+            match tcp.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale; polling it again registers for the next.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let tcp = &self.0.tcp;
+        loop {
+            ready!(tcp.poll_write_ready(cx))?;
+            match tcp.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let tcp = &self.0.tcp;
+        loop {
+            ready!(tcp.poll_write_ready(cx))?;
+            match tcp.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let socket = socket2::SockRef::from(&self.0.tcp);
+        Poll::Ready(socket.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (SharedTcp, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, (server, _)) =
+            tokio::join!(client, async { listener.accept().await.unwrap() });
+        (SharedTcp::new(server), client.unwrap())
+    }
+
+    /// A chunk written now is one chunk on the wire; once the socket is full, what it did not
+    /// take is left whole for the task, and the stream stays one valid sequence of chunks.
+    #[tokio::test]
+    async fn chunks_written_now_stay_whole_on_the_wire() {
+        let (mut shared, mut client) = pair().await;
+        let share = shared.share();
+        assert_eq!(share.write_now(b"data: 1\n\n"), Written::Whole);
+        let mut buf = vec![0; 64];
+        let n = client.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"9\r\ndata: 1\n\n\r\n");
+
+        // Nobody reads: fill the socket until a write does not go whole.
+        let frame = vec![b'x'; 4000];
+        let mut sent = 0;
+        let last = loop {
+            match share.write_now(&frame) {
+                Written::Whole => sent += 1,
+                other => break other,
+            }
+        };
+        let rest = share.take_rest();
+        assert_eq!(rest.is_some(), last == Written::Part);
+        let mut expected = Vec::new();
+        for _ in 0..sent + usize::from(last == Written::Part) {
+            expected.extend_from_slice(b"fa0\r\n");
+            expected.extend_from_slice(&frame);
+            expected.extend_from_slice(b"\r\n");
+        }
+        let writer = tokio::spawn(async move {
+            if let Some(rest) = rest {
+                shared.write_all(&rest).await.unwrap();
+            }
+            shared.shutdown().await.unwrap();
+            shared
+        });
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        writer.await.unwrap();
+        assert!(
+            out == expected,
+            "{} bytes against {}",
+            out.len(),
+            expected.len()
+        );
+    }
+}
