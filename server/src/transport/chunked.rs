@@ -1,7 +1,7 @@
 //! `transfer-encoding: chunked` as an HTTP/1.1 event stream is written: each piece of the body
 //! one chunk, its size line made without formatting machinery (this runs once per delivery).
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -25,12 +25,12 @@ pub fn size_line(len: usize) -> ([u8; 20], usize) {
 pub struct Chunk {
     /// The size line (hex, CRLF) in its first `line_len` bytes.
     size_line: [u8; 20],
-    line_len: usize,
+    line_len: u8,
     /// Unwritten bytes at the end of the size line.
-    size_left: usize,
-    data: Bytes,
+    size_left: u8,
     /// Unwritten bytes of the CRLF after the data.
-    crlf_left: usize,
+    crlf_left: u8,
+    data: Bytes,
     /// This is the last chunk (`0\r\n\r\n`).
     pub last: bool,
 }
@@ -41,8 +41,10 @@ impl Chunk {
         if data.is_empty() {
             return chunk; // an empty chunk would end the body
         }
-        (chunk.size_line, chunk.line_len) = size_line(data.len());
-        chunk.size_left = chunk.line_len;
+        let (line, len) = size_line(data.len());
+        chunk.size_line = line;
+        chunk.line_len = len as u8;
+        chunk.size_left = len as u8;
         chunk.data = data;
         chunk.crlf_left = 2;
         chunk
@@ -57,6 +59,31 @@ impl Chunk {
         chunk
     }
 
+    /// Bytes already framed, `before`, and then what is left of this chunk, as one piece (a
+    /// chunk a writer wrote in part before this one: see `shared_tcp.rs`).
+    pub fn after(self, before: Bytes) -> Self {
+        let (line, crlf) = (self.line_left(), self.crlf_left());
+        let mut all = BytesMut::with_capacity(before.len() + line.len() + self.data.len() + 2);
+        for part in [&before[..], line, &self.data, crlf] {
+            all.put_slice(part);
+        }
+        Chunk {
+            data: all.freeze(),
+            last: self.last,
+            ..Chunk::default()
+        }
+    }
+
+    /// The unwritten end of the size line.
+    fn line_left(&self) -> &[u8] {
+        &self.size_line[usize::from(self.line_len - self.size_left)..self.line_len.into()]
+    }
+
+    /// The unwritten end of the CRLF after the data.
+    fn crlf_left(&self) -> &'static [u8] {
+        &b"\r\n"[usize::from(2 - self.crlf_left)..]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.size_left == 0 && self.data.is_empty() && self.crlf_left == 0
     }
@@ -68,24 +95,22 @@ impl Chunk {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.is_empty() {
-            let line = &self.size_line[self.line_len - self.size_left..self.line_len];
-            let crlf = &b"\r\n"[2 - self.crlf_left..];
             let slices = [
-                IoSlice::new(line),
+                IoSlice::new(self.line_left()),
                 IoSlice::new(&self.data),
-                IoSlice::new(crlf),
+                IoSlice::new(self.crlf_left()),
             ];
             let mut n = ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            let from_line = n.min(self.size_left);
-            self.size_left -= from_line;
+            let from_line = n.min(self.size_left.into());
+            self.size_left -= from_line as u8;
             n -= from_line;
             let from_data = n.min(self.data.len());
             self.data.advance(from_data);
             n -= from_data;
-            self.crlf_left -= n.min(self.crlf_left);
+            self.crlf_left -= n.min(self.crlf_left.into()) as u8;
         }
         Poll::Ready(Ok(()))
     }
@@ -102,7 +127,7 @@ mod tests {
     fn the_size_line_is_the_length_in_hex() {
         for len in [1usize, 9, 10, 15, 16, 255, 256, 4096, 0x12345, 0xfffff] {
             let chunk = Chunk::data(Bytes::from(vec![b'x'; len]));
-            let line = &chunk.size_line[..chunk.line_len];
+            let line = &chunk.size_line[..chunk.line_len.into()];
             assert_eq!(line, format!("{len:x}\r\n").as_bytes(), "{len}");
         }
     }

@@ -33,7 +33,7 @@ use crate::transport::shared_tcp::TcpShare;
 use crate::transport::Transport;
 use axum::body::Body;
 use axum::Router;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Version};
 use http_body::Body as _;
 use std::future::poll_fn;
@@ -286,8 +286,9 @@ async fn stream_chunks<IO>(io: &mut IO, mut body: Body, direct: Option<&TcpShare
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut rest = Bytes::new();
     let mut chunk = Chunk::default();
+    // The chunk being written holds a writer's rest: writers wait until it is written.
+    let mut owing = false;
     let mut scratch = [0u8; 64];
     poll_fn(|cx| {
         // The client's side, once per wake-up: its close ends the stream. A read that is
@@ -306,25 +307,31 @@ where
             }
         }
         loop {
-            while !rest.is_empty() {
-                let n = ready!(Pin::new(&mut *io).poll_write(cx, &rest))?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                rest.advance(n);
-            }
             if !chunk.is_empty() {
                 // A writer's chunk, written in part while the body waited, goes first.
-                if let Some(left) = direct.and_then(TcpShare::take_rest) {
-                    rest = left;
-                    continue;
+                if let Some(rest) = direct.and_then(TcpShare::take_rest) {
+                    chunk = std::mem::take(&mut chunk).after(rest);
+                    owing = true;
                 }
                 ready!(chunk.poll_write(io, cx))?;
+                if let (true, Some(share)) = (owing, direct) {
+                    owing = false;
+                    share.paid();
+                }
             }
             if chunk.last {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut body).poll_frame(cx)) {
+            let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(cx) else {
+                // Handed back by a writer with a chunk written in part: its rest goes now.
+                if let Some(rest) = direct.and_then(TcpShare::take_rest) {
+                    chunk = Chunk::default().after(rest);
+                    owing = true;
+                    continue;
+                }
+                return Poll::Pending;
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         chunk = Chunk::data(data);

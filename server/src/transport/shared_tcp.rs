@@ -16,6 +16,7 @@ use crate::transport::chunked::size_line;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -27,7 +28,10 @@ pub struct SharedTcp(Arc<TcpShare>);
 /// The connection as it is shared: its socket, and the rest of a chunk written in part.
 pub struct TcpShare {
     tcp: TcpStream,
+    /// The rest of a chunk a writer wrote in part, until the task takes it.
     rest: Mutex<Option<Bytes>>,
+    /// The task owes the socket that rest: no writer writes until it has written it whole.
+    owed: AtomicBool,
 }
 
 impl SharedTcp {
@@ -35,6 +39,7 @@ impl SharedTcp {
         SharedTcp(Arc::new(TcpShare {
             tcp,
             rest: Mutex::new(None),
+            owed: AtomicBool::new(false),
         }))
     }
 
@@ -45,15 +50,24 @@ impl SharedTcp {
 }
 
 impl TcpShare {
-    /// The rest of a chunk a writer wrote in part, which must go before anything else.
+    /// The rest of a chunk a writer wrote in part, which must go before anything else; once
+    /// it is written whole, the task says so ([`TcpShare::paid`]).
     pub fn take_rest(&self) -> Option<Bytes> {
         self.rest.lock_or_recover().take()
+    }
+
+    /// The rest taken is written whole: writers may write again.
+    pub fn paid(&self) {
+        self.owed.store(false, Ordering::Release);
     }
 }
 
 impl WriteNow for TcpShare {
     /// `frames` as one chunk (size line, frames, CRLF), in one non-blocking vectored write.
     fn write_now(&self, frames: &[u8]) -> Written {
+        if self.owed.load(Ordering::Acquire) {
+            return Written::Nothing;
+        }
         let (line, line_len) = size_line(frames.len());
         let parts = [&line[..line_len], frames, b"\r\n"];
         let slices = parts.map(IoSlice::new);
@@ -69,6 +83,7 @@ impl WriteNow for TcpShare {
                     rest.put_slice(&part[from..]);
                 }
                 *self.rest.lock_or_recover() = Some(rest.freeze());
+                self.owed.store(true, Ordering::Release);
                 Written::Part
             }
             // Full, or failed: the task's own write meets the same and acts on it.
@@ -180,6 +195,10 @@ mod tests {
         };
         let rest = share.take_rest();
         assert_eq!(rest.is_some(), last == Written::Part);
+        if rest.is_some() {
+            // Owed to the socket: nothing more is written over it until the task has paid.
+            assert_eq!(share.write_now(b"data: 2\n\n"), Written::Nothing);
+        }
         let mut expected = Vec::new();
         for _ in 0..sent + usize::from(last == Written::Part) {
             expected.extend_from_slice(b"fa0\r\n");
@@ -189,6 +208,7 @@ mod tests {
         let writer = tokio::spawn(async move {
             if let Some(rest) = rest {
                 shared.write_all(&rest).await.unwrap();
+                shared.0.paid();
             }
             shared.shutdown().await.unwrap();
             shared

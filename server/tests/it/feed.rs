@@ -757,3 +757,98 @@ async fn the_snapshot_is_the_latest_messages_of_each_channel_and_their_id() {
     }
     server.shutdown().await;
 }
+
+/// A plain HTTP/1.1 subscriber's frames are written straight to its socket while it waits
+/// (`feed/broadcast/direct.rs`); one that stops reading fills its socket mid-chunk, and is handed
+/// back to its own task, which writes the rest of that chunk before anything else. Read again,
+/// the stream is whole: valid chunks, every message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_and_reads_again_misses_nothing() {
+    const MESSAGES: u64 = 200;
+    const SIZE: usize = 20_000;
+    let mut cfg = config();
+    cfg.feed.history = 1024;
+    cfg.feed.history_bytes = 64 << 20;
+    cfg.feed.max_message_bytes = 2 * SIZE;
+    cfg.events.stream_compression = ringback::config::StreamCompression::Off;
+    let server = TestServer::start(cfg).await;
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    let mut slow = test_support::small_socket(server.addr, localhost)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /messages HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut subs = server.state.api.feed.watch_subscribers();
+    until(&mut subs, |n| *n == 1).await;
+    let feed = &server.state.api.feed;
+    let first = feed.newest_id() + 1;
+    // Some while it reads, the rest (more than its socket's buffers hold) while it does not.
+    let payload = serde_json::Value::String("x".repeat(SIZE));
+    let mut wire = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..MESSAGES {
+        feed.publish("blue", &payload).unwrap();
+        if i < 10 {
+            let n = slow.read(&mut buf).await.unwrap();
+            wire.extend_from_slice(&buf[..n]);
+        }
+    }
+    // Everything, then the end of the stream at shutdown.
+    let reading = tokio::spawn(async move {
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return wire,
+                Ok(n) => wire.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let newest = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let last = feed.newest_id();
+            let delivered = server
+                .state
+                .api
+                .metrics
+                .messages_out
+                .load(Ordering::Relaxed);
+            if delivered >= MESSAGES {
+                return last;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every message delivered");
+    assert_eq!(newest, first + MESSAGES - 1);
+    server.shutdown().await;
+    let wire = tokio::time::timeout(PATIENCE, reading)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The head, then chunks until the last one.
+    let head_end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = &wire[head_end..];
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = std::str::from_utf8(&rest[..line_end]).unwrap();
+        let size = usize::from_str_radix(size, 16).expect("a chunk's size line");
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], b"\r\n", "a chunk ends with CRLF");
+        rest = &rest[size + 2..];
+    }
+    let received: Vec<u64> = std::str::from_utf8(&body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let expected: Vec<u64> = (first..first + MESSAGES).collect();
+    assert_eq!(received, expected, "every message once, in order");
+}

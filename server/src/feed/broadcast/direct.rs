@@ -56,9 +56,9 @@ pub(super) struct Parking {
     writer: Arc<dyn WriteNow>,
     slot: Arc<Slot>,
     /// The most bytes its stream takes in one piece.
-    max_bytes: usize,
-    shard: usize,
-    index: usize,
+    max_bytes: u32,
+    shard: u32,
+    index: u32,
     state: Mutex<ParkState>,
 }
 
@@ -105,9 +105,9 @@ impl Writers {
         let parking = Arc::new(Parking {
             writer,
             slot,
-            max_bytes,
-            shard,
-            index,
+            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            shard: shard as u32,
+            index: index as u32,
             state: Mutex::new(ParkState {
                 parked: false,
                 cursor,
@@ -126,9 +126,9 @@ impl Writers {
 
     /// Unregisters a subscriber (it is gone).
     pub(super) fn unregister(&self, parking: &Parking) {
-        let mut shard = self.shards[parking.shard].lock_or_recover();
-        shard.parkings[parking.index] = None;
-        shard.free.push(parking.index);
+        let mut shard = self.shards[parking.shard as usize].lock_or_recover();
+        shard.parkings[parking.index as usize] = None;
+        shard.free.push(parking.index as usize);
     }
 }
 
@@ -158,13 +158,17 @@ impl Parking {
         Poll::Pending
     }
 
-    /// Takes the subscriber back (parked or handed back): its cursor now, and when a writer
-    /// last wrote for it, if one did since it parked.
-    pub(super) fn unpark(&self) -> (u64, Option<Instant>) {
+    /// Takes the subscriber back (parked or handed back): its cursor now.
+    pub(super) fn unpark(&self) -> u64 {
         let mut state = self.state.lock_or_recover();
         state.parked = false;
         state.waker = None;
-        (state.cursor, state.written.take())
+        state.cursor
+    }
+
+    /// When a writer last wrote for the subscriber, if one has since this was last asked.
+    pub(super) fn take_written(&self) -> Option<Instant> {
+        self.state.lock_or_recover().written.take()
     }
 }
 
@@ -229,7 +233,7 @@ fn pass(shared: &Shared, shard: usize, base: u64, parkings: &mut Vec<Arc<Parking
             {
                 match bytes {
                     None => Written::Whole, // only private frames: nothing for it
-                    Some(bytes) if bytes.len() <= parking.max_bytes => {
+                    Some(bytes) if bytes.len() <= parking.max_bytes as usize => {
                         let written = parking.writer.write_now(bytes);
                         if written != Written::Nothing {
                             delivered += count;

@@ -448,7 +448,6 @@ impl BroadcastList {
                 presence_seen: 0,
                 gzip: None,
                 direct: None,
-                written: None,
             },
             gap,
         )

@@ -37,8 +37,6 @@ pub struct Subscription {
     pub(super) gzip: Option<GzipStream>,
     /// Its place among the direct subscribers (`direct.rs`), if its frames are written so.
     pub(super) direct: Option<Arc<Parking>>,
-    /// When a writer last wrote for it, not yet taken by `take_written`.
-    pub(super) written: Option<Instant>,
 }
 
 /// The subscriber fell behind the history and has lost messages.
@@ -75,7 +73,6 @@ impl Subscription {
         let unpark = Unpark {
             parking,
             cursor: &mut self.cursor,
-            written: &mut self.written,
         };
         // A change between the read that found nothing and parking: no writer may have seen
         // this subscriber parked, so it reads for itself (as `next` marks the version seen
@@ -101,7 +98,7 @@ impl Subscription {
 
     /// When the writers last wrote for this subscriber, if they have since this was last asked.
     pub fn take_written(&mut self) -> Option<Instant> {
-        self.written.take()
+        self.direct.as_ref()?.take_written()
     }
 
     /// The frames after the cursor, if any, without waiting.
@@ -258,16 +255,11 @@ fn wants(
 struct Unpark<'a> {
     parking: &'a Parking,
     cursor: &'a mut u64,
-    written: &'a mut Option<Instant>,
 }
 
 impl Drop for Unpark<'_> {
     fn drop(&mut self) {
-        let (cursor, written) = self.parking.unpark();
-        *self.cursor = cursor;
-        if written.is_some() {
-            *self.written = written;
-        }
+        *self.cursor = self.parking.unpark();
     }
 }
 
