@@ -6,10 +6,12 @@
 //! *parks* when it has read everything: it leaves its cursor here and waits. On each append a
 //! few writer tasks (one per runtime worker, each with its share of the parked subscribers) read
 //! the new frames once and write them to each parked subscriber's socket with one non-blocking
-//! call, advancing its cursor. A subscriber is *handed back* to its own task (woken, and it reads
-//! from its cursor as before) whenever that is not simple: its socket did not take the whole
-//! write, it is not where the others are, the frames are more than one batch, or the presence
-//! counts changed. Its task also takes itself back whenever it wakes for anything else (a
+//! call, advancing its cursor; frames appended while a pass runs go together in the next (a
+//! pass gives way to other tasks at tokio's cooperative budget, so publishers are not held up
+//! by it). A subscriber is *handed back* to its own task (woken, and it reads from its cursor as
+//! before) whenever that is not simple: its socket did not take the whole write, it stands
+//! before the last pass, the frames are more than one batch, or the presence counts changed.
+//! Its task also takes itself back whenever it wakes for anything else (a
 //! heartbeat, its end, a source change, shutdown): a subscriber's socket is written by its task
 //! or by a writer, never both, because a writer writes only a parked subscriber, under the lock
 //! that parking and unparking take.
@@ -22,11 +24,11 @@
 //! Why not for every subscriber: a filtered or granted one reads its own selection, and a
 //! compressed stream its own compressor's state; their tasks read for them as before.
 
-use super::history::Batch;
 use super::registry::Slot;
 use super::Shared;
 use crate::runtime::connection::{WriteNow, Written};
 use crate::runtime::lock::{MutexExt, RwLockExt};
+use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Context, Poll, Waker};
@@ -176,7 +178,7 @@ impl Parking {
 /// shard's parked subscribers. `newest`: the newest id when `head` was last seen. Ends with the
 /// list.
 async fn write(list: Weak<Shared>, mut head: watch::Receiver<u64>, newest: u64, shard: usize) {
-    let mut parkings = Vec::new();
+    let mut scratch = Scratch::default();
     // The newest id at the last pass: where the subscribers it left parked stand.
     let mut base = newest;
     while head.changed().await.is_ok() {
@@ -185,28 +187,31 @@ async fn write(list: Weak<Shared>, mut head: watch::Receiver<u64>, newest: u64, 
         };
         // Seen before reading, so a change while this pass runs brings another pass.
         head.borrow_and_update();
-        base = pass(&shared, shard, base, &mut parkings);
+        base = pass(&shared, shard, base, &mut scratch).await;
     }
 }
 
-/// Writes the frames after `base` to every parked subscriber of `shard` that stands at `base`,
-/// and hands back the ones that cannot take them so; returns the newest id.
-fn pass(shared: &Shared, shard: usize, base: u64, parkings: &mut Vec<Arc<Parking>>) -> u64 {
+/// Writes to every parked subscriber of `shard` the public frames after its cursor, if it
+/// stands at `base` or after, and hands back the ones that cannot take them so; returns the
+/// newest id.
+async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -> u64 {
     let presence = shared.presence.version();
-    let (newest, batch) = {
+    let (newest, whole) = {
         let state = shared.state.read_or_recover();
         let history = &state.history;
-        let newest = history.newest;
-        // Every public frame after `base`, if the history still holds them all and they make
-        // one batch.
-        let batch = (base < newest && base >= history.evicted_through)
-            .then(|| history.batch(base, MAX_PASS_BYTES, |e| !e.private))
-            .filter(|batch| batch.last == newest);
-        (newest, batch)
+        let whole = history.public_after(base, MAX_PASS_BYTES, &mut scratch.frames);
+        (history.newest, whole)
     };
     let Some(writers) = shared.writers.get() else {
         return newest;
     };
+    let Scratch {
+        frames,
+        pieces,
+        parkings,
+    } = scratch;
+    pieces.clear();
+    pieces.resize(frames.len(), None);
     // A snapshot, so subscribers come and go while the pass writes.
     parkings.extend(
         writers.shards[shard]
@@ -219,6 +224,9 @@ fn pass(shared: &Shared, shard: usize, base: u64, parkings: &mut Vec<Arc<Parking
     let now = Instant::now();
     let mut delivered = 0;
     for parking in parkings.drain(..) {
+        // A long pass gives way now and then: the publishers run meanwhile, and the frames
+        // they append wait for the next pass, which writes them together.
+        tokio::task::coop::consume_budget().await;
         // Held by its task, which is parking (and then looks for new frames itself) or
         // taking itself back.
         let Some(mut state) = try_lock(&parking.state) else {
@@ -227,24 +235,22 @@ fn pass(shared: &Shared, shard: usize, base: u64, parkings: &mut Vec<Arc<Parking
         if !state.parked || (state.cursor == newest && state.presence_seen == presence) {
             continue;
         }
-        let written = match &batch {
-            Some(Batch { bytes, count, .. })
-                if state.cursor == base && state.presence_seen == presence =>
-            {
-                match bytes {
-                    None => Written::Whole, // only private frames: nothing for it
-                    Some(bytes) if bytes.len() <= parking.max_bytes as usize => {
-                        let written = parking.writer.write_now(bytes);
-                        if written != Written::Nothing {
-                            delivered += count;
-                        }
-                        written
-                    }
-                    Some(_) => Written::Nothing,
+        let mut written = Written::Nothing;
+        if whole && state.cursor >= base && state.presence_seen == presence {
+            // Its frames: those after its cursor, as one piece made once per place.
+            let first = frames.partition_point(|(id, _)| *id <= state.cursor);
+            let count = (frames.len() - first) as u64;
+            written = match piece(frames, pieces, first) {
+                None => Written::Whole, // only private frames: nothing for it
+                Some(bytes) if bytes.len() <= parking.max_bytes as usize => {
+                    parking.writer.write_now(bytes)
                 }
+                Some(_) => Written::Nothing,
+            };
+            if written != Written::Nothing {
+                delivered += count;
             }
-            _ => Written::Nothing,
-        };
+        }
         if written != Written::Nothing {
             state.cursor = newest;
             state.written = Some(now);
@@ -264,6 +270,36 @@ fn pass(shared: &Shared, shard: usize, base: u64, parkings: &mut Vec<Arc<Parking
         out.fetch_add(delivered, Ordering::Relaxed);
     }
     newest
+}
+
+/// A writer's buffers, kept from pass to pass.
+#[derive(Default)]
+struct Scratch {
+    /// The public frames after the pass's base, with their ids.
+    frames: Vec<(u64, Bytes)>,
+    /// The frames from each index on as one piece, made when first needed.
+    pieces: Vec<Option<Bytes>>,
+    /// The shard's subscribers.
+    parkings: Vec<Arc<Parking>>,
+}
+
+/// `frames` from `first` on as one piece (the frame itself when it is one); `None` if none.
+fn piece<'a>(
+    frames: &[(u64, Bytes)],
+    pieces: &'a mut [Option<Bytes>],
+    first: usize,
+) -> Option<&'a Bytes> {
+    let rest = frames.get(first..).filter(|rest| !rest.is_empty())?;
+    Some(pieces[first].get_or_insert_with(|| match rest {
+        [(_, frame)] => frame.clone(),
+        _ => {
+            let mut piece = BytesMut::with_capacity(rest.iter().map(|(_, f)| f.len()).sum());
+            for (_, frame) in rest {
+                piece.extend_from_slice(frame);
+            }
+            piece.freeze()
+        }
+    }))
 }
 
 /// The lock if it is free now (a poisoned one is taken: its state is plain values).

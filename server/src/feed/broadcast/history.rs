@@ -214,6 +214,28 @@ impl History {
         }
     }
 
+    /// Every public frame after `cursor` with its id, into `out`, if the history still holds
+    /// them all and they come to at most `max_bytes`; `false` (and `out` left empty) if not.
+    pub fn public_after(&self, cursor: u64, max_bytes: usize, out: &mut Vec<(u64, Bytes)>) -> bool {
+        out.clear();
+        if cursor < self.evicted_through {
+            return false;
+        }
+        let mut size = 0;
+        for entry in self.entries.range(self.first_after(cursor)..) {
+            if entry.private {
+                continue;
+            }
+            size += entry.frame.len();
+            if size > max_bytes {
+                out.clear();
+                return false;
+            }
+            out.push((entry.id, entry.frame.clone()));
+        }
+        true
+    }
+
     /// The frames after `cursor` that `wants`, up to `max_bytes` (at least one).
     ///
     /// A frame of [`SHARED_ALONE`] bytes or more goes alone, as the list's own bytes: copying it
