@@ -79,7 +79,7 @@ pub(crate) async fn serve_connection<IO>(
     .await;
     match head {
         Ok(Ok(Head::Events(request))) => {
-            serve_events(io, *request, transport.router, peer, direct).await
+            serve_events(io, request, transport.router, peer, direct).await
         }
         // Boxed (`to_hyper`): the fast path's task should not be sized for hyper's connection.
         Ok(Ok(Head::Other(read))) => {
@@ -193,7 +193,7 @@ fn events_request(parsed: &httparse::Request<'_, '_>, events_path: &str) -> Opti
 /// Answers `GET /messages` through the Router and writes the response with our own framing.
 async fn serve_events<IO>(
     mut io: IO,
-    mut request: Request<Body>,
+    request: Box<Request<Body>>,
     router: Router,
     peer: Option<ClientAddr>,
     direct: Option<Arc<TcpShare>>,
@@ -202,31 +202,19 @@ async fn serve_events<IO>(
 {
     // The connection's cut-off switch, as hyper's connections have (see `ConnectionCut`).
     let cut = CancelToken::new();
-    request.extensions_mut().insert(ConnectionCut(cut.clone()));
-    if let Some(peer) = peer {
-        request.extensions_mut().insert(peer);
-    }
-    if let Some(share) = &direct {
-        request.extensions_mut().insert(DirectWriter(share.clone()));
-    }
-    let Ok(response) = router.oneshot(request).await;
-    let (parts, body) = response.into_parts();
-    let length = body.size_hint().exact();
-    // The head as bytes; the response's parts (headers, extensions) are dropped here rather
-    // than kept for the life of the stream.
-    let mut head = response_head(parts, length);
+    // Boxed: the request, the Router's future and the response live only until the answer is
+    // bytes, and the task that then streams for hours is not sized for them (they were most of
+    // an idle subscriber's task: 2,128 bytes in all).
+    let answer = Box::pin(answer(request, router, peer, &cut, direct.clone())).await;
     let served = async {
-        if length.is_some() {
-            // A refusal (400, 401, 403, 429, 503): small, and whole.
-            let body = http_body_util::BodyExt::collect(body)
-                .await
-                .map_err(io::Error::other)?;
-            head.extend_from_slice(&body.to_bytes());
-            io.write_all(&head).await?;
-        } else {
-            io.write_all(&head).await?;
-            drop(head);
-            stream_chunks(&mut io, body, direct.as_deref()).await?;
+        match answer {
+            Ok(Answer::Whole(bytes)) => io.write_all(&bytes).await?,
+            Ok(Answer::Stream(head, body)) => {
+                io.write_all(&head).await?;
+                drop(head);
+                stream_chunks(&mut io, body, direct.as_deref()).await?;
+            }
+            Err(e) => return Err(e),
         }
         io.shutdown().await
     };
@@ -240,6 +228,46 @@ async fn serve_events<IO>(
         // Fell behind the history: close even while a write waits on a client not reading.
         _ = cut.cancelled() => tracing::debug!("closed the connection of a subscriber that fell behind"),
     }
+}
+
+/// A response as bytes to write.
+enum Answer {
+    /// A refusal (400, 401, 403, 429, 503): small, and whole.
+    Whole(Vec<u8>),
+    /// The event stream: its head, then its body in chunks.
+    Stream(Vec<u8>, Body),
+}
+
+/// The Router's answer to `request`, carrying the connection's switch `cut`, its peer and (over
+/// cleartext TCP) the connection as the feed may write to it.
+async fn answer(
+    mut request: Box<Request<Body>>,
+    router: Router,
+    peer: Option<ClientAddr>,
+    cut: &CancelToken,
+    direct: Option<Arc<TcpShare>>,
+) -> io::Result<Answer> {
+    request.extensions_mut().insert(ConnectionCut(cut.clone()));
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(peer);
+    }
+    if let Some(share) = direct {
+        request.extensions_mut().insert(DirectWriter(share));
+    }
+    let Ok(response) = router.oneshot(*request).await;
+    let (parts, body) = response.into_parts();
+    let length = body.size_hint().exact();
+    // The head as bytes; the response's parts (headers, extensions) are dropped here rather
+    // than kept for the life of the stream.
+    let mut head = response_head(parts, length);
+    if length.is_none() {
+        return Ok(Answer::Stream(head, body));
+    }
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .map_err(io::Error::other)?;
+    head.extend_from_slice(&body.to_bytes());
+    Ok(Answer::Whole(head))
 }
 
 /// The status line and headers, for a body of `length` bytes (chunked when unknown).
