@@ -3,6 +3,7 @@
 //! reset one of its streams.
 
 use crate::runtime::cancel::CancelToken;
+use bytes::Bytes;
 use std::net::SocketAddr;
 
 /// The peer address of a request's connection (HTTP/1.1 and HTTP/2).
@@ -36,8 +37,8 @@ pub struct DirectWriter(pub std::sync::Arc<dyn WriteNow>);
 pub trait WriteNow: Send + Sync {
     /// Writes `frames` (whole SSE frames) as the stream's next bytes, now, in the stream's own
     /// framing. Called only while the connection's task waits for frames, never beside its own
-    /// writes.
-    fn write_now(&self, frames: &[u8]) -> Written;
+    /// writes. The same `frames` go to many connections in a row: framing them may be done once.
+    fn write_now(&self, frames: &Bytes) -> Written;
 }
 
 /// How much of a [`WriteNow::write_now`] went.

@@ -14,6 +14,7 @@ use crate::runtime::connection::{WriteNow, Written};
 use crate::runtime::lock::MutexExt;
 use crate::transport::chunked::size_line;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,26 +64,19 @@ impl TcpShare {
 }
 
 impl WriteNow for TcpShare {
-    /// `frames` as one chunk (size line, frames, CRLF), in one non-blocking vectored write.
-    fn write_now(&self, frames: &[u8]) -> Written {
+    /// `frames` as one chunk (size line, frames, CRLF), in one non-blocking `send` (framed once
+    /// per worker thread for the many connections that take the same frames in a row).
+    fn write_now(&self, frames: &Bytes) -> Written {
         if self.owed.load(Ordering::Acquire) {
             return Written::Nothing;
         }
-        let (line, line_len) = size_line(frames.len());
-        let parts = [&line[..line_len], frames, b"\r\n"];
-        let slices = parts.map(IoSlice::new);
-        let total = line_len + frames.len() + 2;
-        match self.tcp.try_write_vectored(&slices) {
-            Ok(n) if n == total => Written::Whole,
+        let chunk = chunk_of(frames);
+        // Past tokio's readiness: a `WouldBlock` here leaves it set, and the task's own next
+        // write meets the same and clears it.
+        match socket2::SockRef::from(&self.tcp).send(&chunk) {
+            Ok(n) if n == chunk.len() => Written::Whole,
             Ok(n) if n > 0 => {
-                let mut rest = BytesMut::with_capacity(total - n);
-                let mut skip = n;
-                for part in parts {
-                    let from = skip.min(part.len());
-                    skip -= from;
-                    rest.put_slice(&part[from..]);
-                }
-                *self.rest.lock_or_recover() = Some(rest.freeze());
+                *self.rest.lock_or_recover() = Some(chunk.slice(n..));
                 self.owed.store(true, Ordering::Release);
                 Written::Part
             }
@@ -90,6 +84,26 @@ impl WriteNow for TcpShare {
             _ => Written::Nothing,
         }
     }
+}
+
+/// `frames` as one chunk, made once for the same frames in a row on this thread (the cache
+/// holds the frames too, so their address stands for them while it is kept).
+fn chunk_of(frames: &Bytes) -> Bytes {
+    thread_local! {
+        static LAST: RefCell<(Bytes, Bytes)> = const { RefCell::new((Bytes::new(), Bytes::new())) };
+    }
+    LAST.with_borrow_mut(|(last, chunk)| {
+        if last.as_ptr() != frames.as_ptr() || last.len() != frames.len() || chunk.is_empty() {
+            let (line, line_len) = size_line(frames.len());
+            let mut made = BytesMut::with_capacity(line_len + frames.len() + 2);
+            made.put_slice(&line[..line_len]);
+            made.put_slice(frames);
+            made.put_slice(b"\r\n");
+            *last = frames.clone();
+            *chunk = made.freeze();
+        }
+        chunk.clone()
+    })
 }
 
 impl AsyncRead for SharedTcp {
@@ -179,13 +193,16 @@ mod tests {
     async fn chunks_written_now_stay_whole_on_the_wire() {
         let (mut shared, mut client) = pair().await;
         let share = shared.share();
-        assert_eq!(share.write_now(b"data: 1\n\n"), Written::Whole);
+        assert_eq!(
+            share.write_now(&Bytes::from_static(b"data: 1\n\n")),
+            Written::Whole
+        );
         let mut buf = vec![0; 64];
         let n = client.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"9\r\ndata: 1\n\n\r\n");
 
         // Nobody reads: fill the socket until a write does not go whole.
-        let frame = vec![b'x'; 4000];
+        let frame = Bytes::from(vec![b'x'; 4000]);
         let mut sent = 0;
         let last = loop {
             match share.write_now(&frame) {
@@ -197,7 +214,10 @@ mod tests {
         assert_eq!(rest.is_some(), last == Written::Part);
         if rest.is_some() {
             // Owed to the socket: nothing more is written over it until the task has paid.
-            assert_eq!(share.write_now(b"data: 2\n\n"), Written::Nothing);
+            assert_eq!(
+                share.write_now(&Bytes::from_static(b"data: 2\n\n")),
+                Written::Nothing
+            );
         }
         let mut expected = Vec::new();
         for _ in 0..sent + usize::from(last == Written::Part) {

@@ -632,13 +632,10 @@ struct Recorder {
 }
 
 impl crate::runtime::connection::WriteNow for Recorder {
-    fn write_now(&self, frames: &[u8]) -> crate::runtime::connection::Written {
+    fn write_now(&self, frames: &Bytes) -> crate::runtime::connection::Written {
         let answer = *self.answer.lock().unwrap();
         if answer != crate::runtime::connection::Written::Nothing {
-            self.taken
-                .lock()
-                .unwrap()
-                .push(Bytes::copy_from_slice(frames));
+            self.taken.lock().unwrap().push(frames.clone());
         }
         self.written.notify_one();
         answer
