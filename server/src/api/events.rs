@@ -1091,6 +1091,50 @@ mod tests {
         assert!(tenths.iter().all(|n| *n > 0 && *n < 50), "{tenths:?}");
     }
 
+    /// Takes every write whole, and says when it has.
+    #[derive(Default)]
+    struct Taker {
+        written: tokio::sync::Notify,
+    }
+
+    impl crate::runtime::connection::WriteNow for Taker {
+        fn write_now(&self, _: &Bytes) -> crate::runtime::connection::Written {
+            self.written.notify_one();
+            crate::runtime::connection::Written::Whole
+        }
+    }
+
+    /// A stream whose frames the feed's writers write (a plain HTTP/1.1 one) is not idle while
+    /// they do, though its task sleeps: its heartbeat is due a period after their last write.
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_is_due_a_period_after_the_writers_last_write() {
+        let feed = feed();
+        let (mut s, ..) = stream_with(
+            &feed,
+            Duration::from_secs(15),
+            Duration::ZERO,
+            Ends::never(),
+            None,
+        );
+        let taker = Arc::new(Taker::default());
+        s.sub.write_directly(taker.clone(), 64 * 1024);
+        let (_, s) = s.step().await.unwrap();
+        let started = tokio::time::Instant::now();
+        let step = tokio::spawn(s.step());
+        // A message every 10 s, written by the writers.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            feed.publish("red", &serde_json::json!("x")).unwrap();
+            // At once, or not at all (the clock is paused: nothing else moves it).
+            tokio::time::timeout(Duration::from_secs(1), taker.written.notified())
+                .await
+                .expect("written by the writers while the stream's task sleeps");
+        }
+        let (beat, _) = step.await.unwrap().unwrap();
+        assert_eq!(beat.unwrap(), Bytes::from_static(frame::HEARTBEAT));
+        assert_eq!(started.elapsed(), Duration::from_secs(45));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_cut_ends_the_stream() {
         let feed = feed();
