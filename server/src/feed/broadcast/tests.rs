@@ -588,23 +588,29 @@ fn frames_are_compressed_only_while_a_stream_is() {
     assert_eq!(forms(3).0, (false, false, false));
 }
 
+/// Counts the times it is woken.
+struct WakeCount(std::sync::atomic::AtomicUsize);
+
+impl futures::task::ArcWake for WakeCount {
+    fn wake_by_ref(count: &Arc<Self>) {
+        count.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A waker, and how many times it has been woken.
+fn counting_waker() -> (Arc<WakeCount>, std::task::Waker) {
+    let count = Arc::new(WakeCount(Default::default()));
+    (count.clone(), futures::task::waker(count))
+}
+
 /// A subscriber waiting for the list is woken by an append and by a presence change.
 #[test]
 fn a_waiting_subscriber_is_woken_by_an_append_and_a_presence_change() {
-    use futures::task::ArcWake;
     use std::future::Future;
-    use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Poll};
-    struct Count(AtomicUsize);
-    impl ArcWake for Count {
-        fn wake_by_ref(count: &Arc<Self>) {
-            count.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let list = list(8);
     let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
-    let count = Arc::new(Count(AtomicUsize::new(0)));
-    let waker = futures::task::waker(count.clone());
+    let (count, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     {
         let mut next = Box::pin(sub.next(1 << 16));
@@ -631,6 +637,17 @@ struct Recorder {
     written: tokio::sync::Notify,
 }
 
+impl Recorder {
+    /// One that takes every write whole until told otherwise.
+    fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            taken: Mutex::new(Vec::new()),
+            answer: Mutex::new(crate::runtime::connection::Written::Whole),
+            written: tokio::sync::Notify::new(),
+        })
+    }
+}
+
 impl crate::runtime::connection::WriteNow for Recorder {
     fn write_now(&self, frames: &Bytes) -> crate::runtime::connection::Written {
         let answer = *self.answer.lock().unwrap();
@@ -648,26 +665,13 @@ impl crate::runtime::connection::WriteNow for Recorder {
 #[tokio::test]
 async fn a_waiting_direct_subscriber_is_written_to_without_being_woken() {
     use crate::runtime::connection::Written;
-    use futures::task::ArcWake;
     use std::future::Future;
-    use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Poll};
-    struct Count(AtomicUsize);
-    impl ArcWake for Count {
-        fn wake_by_ref(count: &Arc<Self>) {
-            count.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let list = list(8);
     let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
-    let recorder = Arc::new(Recorder {
-        taken: Mutex::new(Vec::new()),
-        answer: Mutex::new(Written::Whole),
-        written: tokio::sync::Notify::new(),
-    });
+    let recorder = Recorder::new();
     sub.write_directly(recorder.clone(), 1 << 16);
-    let count = Arc::new(Count(AtomicUsize::new(0)));
-    let waker = futures::task::waker(count.clone());
+    let (count, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     let mut next = Box::pin(sub.next(1 << 16));
     assert!(next.as_mut().poll(&mut cx).is_pending(), "parked");
@@ -719,15 +723,10 @@ async fn a_waiting_direct_subscriber_is_written_to_without_being_woken() {
 /// a filtered one is woken by an append as before.
 #[tokio::test]
 async fn a_filtered_subscriber_reads_for_itself() {
-    use crate::runtime::connection::Written;
     let list = list(8);
     let filter = Some(vec!["red".to_owned()]);
     let (mut sub, _) = list.subscribe(Start::Live, filter, None, CancelToken::new());
-    let recorder = Arc::new(Recorder {
-        taken: Mutex::new(Vec::new()),
-        answer: Mutex::new(Written::Whole),
-        written: tokio::sync::Notify::new(),
-    });
+    let recorder = Recorder::new();
     sub.write_directly(recorder.clone(), 1 << 16);
     let reader = tokio::spawn(async move { ids(&sub.next(1 << 16).await.unwrap()) });
     tokio::task::yield_now().await;
