@@ -7,16 +7,28 @@
 //! an outage, so a poisoned lock is recovered, here and only here: every lock is taken through
 //! these methods.
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+};
 
-/// [`Mutex::lock`], recovering a poisoned lock.
+/// [`Mutex::lock`] and [`Mutex::try_lock`], recovering a poisoned lock.
 pub trait MutexExt<T: ?Sized> {
     fn lock_or_recover(&self) -> MutexGuard<'_, T>;
+    /// The lock if it is free now.
+    fn try_lock_or_recover(&self) -> Option<MutexGuard<'_, T>>;
 }
 
 impl<T: ?Sized> MutexExt<T> for Mutex<T> {
     fn lock_or_recover(&self) -> MutexGuard<'_, T> {
         self.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn try_lock_or_recover(&self) -> Option<MutexGuard<'_, T>> {
+        match self.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 }
 
@@ -53,7 +65,8 @@ mod tests {
         .join();
         assert!(m.is_poisoned() && l.is_poisoned());
         *m.lock_or_recover() += 1;
+        *m.try_lock_or_recover().unwrap() += 1;
         *l.write_or_recover() += 1;
-        assert_eq!((*m.lock_or_recover(), *l.read_or_recover()), (2, 2));
+        assert_eq!((*m.lock_or_recover(), *l.read_or_recover()), (3, 2));
     }
 }

@@ -9,7 +9,7 @@ use tokio::io::AsyncWrite;
 
 /// A chunk's size line for `len` bytes of data: the size in hex, then CRLF, in the first of
 /// the bytes returned (no formatting machinery: this runs once per delivery).
-pub fn size_line(len: usize) -> ([u8; 20], usize) {
+fn size_line(len: usize) -> ([u8; 20], usize) {
     let mut line = [0; 20];
     let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
     for (i, byte) in line[..digits].iter_mut().enumerate() {
@@ -62,16 +62,26 @@ impl Chunk {
     /// Bytes already framed, `before`, and then what is left of this chunk, as one piece (a
     /// chunk a writer wrote in part before this one: see `shared_tcp.rs`).
     pub fn after(self, before: Bytes) -> Self {
-        let (line, crlf) = (self.line_left(), self.crlf_left());
-        let mut all = BytesMut::with_capacity(before.len() + line.len() + self.data.len() + 2);
-        for part in [&before[..], line, &self.data, crlf] {
-            all.put_slice(part);
-        }
         Chunk {
-            data: all.freeze(),
+            data: self.bytes_after(&before),
             last: self.last,
             ..Chunk::default()
         }
+    }
+
+    /// What is left of this chunk as one buffer (size line, data, CRLF).
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes_after(&[])
+    }
+
+    /// `before`, then what is left of this chunk, in one buffer.
+    fn bytes_after(&self, before: &[u8]) -> Bytes {
+        let (line, crlf) = (self.line_left(), self.crlf_left());
+        let mut all = BytesMut::with_capacity(before.len() + line.len() + self.data.len() + 2);
+        for part in [before, line, &self.data, crlf] {
+            all.put_slice(part);
+        }
+        all.freeze()
     }
 
     /// The unwritten end of the size line.

@@ -12,8 +12,8 @@
 
 use crate::runtime::connection::{WriteNow, Written};
 use crate::runtime::lock::MutexExt;
-use crate::transport::chunked::size_line;
-use bytes::{BufMut, Bytes, BytesMut};
+use crate::transport::chunked::Chunk;
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -94,13 +94,8 @@ fn chunk_of(frames: &Bytes) -> Bytes {
     }
     LAST.with_borrow_mut(|(last, chunk)| {
         if last.as_ptr() != frames.as_ptr() || last.len() != frames.len() || chunk.is_empty() {
-            let (line, line_len) = size_line(frames.len());
-            let mut made = BytesMut::with_capacity(line_len + frames.len() + 2);
-            made.put_slice(&line[..line_len]);
-            made.put_slice(frames);
-            made.put_slice(b"\r\n");
             *last = frames.clone();
-            *chunk = made.freeze();
+            *chunk = Chunk::data(frames.clone()).into_bytes();
         }
         chunk.clone()
     })

@@ -30,7 +30,7 @@ use crate::runtime::connection::{WriteNow, Written};
 use crate::runtime::lock::{MutexExt, RwLockExt};
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -229,7 +229,7 @@ async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -
         tokio::task::coop::consume_budget().await;
         // Held by its task, which is parking (and then looks for new frames itself) or
         // taking itself back.
-        let Some(mut state) = try_lock(&parking.state) else {
+        let Some(mut state) = parking.state.try_lock_or_recover() else {
             continue;
         };
         if !state.parked || (state.cursor == newest && state.presence_seen == presence) {
@@ -300,13 +300,4 @@ fn piece<'a>(
             piece.freeze()
         }
     }))
-}
-
-/// The lock if it is free now (a poisoned one is taken: its state is plain values).
-fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match mutex.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
 }

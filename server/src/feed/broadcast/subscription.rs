@@ -96,6 +96,14 @@ impl Subscription {
         self.direct = Some(parking);
     }
 
+    /// Its frames are no longer written by the writers (if they were).
+    fn leave_writers(&mut self) {
+        if let (Some(parking), Some(writers)) = (self.direct.take(), self.list.shared.writers.get())
+        {
+            writers.unregister(&parking);
+        }
+    }
+
     /// When the writers last wrote for this subscriber, if they have since this was last asked.
     pub fn take_written(&mut self) -> Option<Instant> {
         self.direct.as_ref()?.take_written()
@@ -168,10 +176,7 @@ impl Subscription {
     /// Makes this subscriber's stream gzip-compressed (see `feed::frame::gzip`): every frame
     /// handed over from now on, its own (`send`) included, is compressed, and `finish` ends it.
     pub fn compress(&mut self) {
-        if let (Some(parking), Some(writers)) = (self.direct.take(), self.list.shared.writers.get())
-        {
-            writers.unregister(&parking);
-        }
+        self.leave_writers();
         if self.gzip.is_none() {
             self.list.shared.compressed.fetch_add(1, Ordering::Relaxed);
         }
@@ -265,10 +270,8 @@ impl Drop for Unpark<'_> {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.leave_writers();
         let shared = &self.list.shared;
-        if let (Some(parking), Some(writers)) = (&self.direct, shared.writers.get()) {
-            writers.unregister(parking);
-        }
         if self.gzip.is_some() {
             shared.compressed.fetch_sub(1, Ordering::Relaxed);
         }
