@@ -232,11 +232,14 @@ async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -
         let Some(mut state) = parking.state.try_lock_or_recover() else {
             continue;
         };
-        if !state.parked || (state.cursor == newest && state.presence_seen == presence) {
+        // At `newest` or after it (it read newer frames, or presence counts, for itself while
+        // this pass gave way, and parked again): nothing of this pass's is for it, and its
+        // cursor stays.
+        if !state.parked || (state.cursor >= newest && state.presence_seen >= presence) {
             continue;
         }
         let mut written = Written::Nothing;
-        if whole && state.cursor >= base && state.presence_seen == presence {
+        if whole && state.cursor >= base && state.presence_seen >= presence {
             // Its frames: those after its cursor, as one piece made once per place.
             let first = frames.partition_point(|(id, _)| *id <= state.cursor);
             let count = (frames.len() - first) as u64;
