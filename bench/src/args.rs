@@ -59,6 +59,11 @@ pub struct LoadArgs {
     /// Loopback source addresses to connect from (127.0.0.2, …); 0: one per 20,000 subscribers.
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
+    /// Connections publishing at once, message `n` on connection `n mod N` (`POST /messages`
+    /// only): one connection waits for each answer before the next publish, so it cannot keep
+    /// high rates on time. More than one run on a thread of their own, beside the subscribers'.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
     /// Publish with Redis `PUBLISH` to this Redis instead of `POST /messages`.
     #[arg(long)]
     pub redis_url: Option<String>,
