@@ -1088,7 +1088,7 @@ fn report(args: &LoadArgs, shared: &Shared, m: &Measured) -> String {
             "deliveries_per_s": deliveries as f64 / wall.as_secs_f64(),
             "p50_ms": ms(shared.latency.percentile(0.5)), "p90_ms": ms(shared.latency.percentile(0.9)),
             "p99_ms": ms(shared.latency.percentile(0.99)), "max_ms": ms(shared.latency.max_us()),
-            "lost": lost,
+            "lost": lost, "duplicates": shared.duplicates.load(Ordering::Relaxed),
             "wire_bytes_per_delivery": per(wire), "plain_bytes_per_delivery": per(plain),
             "idle_kib_per_subscriber": match (m.before, m.idle) { (Some((a, _)), Some((b, _))) => (b - a) / 1024.0 / connected.max(1) as f64, _ => f64::NAN },
             "server_cpu_s": match (m.idle, m.after) { (Some((_, a)), Some((_, b))) => b - a, _ => f64::NAN },
