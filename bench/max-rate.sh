@@ -5,8 +5,10 @@
 # fresh processes, 10 s of 100-byte messages from PUBLISHERS (16) keep-alive connections at
 # once (one connection waiting for each answer cannot ask high rates on time); Ringback runs
 # with --publish-rate 0 (its limit per publisher is a policy, not the delivery path). A run
-# passes when its p99 is at most 100 ms, nothing is lost or sent twice, and fewer than 1% of
-# the publishes went out late; a server's ladder ends at its second failed rate. Prints every
+# passes when the publishers kept the asked rate (at least 99% of it), its p99 is at most
+# 100 ms, and nothing is lost or sent twice; a server's ladder ends at its second failed rate.
+# (Publishes that go out late are counted but do not fail a run: the floor answers a publish
+# only between its passes, so its publishers often wait; what a server takes is the rate.) Prints every
 # run, then each round's maximum per server. Needs the release build (cargo leptos build
 # --release).
 # Usage: bench/max-rate.sh [ROUNDS]   (default 1)
@@ -38,9 +40,9 @@ for round in $(seq "$rounds"); do
         --duration 10s --drain 5s --payload 100 --publishers "$publishers")
       record_run "$results" "$round/$server/$rate" "$out"
       stop_server
-      if ! echo "$out" | sed -n 's/^json //p' | node -e '
+      if ! echo "$out" | sed -n 's/^json //p' | RATE=$rate node -e '
         const r = JSON.parse(require("fs").readFileSync(0, "utf8"));
-        process.exit(r.p99_ms <= 100 && r.lost === 0 && r.duplicates === 0 && r.late_publishes < r.published / 100 ? 0 : 1);'; then
+        process.exit(r.p99_ms <= 100 && r.lost === 0 && r.duplicates === 0 && r.published_per_s >= 0.99 * +process.env.RATE ? 0 : 1);'; then
         failed[$server]=$(( failed[$server] + 1 ))
       fi
     done
@@ -55,7 +57,7 @@ console.log("round/server/rate    asked/s  sent/s   deliveries/s  server µs/del
 const best = {};
 for (const [k, [r]] of Object.entries(runs)) {
   const [round, server, rate] = k.split("/");
-  const pass = r.p99_ms <= 100 && r.lost === 0 && r.duplicates === 0 && r.late_publishes < r.published / 100;
+  const pass = r.p99_ms <= 100 && r.lost === 0 && r.duplicates === 0 && r.published_per_s >= 0.99 * +rate;
   if (pass) best[`${round}/${server}`] = Math.max(best[`${round}/${server}`] ?? 0, +rate);
   console.log(`${k.padEnd(20)} ${rate.padStart(7)}  ${fixed(r.published_per_s, 0).padStart(6)}  ${fixed(r.deliveries_per_s, 0).padStart(13)}  ${fixed(us(r)).padStart(15)}  ${fixed(r.p50_ms, 1).padStart(6)}  ${fixed(r.p99_ms, 1).padStart(6)}  ${String(r.lost).padStart(4)}  ${String(r.late_publishes).padStart(4)}  ${pass ? "yes" : "no"}`);
 }
