@@ -8,9 +8,9 @@
 # passes when the publishers kept the asked rate (at least 99% of it), its p99 is at most
 # 100 ms, and nothing is lost or sent twice; a server's ladder ends at its second failed rate.
 # (Publishes that go out late are counted but do not fail a run: the floor answers a publish
-# only between its passes, so its publishers often wait; what a server takes is the rate.) Prints every
-# run, then each round's maximum per server. Needs the release build (cargo leptos build
-# --release).
+# only between its passes, so its publishers often wait; what a server takes is the rate.)
+# Prints every run, then each round's maximum per server. Needs the release build
+# (cargo leptos build --release).
 # Usage: bench/max-rate.sh [ROUNDS]   (default 1)
 #        RATES="800 1600 3200" bench/max-rate.sh
 set -euo pipefail

@@ -72,12 +72,15 @@ fn scan_events(buf: &[u8], mut on: impl FnMut(u64, u64)) -> usize {
     while let Some(end) = find(buf, b"\n\n", at) {
         let event = &buf[at..end];
         if let (Some(t), Some(n)) = (find(event, b"\"t\":", 0), find(event, b"\"n\":", 0)) {
-            let id = match event.starts_with(b"id: ") {
-                true => Some(4),
-                false => find(event, b"\nid: ", 0).map(|at| at + 5),
+            let id = if event.starts_with(b"id: ") {
+                Some(4)
+            } else {
+                find(event, b"\nid: ", 0).map(|at| at + 5)
             };
-            let seq = number_at(event, id.unwrap_or(n + 4));
-            on(number_at(event, t + 4), seq);
+            on(
+                number_at(event, t + 4),
+                number_at(event, id.unwrap_or(n + 4)),
+            );
         }
         at = end + 2;
     }
@@ -558,13 +561,9 @@ async fn post_at_rate(
                     late += 1;
                 }
                 let body = Bytes::from(load_message(n, &pad, feed));
-                let status = connection
-                    .post_json("/messages", body, Default::default())
-                    .await?
-                    .status;
-                if status.as_u16() != 202 {
-                    return Err(format!("publish {n} refused: {status}"));
-                }
+                post(&mut connection, body)
+                    .await
+                    .map_err(|e| format!("publish {n}: {e}"))?;
             }
             Ok::<u64, String>(late)
         }));
@@ -582,6 +581,18 @@ async fn post_at_rate(
         late += poster.await.map_err(|e| e.to_string())??;
     }
     Ok(late)
+}
+
+/// `POST`s one message; an error unless the server accepted it (`202`).
+async fn post(connection: &mut ringback::client::Connection, body: Bytes) -> Result<(), String> {
+    let status = connection
+        .post_json("/messages", body, Default::default())
+        .await?
+        .status;
+    match status.as_u16() {
+        202 => Ok(()),
+        _ => Err(format!("refused: {status}")),
+    }
 }
 
 /// The server's resident memory (bytes) and CPU time (seconds) from its `/metrics`.
@@ -695,13 +706,9 @@ async fn prefill(base: &Uri, n: usize, payload: usize) -> Result<(), String> {
         let body = Bytes::from(
             serde_json::json!({ "type": "history", "data": { "n": i, "pad": pad } }).to_string(),
         );
-        let status = connection
-            .post_json("/messages", body, Default::default())
-            .await?
-            .status;
-        if status.as_u16() != 202 {
-            return Err(format!("prefill {i} refused: {status}"));
-        }
+        post(&mut connection, body)
+            .await
+            .map_err(|e| format!("prefill {i}: {e}"))?;
     }
     Ok(())
 }

@@ -6,12 +6,12 @@
 //! *parks* when it has read everything: it leaves its cursor here and waits. On each append a
 //! few writer tasks (one per runtime worker but one, each with its share of the parked
 //! subscribers) read the new frames once and write them to each parked subscriber's socket with
-//! one non-blocking call, advancing its cursor; frames appended while a pass runs go together in the next (a
-//! pass gives way to other tasks at tokio's cooperative budget, so publishers are not held up
-//! by it). A subscriber is *handed back* to its own task (woken, and it reads from its cursor as
-//! before) whenever that is not simple: its socket did not take the whole write, it stands
-//! before the last pass, the frames are more than one batch, or the presence counts changed.
-//! Its task also takes itself back whenever it wakes for anything else (a
+//! one non-blocking call, advancing its cursor; frames appended while a pass runs go together
+//! in the next (a pass gives way to other tasks at tokio's cooperative budget, so publishers
+//! are not held up by it). A subscriber is *handed back* to its own task (woken, and it reads
+//! from its cursor as before) whenever that is not simple: its socket did not take the whole
+//! write, it stands before the last pass, the frames are more than one batch, or the presence
+//! counts changed. Its task also takes itself back whenever it wakes for anything else (a
 //! heartbeat, its end, a source change, shutdown): a subscriber's socket is written by its task
 //! or by a writer, never both, because a writer writes only a parked subscriber, under the lock
 //! that parking and unparking take.
