@@ -648,6 +648,15 @@ impl Recorder {
     }
 }
 
+/// A live subscriber of `list`, plain and unfiltered, whose frames the writers write to a
+/// recorder while it waits.
+fn direct_subscriber(list: &BroadcastList) -> (Subscription, Arc<Recorder>) {
+    let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+    let recorder = Recorder::new();
+    sub.write_directly(recorder.clone(), 1 << 16);
+    (sub, recorder)
+}
+
 impl crate::runtime::connection::WriteNow for Recorder {
     fn write_now(&self, frames: &Bytes) -> crate::runtime::connection::Written {
         let answer = *self.answer.lock().unwrap();
@@ -668,9 +677,7 @@ async fn a_waiting_direct_subscriber_is_written_to_without_being_woken() {
     use std::future::Future;
     use std::task::{Context, Poll};
     let list = list(8);
-    let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
-    let recorder = Recorder::new();
-    sub.write_directly(recorder.clone(), 1 << 16);
+    let (mut sub, recorder) = direct_subscriber(&list);
     let (count, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     let mut next = Box::pin(sub.next(1 << 16));
@@ -729,16 +736,8 @@ async fn a_pass_never_moves_a_subscriber_back() {
     use std::task::Context;
     let list = list(8);
     // Registered first, so the pass spends its budget on them before it comes to `sub`.
-    let others: Vec<_> = (0..200)
-        .map(|_| {
-            let (mut other, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
-            other.write_directly(Recorder::new(), 1 << 16);
-            other
-        })
-        .collect();
-    let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
-    let recorder = Recorder::new();
-    sub.write_directly(recorder.clone(), 1 << 16);
+    let others: Vec<_> = (0..200).map(|_| direct_subscriber(&list)).collect();
+    let (mut sub, recorder) = direct_subscriber(&list);
     let (_, waker) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     let mut next = Box::pin(sub.next(1 << 16));
