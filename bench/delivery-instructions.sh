@@ -5,6 +5,8 @@
 # (I2 - I1) / (deliveries2 - deliveries1) cancels start-up, connecting and shutdown. Needs the
 # release build and valgrind; stays on 127.0.0.1.
 # Usage: [SERVER_BIN=path/to/ringback] [SHAPES="h1 h2c tls-h2"] bench/delivery-instructions.sh
+#        SERVER=floor SHAPES="h1 tls-h1" bench/delivery-instructions.sh   (the floor, `ringback-bench
+#        floor`, counted the same way; it speaks HTTP/1.1 only)
 #        SERVER_FLAGS="--stream-compression gzip" LOAD_FLAGS="--gzip --feed ticks" bench/delivery-instructions.sh
 #        (more flags for the server and for the load tool: compressed streams against plain ones)
 set -euo pipefail
@@ -21,9 +23,14 @@ count() { # shape rate -> "instructions deliveries"
     tls-h2) args=(--tls --http2-streams 1) ;;
     tls-h1) args=(--tls) ;;
   esac
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
-    "$server_bin" --addr "127.0.0.1:$port" --log error --data-dir target/bench-data \
-    --max-subscribers-per-ip 0 ${SERVER_FLAGS:-} >/dev/null 2>&1 &
+  if [ "${SERVER:-ringback}" = floor ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
+      "$tool" floor --addr "127.0.0.1:$port" --data-dir target/bench-data >/dev/null 2>&1 &
+  else
+    valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
+      "$server_bin" --addr "127.0.0.1:$port" --log error --data-dir target/bench-data \
+      --max-subscribers-per-ip 0 ${SERVER_FLAGS:-} >/dev/null 2>&1 &
+  fi
   local pid=$!
   await_server "$port" 60
   local report
