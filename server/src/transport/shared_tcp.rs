@@ -86,18 +86,27 @@ impl WriteNow for TcpShare {
     }
 }
 
-/// `frames` as one chunk, made once for the same frames in a row on this thread (the cache
-/// holds the frames too, so their address stands for them while it is kept).
+/// `frames` as one chunk, made once on this thread for the same frames (the cache holds the
+/// frames too, so their address stands for them while it is kept). Two are kept: a pass
+/// writes one piece to plain streams and another to compressed ones, in any order.
 fn chunk_of(frames: &Bytes) -> Bytes {
     thread_local! {
-        static LAST: RefCell<(Bytes, Bytes)> = const { RefCell::new((Bytes::new(), Bytes::new())) };
+        static LAST: RefCell<[(Bytes, Bytes); 2]> = const {
+            RefCell::new([(Bytes::new(), Bytes::new()), (Bytes::new(), Bytes::new())])
+        };
     }
-    LAST.with_borrow_mut(|(last, chunk)| {
-        if last.as_ptr() != frames.as_ptr() || last.len() != frames.len() || chunk.is_empty() {
-            *last = frames.clone();
-            *chunk = Chunk::data(frames.clone()).into_bytes();
+    LAST.with_borrow_mut(|kept| {
+        let same = |(last, chunk): &(Bytes, Bytes)| {
+            last.as_ptr() == frames.as_ptr() && last.len() == frames.len() && !chunk.is_empty()
+        };
+        if !same(&kept[0]) {
+            // The other one, or a new one in place of the older.
+            kept.swap(0, 1);
+            if !same(&kept[0]) {
+                kept[0] = (frames.clone(), Chunk::data(frames.clone()).into_bytes());
+            }
         }
-        chunk.clone()
+        kept[0].1.clone()
     })
 }
 

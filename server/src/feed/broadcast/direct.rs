@@ -21,11 +21,19 @@
 //! bound stays where it was: the write deadline, cuts and budgets apply to the task's writes,
 //! and a socket that is not taking a write is handed back to them.
 //!
-//! Why not for every subscriber: a filtered or granted one reads its own selection, and a
-//! compressed stream its own compressor's state; their tasks read for them as before.
+//! A compressed stream is written too while its decoder is in step with the list's shared
+//! compressor (see `feed::frame::gzip`): it takes the frames' shared outputs, one piece for
+//! every such stream, and its state (the CRC and length its trailer will carry) is kept here
+//! while it is parked. Out of step (after its own heartbeat, until the next reset point) it is
+//! handed back, and its task sends the frames' alone outputs as before.
+//!
+//! Why not for every subscriber: a filtered or granted one reads its own selection; its task
+//! reads for it as before.
 
+use super::history::PublicFrame;
 use super::registry::Slot;
 use super::Shared;
+use crate::feed::frame::gzip::{Crc, GzipStream};
 use crate::runtime::connection::{WriteNow, Written};
 use crate::runtime::lock::{MutexExt, RwLockExt};
 use bytes::{Bytes, BytesMut};
@@ -73,6 +81,8 @@ struct ParkState {
     /// When a writer last wrote for it (its task's heartbeat is due a period after).
     written: Option<Instant>,
     waker: Option<Waker>,
+    /// A compressed stream's state while parked (its task's the rest of the time).
+    gzip: Option<GzipStream>,
 }
 
 impl Writers {
@@ -118,6 +128,7 @@ impl Writers {
                 presence_seen: 0,
                 written: None,
                 waker: None,
+                gzip: None,
             }),
         });
         if index == parkings.parkings.len() {
@@ -137,13 +148,14 @@ impl Writers {
 }
 
 impl Parking {
-    /// Parks the subscriber at `cursor`, having sent `presence_seen` presence changes: the
-    /// writers write for it from now on.
-    pub(super) fn park(&self, cursor: u64, presence_seen: u64) {
+    /// Parks the subscriber at `cursor`, having sent `presence_seen` presence changes (and, on
+    /// a compressed stream, standing at `gzip`): the writers write for it from now on.
+    pub(super) fn park(&self, cursor: u64, presence_seen: u64, gzip: Option<GzipStream>) {
         let mut state = self.state.lock_or_recover();
         state.parked = true;
         state.cursor = cursor;
         state.presence_seen = presence_seen;
+        state.gzip = gzip;
     }
 
     /// Ready once a writer has handed the subscriber back to its task.
@@ -162,12 +174,13 @@ impl Parking {
         Poll::Pending
     }
 
-    /// Takes the subscriber back (parked or handed back): its cursor now.
-    pub(super) fn unpark(&self) -> u64 {
+    /// Takes the subscriber back (parked or handed back): its cursor now, and its compressed
+    /// stream's state.
+    pub(super) fn unpark(&self) -> (u64, Option<GzipStream>) {
         let mut state = self.state.lock_or_recover();
         state.parked = false;
         state.waker = None;
-        state.cursor
+        (state.cursor, state.gzip.take())
     }
 
     /// When a writer last wrote for the subscriber, if one has since this was last asked.
@@ -210,10 +223,13 @@ async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -
     let Scratch {
         frames,
         pieces,
+        shared_pieces,
         parkings,
     } = scratch;
     pieces.clear();
     pieces.resize(frames.len(), None);
+    shared_pieces.clear();
+    shared_pieces.resize(frames.len(), None);
     // A snapshot, so subscribers come and go while the pass writes.
     parkings.extend(
         writers.shards[shard]
@@ -242,18 +258,27 @@ async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -
         }
         let mut written = Written::Nothing;
         if whole && state.cursor >= base && state.presence_seen >= presence {
-            // Its frames: those after its cursor, as one piece made once per place.
-            let first = frames.partition_point(|(id, _)| *id <= state.cursor);
+            // Its frames: those after its cursor, as one piece made once per place (on a
+            // compressed stream in step with the shared compressor, their shared outputs).
+            let first = frames.partition_point(|f| f.id <= state.cursor);
             let count = (frames.len() - first) as u64;
-            written = match piece(frames, pieces, first) {
-                None => Written::Whole, // only private frames: nothing for it
-                Some(bytes) if bytes.len() <= parking.max_bytes as usize => {
+            let piece = match &state.gzip {
+                None => piece(frames, pieces, first),
+                Some(stream) if stream.takes_shared() => shared_piece(frames, shared_pieces, first),
+                Some(_) => Piece::Unwritable,
+            };
+            written = match piece {
+                Piece::Empty => Written::Whole, // only private frames: nothing for it
+                Piece::Bytes(bytes, _) if bytes.len() <= parking.max_bytes as usize => {
                     parking.writer.write_now(bytes)
                 }
-                Some(_) => Written::Nothing,
+                Piece::Bytes(..) | Piece::Unwritable => Written::Nothing,
             };
             if written != Written::Nothing {
                 delivered += count;
+                if let (Piece::Bytes(_, Some(run)), Some(stream)) = (piece, state.gzip.as_mut()) {
+                    stream.took_shared(run);
+                }
             }
         }
         if written != Written::Nothing {
@@ -280,29 +305,70 @@ async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -
 /// A writer's buffers, kept from pass to pass.
 #[derive(Default)]
 struct Scratch {
-    /// The public frames after the pass's base, with their ids.
-    frames: Vec<(u64, Bytes)>,
+    /// The public frames after the pass's base.
+    frames: Vec<PublicFrame>,
     /// The frames from each index on as one piece, made when first needed.
     pieces: Vec<Option<Bytes>>,
+    /// The same for compressed streams: the frames' shared outputs and their plain text's CRC
+    /// (`None` inside: one of them has no shared output).
+    shared_pieces: Vec<Option<Option<(Bytes, Crc)>>>,
     /// The shard's subscribers.
     parkings: Vec<Arc<Parking>>,
 }
 
-/// `frames` from `first` on as one piece (the frame itself when it is one); `None` if none.
-fn piece<'a>(
-    frames: &[(u64, Bytes)],
-    pieces: &'a mut [Option<Bytes>],
-    first: usize,
-) -> Option<&'a Bytes> {
-    let rest = frames.get(first..).filter(|rest| !rest.is_empty())?;
-    Some(pieces[first].get_or_insert_with(|| match rest {
-        [(_, frame)] => frame.clone(),
+/// What a subscriber is to be sent.
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    /// Nothing: no frame after its cursor.
+    Empty,
+    /// These bytes, and on a compressed stream the CRC of their plain text.
+    Bytes(&'a Bytes, Option<Crc>),
+    /// What it is to be sent is not in one piece here: its task reads it.
+    Unwritable,
+}
+
+/// `frames` from `first` on as one piece (the frame itself when it is one).
+fn piece<'a>(frames: &[PublicFrame], pieces: &'a mut [Option<Bytes>], first: usize) -> Piece<'a> {
+    let Some(rest) = frames.get(first..).filter(|rest| !rest.is_empty()) else {
+        return Piece::Empty;
+    };
+    let bytes = pieces[first].get_or_insert_with(|| match rest {
+        [one] => one.frame.clone(),
         _ => {
-            let mut piece = BytesMut::with_capacity(rest.iter().map(|(_, f)| f.len()).sum());
-            for (_, frame) in rest {
-                piece.extend_from_slice(frame);
+            let mut piece = BytesMut::with_capacity(rest.iter().map(|f| f.frame.len()).sum());
+            for f in rest {
+                piece.extend_from_slice(&f.frame);
             }
             piece.freeze()
         }
-    }))
+    });
+    Piece::Bytes(bytes, None)
+}
+
+/// The shared compressed outputs of `frames` from `first` on as one piece, with the CRC of
+/// their plain text; `Unwritable` if one of them has no shared output.
+fn shared_piece<'a>(
+    frames: &[PublicFrame],
+    pieces: &'a mut [Option<Option<(Bytes, Crc)>>],
+    first: usize,
+) -> Piece<'a> {
+    let Some(rest) = frames.get(first..).filter(|rest| !rest.is_empty()) else {
+        return Piece::Empty;
+    };
+    let made = pieces[first].get_or_insert_with(|| match rest {
+        [one] => one.shared.clone(),
+        _ => {
+            let (mut piece, mut run) = (BytesMut::new(), None::<Crc>);
+            for f in rest {
+                let (bytes, crc) = f.shared.as_ref()?;
+                piece.extend_from_slice(bytes);
+                run = Some(run.map_or(*crc, |run| run.then(*crc)));
+            }
+            Some((piece.freeze(), run?))
+        }
+    });
+    match made {
+        Some((bytes, run)) => Piece::Bytes(bytes, Some(*run)),
+        None => Piece::Unwritable,
+    }
 }

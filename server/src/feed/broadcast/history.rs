@@ -2,7 +2,7 @@
 //! subscriber starting at a point begins; and the batch of frames after a cursor.
 
 use crate::config::FeedLimits;
-use crate::feed::frame::gzip::{Alone, Deflated, GzipStream};
+use crate::feed::frame::gzip::{Alone, Crc, Deflated, GzipStream};
 use app::message::Gap;
 use app::time::unix_now;
 use bytes::{Bytes, BytesMut};
@@ -48,6 +48,15 @@ pub struct Entry {
     /// The frame compressed, for compressed streams (`--stream-compression`); made on append.
     /// Boxed: an entry of a list that does not compress is one pointer larger, not five.
     pub deflated: Option<Box<Deflated>>,
+}
+
+/// A public frame as the writers' pass takes it ([`History::public_after`]).
+pub struct PublicFrame {
+    pub id: u64,
+    pub frame: Bytes,
+    /// Its shared compressed output and its plain text's CRC, if it has one (a frame appended
+    /// while the list compressed for some stream: see `feed::frame::gzip`).
+    pub shared: Option<(Bytes, Crc)>,
 }
 
 /// Where a new subscriber starts.
@@ -214,9 +223,9 @@ impl History {
         }
     }
 
-    /// Every public frame after `cursor` with its id, into `out`, if the history still holds
-    /// them all and they come to at most `max_bytes`; `false` (and `out` left empty) if not.
-    pub fn public_after(&self, cursor: u64, max_bytes: usize, out: &mut Vec<(u64, Bytes)>) -> bool {
+    /// Every public frame after `cursor`, into `out`, if the history still holds them all and
+    /// they come to at most `max_bytes`; `false` (and `out` left empty) if not.
+    pub fn public_after(&self, cursor: u64, max_bytes: usize, out: &mut Vec<PublicFrame>) -> bool {
         out.clear();
         if cursor < self.evicted_through {
             return false;
@@ -231,7 +240,14 @@ impl History {
                 out.clear();
                 return false;
             }
-            out.push((entry.id, entry.frame.clone()));
+            out.push(PublicFrame {
+                id: entry.id,
+                frame: entry.frame.clone(),
+                shared: entry
+                    .deflated
+                    .as_ref()
+                    .and_then(|d| Some((d.shared.clone()?, d.crc))),
+            });
         }
         true
     }

@@ -69,10 +69,11 @@ impl Subscription {
     /// this future is dropped: its task woke for something else). Either way it then stands
     /// where the writers left it.
     async fn park(&mut self, parking: &Parking) {
-        parking.park(self.cursor, self.presence_seen);
+        parking.park(self.cursor, self.presence_seen, self.gzip);
         let unpark = Unpark {
             parking,
             cursor: &mut self.cursor,
+            gzip: &mut self.gzip,
         };
         // A change between the read that found nothing and parking: no writer may have seen
         // this subscriber parked, so it reads for itself (as `next` marks the version seen
@@ -84,10 +85,11 @@ impl Subscription {
     }
 
     /// Writes this subscriber's frames through `writer` while it waits for them (see
-    /// `direct.rs`): only a subscriber that reads every public frame, plain, and whose stream
-    /// takes `max_bytes` in one piece. Call after `compress`.
+    /// `direct.rs`): only a subscriber that reads every public frame (plain, or compressed
+    /// while in step with the shared compressor), and whose stream takes `max_bytes` in one
+    /// piece. Call after `compress`.
     pub fn write_directly(&mut self, writer: Arc<dyn WriteNow>, max_bytes: usize) {
-        if self.filter.is_some() || self.grants.is_some() || self.gzip.is_some() {
+        if self.filter.is_some() || self.grants.is_some() {
             return;
         }
         let shared = &self.list.shared;
@@ -260,11 +262,16 @@ fn wants(
 struct Unpark<'a> {
     parking: &'a Parking,
     cursor: &'a mut u64,
+    gzip: &'a mut Option<GzipStream>,
 }
 
 impl Drop for Unpark<'_> {
     fn drop(&mut self) {
-        *self.cursor = self.parking.unpark();
+        let (cursor, gzip) = self.parking.unpark();
+        *self.cursor = cursor;
+        if gzip.is_some() {
+            *self.gzip = gzip;
+        }
     }
 }
 

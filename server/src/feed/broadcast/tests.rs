@@ -787,3 +787,82 @@ async fn a_filtered_subscriber_reads_for_itself() {
     assert_eq!(reader.await.unwrap(), [2]);
     assert!(recorder.taken.lock().unwrap().is_empty());
 }
+
+/// A compressed stream in step with the shared compressor is written by the writers too: the
+/// frames' shared outputs, its state (the CRC and length of its trailer) kept while it is
+/// parked. Out of step (after a heartbeat of its own) it is handed back and its task sends the
+/// alone outputs. Everything it was sent, in order, is one gzip stream of the plain frames.
+#[tokio::test]
+async fn a_compressed_direct_subscriber_is_written_one_valid_gzip_stream() {
+    use std::future::Future;
+    use std::io::Read;
+    use std::task::Context;
+    let list = list(16);
+    list.compress_frames();
+    let (mut plain, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+    let (mut sub, recorder) = {
+        let (mut sub, _) = list.subscribe(Start::Live, None, None, CancelToken::new());
+        sub.compress();
+        let recorder = Recorder::new();
+        sub.write_directly(recorder.clone(), 1 << 16);
+        (sub, recorder)
+    };
+    let (count, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut sent: Vec<u8> = Vec::new();
+
+    // Its first frame (the header not yet sent) is its task's: handed back, read for itself.
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending(), "parked");
+    list.publish("red", &json!(1)).unwrap();
+    sent.extend_from_slice(&soon(next).await.unwrap());
+    assert!(recorder.taken.lock().unwrap().is_empty());
+
+    // In step now: written by the writers, its task not woken.
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending(), "parked");
+    let woken = count.0.load(Ordering::SeqCst);
+    for n in 2..=4 {
+        list.publish("red", &json!(n)).unwrap();
+        soon(recorder.written.notified()).await;
+    }
+    assert_eq!(count.0.load(Ordering::SeqCst), woken, "not woken");
+    for piece in recorder.taken.lock().unwrap().drain(..) {
+        sent.extend_from_slice(&piece);
+    }
+    drop(next);
+    assert_eq!(sub.cursor(), 4);
+
+    // A heartbeat of its own puts it out of step: the next frame is its task's again.
+    sent.extend_from_slice(&sub.heartbeat());
+    let mut next = Box::pin(sub.next(1 << 16));
+    assert!(next.as_mut().poll(&mut cx).is_pending(), "parked");
+    list.publish("red", &json!(5)).unwrap();
+    sent.extend_from_slice(&soon(next).await.unwrap());
+    assert!(recorder.taken.lock().unwrap().is_empty(), "not written");
+    sent.extend_from_slice(&sub.finish().unwrap());
+
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&sent[..])
+        .read_to_end(&mut decoded)
+        .expect("one valid gzip stream, its trailer's CRC and length right");
+    let frames = plain.try_next(1 << 16).unwrap().unwrap();
+    let heartbeat = crate::feed::frame::HEARTBEAT;
+    let at = |id: u64| {
+        let text = std::str::from_utf8(&frames).unwrap();
+        text.find(&format!("id: {id}\n")).unwrap()
+    };
+    let expected = [&frames[..at(5)], heartbeat, &frames[at(5)..]].concat();
+    assert_eq!(
+        String::from_utf8_lossy(&decoded),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(list.shared.metrics.messages_out.load(Ordering::Relaxed), 10);
+}
+
+/// `f`, within 10 s: what should come and does not fails the test, never hangs it.
+async fn soon<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("in time")
+}

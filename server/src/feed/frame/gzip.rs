@@ -210,6 +210,17 @@ impl Crc {
     fn after(&self, acc: u32) -> u32 {
         mult_mod_p(self.shift, acc) ^ self.crc
     }
+
+    /// The CRC of this piece followed by `next`: a run of frames, appended to a stream's CRC
+    /// with one multiplication whatever its length.
+    pub fn then(&self, next: Crc) -> Crc {
+        Crc {
+            crc: next.after(self.crc),
+            // x^(8·(a+b)) = x^(8·a) · x^(8·b)
+            shift: mult_mod_p(self.shift, next.shift),
+            len: self.len.wrapping_add(next.len),
+        }
+    }
 }
 
 /// `a · b mod P` over GF(2), in CRC-32's reflected bit order (zlib's `multmodp`).
@@ -269,7 +280,7 @@ fn run(compress: &mut Compress, input: &[u8], flush: FlushCompress) -> Bytes {
 
 /// What a subscriber of a compressed stream has received: whether its decoder is in step with
 /// the shared compressor, and the CRC-32 and length of everything so far.
-#[derive(Default)]
+#[derive(Default, Clone, Copy, Debug)]
 pub struct GzipStream {
     started: bool,
     in_step: bool,
@@ -307,6 +318,20 @@ impl GzipStream {
                 forms.alone(plain, made)
             }
         }
+    }
+
+    /// Whether the shared outputs of the frames that follow in the shared stream may go to it
+    /// as they are: its header is sent and its decoder is in step (the list's writers write
+    /// only these, [`GzipStream::took_shared`]).
+    pub fn takes_shared(&self) -> bool {
+        self.started && self.in_step
+    }
+
+    /// It was sent the shared outputs of a run of frames whose plain text's CRC is `run` (the
+    /// frames' [`Crc::then`]); only when it [`takes_shared`](GzipStream::takes_shared).
+    pub fn took_shared(&mut self, run: Crc) {
+        debug_assert!(self.takes_shared());
+        self.add(run);
     }
 
     /// The gzip header, the first time it is asked for.
@@ -397,6 +422,14 @@ mod tests {
             whole.extend_from_slice(piece);
             assert_eq!(acc, crc32fast::hash(&whole));
         }
+        // A run's CRC, made by `then`, appends as its pieces one by one do.
+        let run = pieces[1..]
+            .iter()
+            .fold(Crc::of(pieces[0]), |run, p| run.then(Crc::of(p)));
+        let start = crc32fast::hash(b"before");
+        let by_one = pieces.iter().fold(start, |acc, p| Crc::of(p).after(acc));
+        assert_eq!(run.after(start), by_one);
+        assert_eq!(run.len as usize, whole.len());
     }
 
     #[test]
