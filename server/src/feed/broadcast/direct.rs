@@ -263,8 +263,10 @@ async fn pass(shared: &Shared, shard: usize, base: u64, scratch: &mut Scratch) -
             let first = frames.partition_point(|f| f.id <= state.cursor);
             let count = (frames.len() - first) as u64;
             let piece = match &state.gzip {
-                None => piece(frames, pieces, first),
-                Some(stream) if stream.takes_shared() => shared_piece(frames, shared_pieces, first),
+                None => piece(frames, pieces, first, |f| Some((&f.frame, None))),
+                Some(stream) if stream.takes_shared() => piece(frames, shared_pieces, first, |f| {
+                    f.shared.as_ref().map(|(bytes, crc)| (bytes, Some(*crc)))
+                }),
                 Some(_) => Piece::Unwritable,
             };
             written = match piece {
@@ -308,13 +310,17 @@ struct Scratch {
     /// The public frames after the pass's base.
     frames: Vec<PublicFrame>,
     /// The frames from each index on as one piece, made when first needed.
-    pieces: Vec<Option<Bytes>>,
-    /// The same for compressed streams: the frames' shared outputs and their plain text's CRC
-    /// (`None` inside: one of them has no shared output).
-    shared_pieces: Vec<Option<Option<(Bytes, Crc)>>>,
+    pieces: Vec<Option<Made>>,
+    /// The same for compressed streams: the frames' shared outputs (`None` inside: one of
+    /// them has none).
+    shared_pieces: Vec<Option<Made>>,
     /// The shard's subscribers.
     parkings: Vec<Arc<Parking>>,
 }
+
+/// A piece as made: its bytes and, on a compressed stream, its plain text's CRC; `None` if it
+/// cannot be made.
+type Made = Option<(Bytes, Option<Crc>)>;
 
 /// What a subscriber is to be sent.
 #[derive(Clone, Copy)]
@@ -327,48 +333,34 @@ enum Piece<'a> {
     Unwritable,
 }
 
-/// `frames` from `first` on as one piece (the frame itself when it is one).
-fn piece<'a>(frames: &[PublicFrame], pieces: &'a mut [Option<Bytes>], first: usize) -> Piece<'a> {
-    let Some(rest) = frames.get(first..).filter(|rest| !rest.is_empty()) else {
-        return Piece::Empty;
-    };
-    let bytes = pieces[first].get_or_insert_with(|| match rest {
-        [one] => one.frame.clone(),
-        _ => {
-            let mut piece = BytesMut::with_capacity(rest.iter().map(|f| f.frame.len()).sum());
-            for f in rest {
-                piece.extend_from_slice(&f.frame);
-            }
-            piece.freeze()
-        }
-    });
-    Piece::Bytes(bytes, None)
-}
-
-/// The shared compressed outputs of `frames` from `first` on as one piece, with the CRC of
-/// their plain text; `Unwritable` if one of them has no shared output.
-fn shared_piece<'a>(
+/// `frames` from `first` on, each in the form `form` gives (its bytes and, on a compressed
+/// stream, its plain text's CRC; `None`: it has none), as one piece made once per place: the
+/// frame's own bytes when it is one. `Unwritable` if a frame has no such form.
+fn piece<'a>(
     frames: &[PublicFrame],
-    pieces: &'a mut [Option<Option<(Bytes, Crc)>>],
+    pieces: &'a mut [Option<Made>],
     first: usize,
+    form: impl Fn(&PublicFrame) -> Option<(&Bytes, Option<Crc>)>,
 ) -> Piece<'a> {
     let Some(rest) = frames.get(first..).filter(|rest| !rest.is_empty()) else {
         return Piece::Empty;
     };
-    let made = pieces[first].get_or_insert_with(|| match rest {
-        [one] => one.shared.clone(),
-        _ => {
-            let (mut piece, mut run) = (BytesMut::new(), None::<Crc>);
-            for f in rest {
-                let (bytes, crc) = f.shared.as_ref()?;
-                piece.extend_from_slice(bytes);
-                run = Some(run.map_or(*crc, |run| run.then(*crc)));
-            }
-            Some((piece.freeze(), run?))
+    let made = pieces[first].get_or_insert_with(|| {
+        if let [one] = rest {
+            let (bytes, crc) = form(one)?;
+            return Some((bytes.clone(), crc));
         }
+        let size = rest.iter().filter_map(&form).map(|(b, _)| b.len()).sum();
+        let (mut piece, mut run) = (BytesMut::with_capacity(size), None::<Crc>);
+        for f in rest {
+            let (bytes, crc) = form(f)?;
+            piece.extend_from_slice(bytes);
+            run = crc.map(|crc| run.map_or(crc, |run| run.then(crc)));
+        }
+        Some((piece.freeze(), run))
     });
     match made {
-        Some((bytes, run)) => Piece::Bytes(bytes, Some(*run)),
+        Some((bytes, run)) => Piece::Bytes(bytes, *run),
         None => Piece::Unwritable,
     }
 }

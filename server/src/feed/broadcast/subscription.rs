@@ -267,11 +267,8 @@ struct Unpark<'a> {
 
 impl Drop for Unpark<'_> {
     fn drop(&mut self) {
-        let (cursor, gzip) = self.parking.unpark();
-        *self.cursor = cursor;
-        if gzip.is_some() {
-            *self.gzip = gzip;
-        }
+        // Parked with the stream's state: `Some` exactly when it is compressed.
+        (*self.cursor, *self.gzip) = self.parking.unpark();
     }
 }
 
