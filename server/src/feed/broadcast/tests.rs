@@ -818,15 +818,18 @@ async fn a_compressed_direct_subscriber_is_written_one_valid_gzip_stream() {
     sent.extend_from_slice(&soon(next).await.unwrap());
     assert!(recorder.taken.lock().unwrap().is_empty());
 
-    // In step now: written by the writers, its task not woken.
+    // In step now: written by the writers, its task not woken; 2 and 3, appended before a
+    // pass runs, in one piece (their CRCs combined), then 4.
     let mut next = Box::pin(sub.next(1 << 16));
     assert!(next.as_mut().poll(&mut cx).is_pending(), "parked");
     let woken = count.0.load(Ordering::SeqCst);
-    for n in 2..=4 {
-        list.publish("red", &json!(n)).unwrap();
-        soon(recorder.written.notified()).await;
-    }
+    list.publish("red", &json!(2)).unwrap();
+    list.publish("red", &json!(3)).unwrap();
+    soon(recorder.written.notified()).await;
+    list.publish("red", &json!(4)).unwrap();
+    soon(recorder.written.notified()).await;
     assert_eq!(count.0.load(Ordering::SeqCst), woken, "not woken");
+    assert_eq!(recorder.taken.lock().unwrap().len(), 2, "two pieces");
     for piece in recorder.taken.lock().unwrap().drain(..) {
         sent.extend_from_slice(&piece);
     }
